@@ -1,0 +1,61 @@
+"""certmgr's certificate authority: keys, OPC UA profiles, issuing, CRLs and conformance checks.
+
+Objects and bytes in, objects and bytes out; the current time is always a parameter. Imports only
+``cryptography`` and the standard library.
+"""
+
+from .conformance import Finding, check_application_certificate, check_ca_certificate, errors_only
+from .crl import REASONS, RevokedEntry, build_crl, crl_number, crl_validity, reason_flag
+from .errors import CAError, PassphraseError, ProfileError
+from .keys import (
+    RSA_KEY_SIZES,
+    check_key_size,
+    encrypted_private_key_pem,
+    generate_rsa_key,
+    key_matches_certificate,
+    load_private_key_pem,
+    private_key_pem,
+)
+from .names import ApplicationIdentity, SubjectFields, validate_application_uri, validate_dns_name, validate_ip_address
+from .profile import (
+    DEFAULT_APP_DAYS,
+    DEFAULT_CA_DAYS,
+    DEFAULT_CA_KEY_SIZE,
+    Issuer,
+    build_application_certificate,
+    build_root_ca,
+)
+
+__all__ = [
+    "DEFAULT_APP_DAYS",
+    "DEFAULT_CA_DAYS",
+    "DEFAULT_CA_KEY_SIZE",
+    "REASONS",
+    "RSA_KEY_SIZES",
+    "ApplicationIdentity",
+    "CAError",
+    "Finding",
+    "Issuer",
+    "PassphraseError",
+    "ProfileError",
+    "RevokedEntry",
+    "SubjectFields",
+    "build_application_certificate",
+    "build_crl",
+    "build_root_ca",
+    "check_application_certificate",
+    "check_ca_certificate",
+    "check_key_size",
+    "crl_number",
+    "crl_validity",
+    "encrypted_private_key_pem",
+    "errors_only",
+    "generate_rsa_key",
+    "key_matches_certificate",
+    "load_private_key_pem",
+    "private_key_pem",
+    "reason_flag",
+    "validate_application_uri",
+    "validate_dns_name",
+    "validate_ip_address",
+]

@@ -1,0 +1,24 @@
+"""Test helpers that need no fixtures."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+
+
+def legacy_certificate(tmp_path: Path, cn: str = "old", bits: int = 1024, digest: str = "sha1") -> tuple[x509.Certificate, Path, Path]:
+    """A self-signed certificate with a weak key and SHA-1, as old devices still present.
+
+    cryptography refuses to sign with SHA-1, so openssl makes it, as it would in the field.
+    """
+    key = tmp_path / f"{cn}.key"
+    cert = tmp_path / f"{cn}.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", f"rsa:{bits}", f"-{digest}", "-nodes", "-subj", f"/CN={cn}",
+         "-days", "30", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return x509.load_pem_x509_certificate(cert.read_bytes()), cert, key
