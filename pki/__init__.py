@@ -1,0 +1,39 @@
+"""OPC UA file-based certificate stores: layouts, atomic writes, and validation at a given time.
+
+Imports only ``cryptography`` and the standard library.
+"""
+
+from .errors import StoreError, UnsafeNameError
+from .layout import DEFAULT_LAYOUT, LAYOUTS, Layout, common_name, get_layout, safe_stem, thumbprint
+from .readers import Loaded, parse_certificate, parse_crl
+from .store import ISSUER, TRUSTED, ApplicationStore, InstallResult, OwnPair, PublishResult
+from .validation import GOOD, Refused, TrustCache, TrustMaterial, Validation, build_chain, load_trust_material, validate
+
+__all__ = [
+    "DEFAULT_LAYOUT",
+    "GOOD",
+    "ISSUER",
+    "LAYOUTS",
+    "TRUSTED",
+    "ApplicationStore",
+    "InstallResult",
+    "Layout",
+    "Loaded",
+    "OwnPair",
+    "PublishResult",
+    "Refused",
+    "StoreError",
+    "TrustCache",
+    "TrustMaterial",
+    "UnsafeNameError",
+    "Validation",
+    "build_chain",
+    "common_name",
+    "get_layout",
+    "load_trust_material",
+    "parse_certificate",
+    "parse_crl",
+    "safe_stem",
+    "thumbprint",
+    "validate",
+]

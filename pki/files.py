@@ -1,0 +1,93 @@
+"""Atomic, permission-safe file writes for certificate stores.
+
+A reader (an OPC UA stack, possibly watching the folder) must never see a half-written file, and a
+private key must never exist with looser permissions than 0600, not even for a moment: the temporary
+file is created with O_CREAT|O_EXCL and its final mode, written, fsynced, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from pathlib import Path
+
+from .errors import StoreError
+
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+PRIVATE_DIR_MODE = 0o700
+DIR_MODE = 0o755
+
+
+def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
+    """Create ``path`` (and parents) and give the leaf exactly ``mode``, whatever the umask."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
+        if (path.stat().st_mode & 0o777) != mode:
+            os.chmod(path, mode)
+    except FileExistsError:
+        raise StoreError(f"{path} exists and is not a folder; remove it or choose another store path") from None
+    except NotADirectoryError:
+        raise StoreError(f"a parent of {path} is a file; choose a store path inside a folder") from None
+    except PermissionError:
+        raise StoreError(f"cannot create {path}: permission denied; fix the owner or choose another path") from None
+    return path
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_temp(directory: Path, data: bytes, mode: int, suffix: str = ".tmp") -> Path:
+    """A new fully written, fsynced file in ``directory`` with ``mode`` from its first instant."""
+    path = directory / f".certmgr-{secrets.token_hex(8)}{suffix}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except PermissionError:
+        raise StoreError(f"cannot write in {directory}: permission denied; fix the folder's owner or mode") from None
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return path
+
+
+def replace_into(temp: Path, target: Path) -> None:
+    """Rename ``temp`` onto ``target`` and make the rename durable."""
+    try:
+        os.replace(temp, target)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        if exc.errno == errno.EXDEV:
+            raise StoreError(f"{temp.parent} and {target.parent} are on different file systems") from None
+        raise
+    fsync_dir(target.parent)
+
+
+def atomic_write(target: Path, data: bytes, mode: int = CERT_MODE, staging: Path | None = None) -> Path:
+    """Write ``data`` to ``target`` atomically.
+
+    ``staging`` is a folder on the same file system that no OPC UA stack watches; writing the temporary
+    file there keeps watchers (node-opcua's chokidar) from reading a partial file.
+    """
+    directory = staging if staging is not None else target.parent
+    temp = write_temp(directory, data, mode)
+    try:
+        replace_into(temp, target)
+    except StoreError:
+        if staging is None:
+            raise
+        replace_into(write_temp(target.parent, data, mode), target)  # staging on another mount: same-folder temp
+    return target

@@ -1,0 +1,327 @@
+"""An OPC UA application's file-based certificate store (Part 12 Annex F), in one of two layouts.
+
+This is the only code that writes certificates, keys and CRLs into an application's store. Every write is
+atomic; the own certificate and key are switched as a pair, and a failure between the two puts the
+previous pair back.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from .errors import StoreError
+from .files import (
+    CERT_MODE,
+    DIR_MODE,
+    KEY_MODE,
+    PRIVATE_DIR_MODE,
+    atomic_write,
+    ensure_dir,
+    replace_into,
+    write_temp,
+)
+from .layout import Layout, common_name, get_layout, safe_stem, thumbprint
+from .readers import CERT_SUFFIXES, Loaded, list_files, parse_certificate, read_certificates, read_crls
+
+TRUSTED = "trusted"
+ISSUER = "issuer"
+
+
+@dataclass(frozen=True)
+class OwnPair:
+    """The application's own certificate and private key as found in the store."""
+
+    cert_path: Path
+    key_path: Path
+    certificate: x509.Certificate
+
+    @property
+    def thumbprint(self) -> str:
+        return thumbprint(self.certificate)
+
+
+@dataclass
+class InstallResult:
+    cert_path: Path
+    key_path: Path
+    archived: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class PublishResult:
+    path: Path
+    written: bool
+    removed: list[Path] = field(default_factory=list)
+
+
+class ApplicationStore:
+    """One application's store folder. Construct it cheaply; nothing touches the disk until asked."""
+
+    def __init__(self, root: Path | str, layout: Layout | str = "ua-net") -> None:
+        self.root = Path(root).expanduser()
+        self.layout = get_layout(layout) if isinstance(layout, str) else layout
+
+    def __repr__(self) -> str:
+        return f"ApplicationStore({str(self.root)!r}, {self.layout.name!r})"
+
+    # folders -------------------------------------------------------------------------------------
+    @property
+    def own_certs_dir(self) -> Path:
+        return self.root / "own" / "certs"
+
+    @property
+    def own_private_dir(self) -> Path:
+        return self.root / "own" / "private"
+
+    @property
+    def history_dir(self) -> Path:
+        """Previous own pairs; no stack reads this folder."""
+        return self.root / "own" / "history"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Temporary files and staged renewals live here so folder watchers never see partial files."""
+        return self.root / ".certmgr"
+
+    def certs_dir(self, kind: str) -> Path:
+        return self.root / self._kind_dir(kind) / "certs"
+
+    def crl_dir(self, kind: str) -> Path:
+        return self.root / self._kind_dir(kind) / "crl"
+
+    @property
+    def rejected_dir(self) -> Path:
+        return self.root / self.layout.rejected_dir
+
+    def _kind_dir(self, kind: str) -> str:
+        if kind == TRUSTED:
+            return "trusted"
+        if kind == ISSUER:
+            return self.layout.issuer_dir
+        raise ValueError(f"unknown store part {kind!r}")
+
+    def check_usable(self) -> None:
+        """Fail before any work when the store path cannot become a writable folder."""
+        path = self.root
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"store path {path} is a file, not a folder; give a folder path")
+        probe = path
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir():
+            raise StoreError(f"{probe} is a file, so store path {path} cannot be created; give a folder path")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise StoreError(f"store folder {probe} is not writable; fix its owner or mode, or choose another path")
+
+    def create(self) -> None:
+        self.check_usable()
+        ensure_dir(self.root, DIR_MODE)
+        ensure_dir(self.own_certs_dir, DIR_MODE)
+        ensure_dir(self.own_private_dir, PRIVATE_DIR_MODE)
+        ensure_dir(self.history_dir, PRIVATE_DIR_MODE)
+        ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
+        for kind in (TRUSTED, ISSUER):
+            ensure_dir(self.certs_dir(kind), DIR_MODE)
+            ensure_dir(self.crl_dir(kind), DIR_MODE)
+        ensure_dir(self.rejected_dir, DIR_MODE)
+
+    # own certificate and key -----------------------------------------------------------------------
+    def own(self) -> OwnPair | None:
+        """The current own pair, or None. Several candidates: the one valid latest wins."""
+        pairs = self.own_pairs()
+        return max(pairs, key=lambda p: p.certificate.not_valid_after_utc) if pairs else None
+
+    def own_pairs(self) -> list[OwnPair]:
+        pairs = []
+        for loaded in read_certificates(self.own_certs_dir):
+            if loaded.value is None:
+                continue
+            cert = loaded.value
+            if self.layout.own_fixed_names:
+                key_path = self.own_private_dir / self.layout.own_fixed_names[1]
+            else:
+                key_path = self.own_private_dir / (loaded.path.stem + ".pem")
+            pairs.append(OwnPair(loaded.path, key_path, cert))
+        return pairs
+
+    def read_own_key(self, pair: OwnPair) -> bytes:
+        try:
+            return pair.key_path.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"private key {pair.key_path} is missing; reissue with certmgr issue --force") from None
+
+    def _archive(self, cert_path: Path, key_path: Path) -> list[Path]:
+        """Copy a pair into history under its thumbprint (copy, not move: the caller decides removal)."""
+        try:
+            cert = parse_certificate(cert_path.read_bytes())
+        except (OSError, ValueError):
+            return []
+        stem = f"{safe_stem(common_name(cert) or 'certificate')} [{thumbprint(cert)}]"
+        archived = []
+        target = self.history_dir / f"{stem}.der"
+        atomic_write(target, cert.public_bytes(serialization.Encoding.DER), CERT_MODE, self.staging_dir)
+        archived.append(target)
+        if key_path.exists():
+            key_target = self.history_dir / f"{stem}.pem"
+            atomic_write(key_target, key_path.read_bytes(), KEY_MODE, self.staging_dir)
+            archived.append(key_target)
+        return archived
+
+    def install_own(self, cert: x509.Certificate, key_pem: bytes) -> InstallResult:
+        """Make ``cert``/``key_pem`` the application's own pair; the previous pair goes to history.
+
+        Both files are fully written before either becomes visible. If the second rename fails, the first
+        is undone, so the store holds the previous pair exactly as before.
+        """
+        self.create()
+        cert_target = self.own_certs_dir / self.layout.own_cert_name(cert)
+        key_target = self.own_private_dir / self.layout.own_key_name(cert)
+        previous = [p for p in self.own_pairs() if p.cert_path != cert_target or thumbprint(p.certificate) != thumbprint(cert)]
+        archived: list[Path] = []
+        for pair in previous:
+            archived += self._archive(pair.cert_path, pair.key_path)
+
+        key_temp = write_temp(self.staging_dir, key_pem, KEY_MODE)
+        try:
+            cert_temp = write_temp(self.staging_dir, self.layout.own_cert_bytes(cert), CERT_MODE)
+        except BaseException:
+            key_temp.unlink(missing_ok=True)
+            raise
+        old_key = key_target.read_bytes() if key_target.exists() else None
+        try:
+            replace_into(key_temp, key_target)
+        except BaseException:
+            cert_temp.unlink(missing_ok=True)
+            key_temp.unlink(missing_ok=True)
+            raise
+        try:
+            replace_into(cert_temp, cert_target)
+        except BaseException:
+            cert_temp.unlink(missing_ok=True)
+            if old_key is None:
+                key_target.unlink(missing_ok=True)
+            else:
+                atomic_write(key_target, old_key, KEY_MODE, self.staging_dir)
+            raise
+        for pair in previous:
+            if pair.cert_path != cert_target:
+                pair.cert_path.unlink(missing_ok=True)
+                if pair.key_path != key_target:
+                    pair.key_path.unlink(missing_ok=True)
+        return InstallResult(cert_target, key_target, archived)
+
+    def history(self) -> list[Loaded[x509.Certificate]]:
+        return read_certificates(self.history_dir)
+
+    def history_pair(self, thumb: str) -> tuple[x509.Certificate, bytes] | None:
+        """A previous own pair by thumbprint, for rolling back a switch."""
+        for loaded in read_certificates(self.history_dir):
+            if loaded.value is not None and thumbprint(loaded.value) == thumb.upper():
+                key_path = loaded.path.with_suffix(".pem")
+                if key_path.exists():
+                    return loaded.value, key_path.read_bytes()
+        return None
+
+    # trusted, issuer and rejected certificates -----------------------------------------------------
+    def certificates(self, kind: str) -> list[Loaded[x509.Certificate]]:
+        return read_certificates(self.certs_dir(kind))
+
+    def add_certificate(self, cert: x509.Certificate, kind: str = TRUSTED) -> Path:
+        """Add a peer or CA certificate; writing the same certificate again changes nothing."""
+        folder = self.certs_dir(kind)
+        ensure_dir(folder, DIR_MODE)
+        ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        for loaded in read_certificates(folder):
+            if loaded.value is not None and loaded.value.public_bytes(serialization.Encoding.DER) == der:
+                return loaded.path
+        return atomic_write(folder / self.layout.peer_cert_name(cert), der, CERT_MODE, self.staging_dir)
+
+    def rejected(self) -> list[Loaded[x509.Certificate]]:
+        return read_certificates(self.rejected_dir)
+
+    def add_rejected(self, cert: x509.Certificate) -> Path:
+        ensure_dir(self.rejected_dir, DIR_MODE)
+        ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
+        target = self.rejected_dir / self.layout.rejected_name(cert)
+        if not target.exists():
+            atomic_write(target, self.layout.rejected_bytes(cert), CERT_MODE, self.staging_dir)
+        return target
+
+    # CRLs ---------------------------------------------------------------------------------------
+    def crls(self, kind: str) -> list[Loaded[x509.CertificateRevocationList]]:
+        return read_crls(self.crl_dir(kind))
+
+    def publish_crl(self, crl: x509.CertificateRevocationList, ca_cert: x509.Certificate, number: int, kind: str = TRUSTED) -> PublishResult:
+        """Write a CA's CRL under a new name carrying its number, then remove that CA's older CRLs.
+
+        node-opcua watches ``crl`` folders and misses a file overwritten in place or renamed onto an
+        existing name, so the new CRL always arrives as a new file. Files of other CAs are never touched.
+        """
+        folder = self.crl_dir(kind)
+        ensure_dir(folder, DIR_MODE)
+        ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
+        der = crl.public_bytes(serialization.Encoding.DER)
+        target = folder / self.layout.crl_name(ca_cert, number)
+        written = False
+        if not (target.exists() and target.read_bytes() == der):
+            if target.exists():  # same number, different bytes: a tampered or foreign file holds our name
+                target.unlink()
+            atomic_write(target, der, CERT_MODE, self.staging_dir)
+            written = True
+        removed = []
+        for path in self.ca_crl_files(ca_cert, kind):
+            if path != target:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return PublishResult(target, written, removed)
+
+    def ca_crl_files(self, ca_cert: x509.Certificate, kind: str = TRUSTED) -> list[Path]:
+        """CRL files of one CA in a folder: those it signed, plus unreadable files under its name."""
+        own_prefix = self.layout.crl_name(ca_cert, None)[: -len(".crl")]
+        public_key = ca_cert.public_key()
+        found = []
+        for loaded in self.crls(kind):
+            crl = loaded.value
+            if crl is None:
+                if loaded.path.name.startswith(own_prefix):
+                    found.append(loaded.path)
+                continue
+            if crl.issuer == ca_cert.subject and _signed_by(crl, public_key):
+                found.append(loaded.path)
+            elif loaded.path.name.startswith(own_prefix):
+                found.append(loaded.path)  # carries our name but not our signature: forged or stale
+        return found
+
+    def holds_certificate(self, cert: x509.Certificate, kind: str) -> bool:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        return any(
+            loaded.value is not None and loaded.value.public_bytes(serialization.Encoding.DER) == der
+            for loaded in self.certificates(kind)
+        )
+
+    def file_listing(self) -> dict[str, bytes]:
+        """Every file of the store with its bytes (tests and dry runs compare listings)."""
+        listing = {}
+        if not self.root.is_dir():
+            return listing
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file():
+                listing[str(path.relative_to(self.root))] = path.read_bytes()
+        return listing
+
+
+def _signed_by(crl: x509.CertificateRevocationList, public_key: object) -> bool:
+    try:
+        return crl.is_signature_valid(public_key)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def certificate_files(folder: Path) -> list[Path]:
+    return list_files(folder, CERT_SUFFIXES)
