@@ -1,0 +1,25 @@
+"""certmgr's state: SQLAlchemy 2 models, engine setup, queries and Alembic migrations.
+
+Imports only ``sqlalchemy``, ``alembic`` (lazily, for migrations) and the standard library.
+"""
+
+from .engine import Database, make_engine
+from .migrate import HEAD_REVISION, current_revision, schema_differences, upgrade
+from .models import Application, AuditEvent, Authority, Base, CertStatus, Certificate, Crl, Role
+
+__all__ = [
+    "HEAD_REVISION",
+    "Application",
+    "AuditEvent",
+    "Authority",
+    "Base",
+    "CertStatus",
+    "Certificate",
+    "Crl",
+    "Database",
+    "Role",
+    "current_revision",
+    "make_engine",
+    "schema_differences",
+    "upgrade",
+]

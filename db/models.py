@@ -1,0 +1,147 @@
+"""SQLAlchemy 2 typed models: authorities, applications, certificates, CRLs, audit events.
+
+The database holds DER certificates and metadata, never private keys.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from .types import UTCDateTime, value_enum
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
+utc = Annotated[datetime, mapped_column(UTCDateTime)]
+thumbprint_str = Annotated[str, mapped_column(String(40))]
+uri_str = Annotated[str, mapped_column(String(1024))]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Role(enum.Enum):
+    SERVER = "server"
+    CLIENT = "client"
+    BOTH = "both"
+
+
+class CertStatus(enum.Enum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    SUPERSEDED = "superseded"
+    REVOKED = "revoked"
+    FAILED = "failed"
+
+
+class Authority(Base):
+    __tablename__ = "authorities"
+
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(Text)
+    thumbprint: Mapped[thumbprint_str] = mapped_column(unique=True)
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    key_path: Mapped[str] = mapped_column(Text)
+    # The next CRL number; allocated under a row lock so numbers never repeat across processes.
+    next_crl_number: Mapped[int] = mapped_column(Integer, default=1)
+    crl_days: Mapped[int] = mapped_column(Integer, default=30)
+    not_after: Mapped[utc]
+    created_at: Mapped[utc]
+
+    applications: Mapped[list[Application]] = relationship(back_populates="authority")
+
+
+class Application(Base):
+    __tablename__ = "applications"
+
+    id: Mapped[intpk]
+    app_uri: Mapped[uri_str] = mapped_column(unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    organization: Mapped[str | None] = mapped_column(String(64))
+    dns_names: Mapped[list[str]] = mapped_column(default=list)
+    ip_addresses: Mapped[list[str]] = mapped_column(default=list)
+    role: Mapped[Role] = mapped_column(value_enum(Role, "role"))
+    store_path: Mapped[str | None] = mapped_column(Text)
+    layout: Mapped[str] = mapped_column(String(20), default="ua-net")
+    key_size: Mapped[int] = mapped_column(Integer, default=2048)
+    validity_days: Mapped[int] = mapped_column(Integer, default=365)
+    renew_before_seconds: Mapped[int | None] = mapped_column(Integer)
+    endpoint: Mapped[str | None] = mapped_column(Text)
+    deploy_hook: Mapped[str | None] = mapped_column(Text)
+    internal: Mapped[bool] = mapped_column(default=False)  # certmgr's own verification identity
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    created_at: Mapped[utc]
+    updated_at: Mapped[utc]
+
+    authority: Mapped[Authority] = relationship(back_populates="applications")
+    certificates: Mapped[list[Certificate]] = relationship(
+        back_populates="application", order_by="Certificate.id", cascade="all, delete-orphan"
+    )
+
+
+class Certificate(Base):
+    __tablename__ = "certificates"
+    __table_args__ = (
+        UniqueConstraint("authority_id", "serial_hex", name="uq_certificates_authority_serial"),
+        Index("ix_certificates_application_status", "application_id", "status"),
+        Index("ix_certificates_status_not_after", "status", "not_after"),
+    )
+
+    id: Mapped[intpk]
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"))
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    serial_hex: Mapped[str] = mapped_column(String(42))
+    thumbprint: Mapped[thumbprint_str] = mapped_column(unique=True)
+    subject: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[utc]
+    not_after: Mapped[utc] = mapped_column(index=True)
+    status: Mapped[CertStatus] = mapped_column(value_enum(CertStatus, "cert_status"))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    key_size: Mapped[int] = mapped_column(Integer)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[utc]
+
+    application: Mapped[Application] = relationship(back_populates="certificates")
+
+
+class Crl(Base):
+    __tablename__ = "crls"
+    __table_args__ = (UniqueConstraint("authority_id", "number", name="uq_crls_authority_number"),)
+
+    id: Mapped[intpk]
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    this_update: Mapped[utc]
+    next_update: Mapped[utc]
+    revoked_count: Mapped[int] = mapped_column(Integer, default=0)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[utc]
+
+
+class AuditEvent(Base):
+    """Append-only: rows are inserted, never updated or deleted."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[intpk]
+    at: Mapped[utc] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(1024))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,96 @@
+"""Queries shared by certmgr's services; each is one indexed statement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from .models import Application, AuditEvent, Authority, CertStatus, Certificate, Crl
+
+
+def authority(session: Session, *, for_update: bool = False) -> Authority | None:
+    statement = select(Authority).order_by(Authority.id).limit(1)
+    if for_update:
+        statement = statement.with_for_update()
+    return session.scalars(statement).first()
+
+
+def application_by_uri(session: Session, app_uri: str) -> Application | None:
+    return session.scalars(select(Application).where(Application.app_uri == app_uri)).first()
+
+
+def active_certificate(session: Session, application_id: int) -> Certificate | None:
+    return session.scalars(
+        select(Certificate)
+        .where(Certificate.application_id == application_id, Certificate.status == CertStatus.ACTIVE)
+        .order_by(Certificate.not_after.desc())
+        .limit(1)
+    ).first()
+
+
+def certificates_by_thumbprint_prefix(session: Session, prefix: str, limit: int = 10) -> list[Certificate]:
+    return list(
+        session.scalars(
+            select(Certificate)
+            .options(joinedload(Certificate.application))
+            .where(Certificate.thumbprint.startswith(prefix.upper()))
+            .order_by(Certificate.id)
+            .limit(limit)
+        )
+    )
+
+
+def certificate_by_serial(session: Session, authority_id: int, serial_hex: str) -> Certificate | None:
+    return session.scalars(
+        select(Certificate)
+        .options(joinedload(Certificate.application))
+        .where(Certificate.authority_id == authority_id, Certificate.serial_hex == serial_hex.lower())
+    ).first()
+
+
+def latest_crl(session: Session, authority_id: int) -> Crl | None:
+    return session.scalars(
+        select(Crl).where(Crl.authority_id == authority_id).order_by(Crl.number.desc()).limit(1)
+    ).first()
+
+
+def active_certificates(
+    session: Session, *, expiring_before: datetime | None = None, include_internal: bool = True
+) -> Iterator[tuple[Certificate, Application]]:
+    """Active certificates with their applications, soonest expiry first, streamed in batches."""
+    statement = (
+        select(Certificate, Application)
+        .join(Application, Certificate.application_id == Application.id)
+        .where(Certificate.status == CertStatus.ACTIVE)
+        .order_by(Certificate.not_after, Certificate.id)
+    )
+    if expiring_before is not None:
+        statement = statement.where(Certificate.not_after < expiring_before)
+    if not include_internal:
+        statement = statement.where(Application.internal.is_(False))
+    for row in session.execute(statement.execution_options(yield_per=1000)):
+        yield row[0], row[1]
+
+
+def revoked_entries(session: Session, authority_id: int, now: datetime) -> list[tuple[str, datetime, str | None]]:
+    """(serial hex, revoked at, reason) of revoked certificates still within their validity.
+
+    A revoked certificate leaves the CRL only after its notAfter has passed: before that a peer could
+    still accept it.
+    """
+    rows = session.execute(
+        select(Certificate.serial_hex, Certificate.revoked_at, Certificate.revocation_reason).where(
+            Certificate.authority_id == authority_id,
+            Certificate.revoked_at.is_not(None),
+            Certificate.not_after >= now,
+        )
+    )
+    return [(serial, revoked_at, reason) for serial, revoked_at, reason in rows]
+
+
+def add_audit(session: Session, *, at: datetime, actor: str, action: str, target: str | None, **details: Any) -> None:
+    session.add(AuditEvent(at=at, actor=actor, action=action, target=target, details=details))
