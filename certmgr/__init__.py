@@ -1,0 +1,1 @@
+"""certmgr: certificate lifecycle manager for OPC UA applications."""

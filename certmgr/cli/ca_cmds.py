@@ -1,0 +1,92 @@
+"""``certmgr init`` and ``certmgr ca ...``."""
+
+from __future__ import annotations
+
+import click
+
+from .options import KEY_SIZES, json_option, passphrase_file_option
+from .output import emit_json, key_values
+
+
+@click.command()
+@click.option("--ca-name", metavar="CN", default=None, help='CA subject CN (default "certmgr CA").')
+@click.option("--org", "organization", metavar="O", default=None, help="Organization for the CA and, by default, every certificate.")
+@click.option("--ca-key-size", type=click.Choice(KEY_SIZES), default=None, help="CA RSA key size (default 4096).")
+@click.option("--ca-days", type=int, default=None, help="CA validity in days (default 3650).")
+@click.option("--crl-days", type=int, default=None, help="Days between CRL thisUpdate and nextUpdate (default 30).")
+@passphrase_file_option
+@json_option
+@click.pass_obj
+def init(app, ca_name, organization, ca_key_size, ca_days, crl_days) -> None:
+    """Create the certmgr home, database, root CA (key encrypted at rest) and first CRL.
+
+    \b
+    Example:
+      export CERTMGR_CA_PASSPHRASE='correct horse battery staple'
+      certmgr init --ca-name "Plant 1 CA" --org "Plant 1"
+    """
+    from ..passphrase import read_passphrase
+    from ..services.setup import InitOptions, initialise
+
+    options = InitOptions(ca_name, organization, int(ca_key_size) if ca_key_size else None, ca_days, crl_days)
+    if app.home.ca_cert_path.exists():
+        initialise(app, options, b"unused")  # refuses before asking for a passphrase
+    passphrase = read_passphrase(app.passphrase_file, confirm=True)
+    result = initialise(app, options, passphrase)
+    if app.json:
+        emit_json(result)
+        return
+    click.echo(
+        key_values(
+            [
+                ("home", result["home"]),
+                ("CA", result["ca_subject"]),
+                ("CA thumbprint", result["ca_thumbprint"]),
+                ("CA not after", result["ca_not_after"]),
+                ("CA certificate", result["ca_certificate"]),
+                ("first CRL", f"number {result['crl_number']}"),
+                ("database", result["database"]),
+                ("verifier", f"{result['verifier_uri']} [{result['verifier_thumbprint']}]"),
+            ]
+        )
+    )
+
+
+@click.group("ca")
+def ca_group() -> None:
+    """The certificate authority."""
+
+
+@ca_group.command("show")
+@json_option
+@click.pass_obj
+def ca_show(app) -> None:
+    """Show the CA certificate, its key file and its current CRL.
+
+    \b
+    Example:
+      certmgr ca show --json
+    """
+    from ..services.setup import ca_summary
+
+    summary = ca_summary(app)
+    if app.json:
+        emit_json(summary)
+        return
+    click.echo(
+        key_values(
+            [
+                ("subject", summary["subject"]),
+                ("thumbprint", summary["thumbprint"]),
+                ("serial", summary["serial"]),
+                ("valid", f"{summary['not_before']} .. {summary['not_after']}"),
+                ("key", f"RSA {summary['key_size']} ({summary['key_file']}, encrypted)"),
+                ("certificate", summary["certificate_file"]),
+                ("CRL", f"number {summary['crl_number']}, next update {summary['crl_next_update']}, {summary['crl_revoked']} revoked"),
+                ("findings", summary["findings"] or "none"),
+            ]
+        )
+    )
+
+
+COMMANDS = [init, ca_group]

@@ -1,0 +1,140 @@
+"""The ``certmgr`` command group: global options, logging, and the one place errors become exit codes.
+
+Only click is imported at start; each command imports what it needs when it runs, so `certmgr --help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from ..context import AppContext
+from ..errors import CertmgrError
+from ..home import resolve_home
+
+log = logging.getLogger("certmgr")
+
+
+def _classify(exc: BaseException) -> tuple[int, str] | None:
+    """Expected errors from the core packages: (exit code, one-line message)."""
+    if isinstance(exc, CertmgrError):
+        return exc.exit_code, exc.one_line()
+    module = type(exc).__module__.split(".")[0]
+    if module == "ca":
+        return 2, str(exc)
+    if module == "pki":
+        return (2 if isinstance(exc, ValueError) else 1), str(exc)
+    return None
+
+
+def _log_file(ctx: click.Context) -> Path | None:
+    app = ctx.find_root().obj
+    if isinstance(app, AppContext) and app.home.log_dir.is_dir():
+        return app.home.log_dir / "certmgr.log"
+    return None
+
+
+def _record_traceback(ctx: click.Context, exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc))
+    path = _log_file(ctx)
+    if path is not None:
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(text)
+            return f"details in {path}"
+        except OSError:
+            pass
+    return "run with -v for the traceback"
+
+
+class CertmgrGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("certmgr: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            app = ctx.find_root().obj
+            classified = _classify(exc)
+            verbose = isinstance(app, AppContext) and app.verbosity > 0
+            if classified is not None:
+                code, message = classified
+                log.debug("expected error", exc_info=True)
+                click.echo(f"certmgr: error: {message}", err=True)
+                ctx.exit(code)
+            where = _record_traceback(ctx, exc)
+            if verbose:
+                traceback.print_exception(exc, file=sys.stderr)
+            click.echo(f"certmgr: error: unexpected {type(exc).__name__}: {exc} ({where})", err=True)
+            ctx.exit(1)
+        finally:
+            app = ctx.find_root().obj
+            if isinstance(app, AppContext):
+                app.close()
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING - 10 * verbosity if verbosity >= 0 else logging.ERROR
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_certmgr", False)]:
+        root.removeHandler(old)
+    handler._certmgr = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(max(level, logging.DEBUG))
+    # asyncua logs every refused handshake as an error with a traceback; certmgr reports those itself.
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL if verbosity < 2 else logging.DEBUG)
+
+
+@click.group(cls=CertmgrGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="certmgr home (settings, CA, default database). Env CERTMGR_HOME, default ~/.certmgr.",
+)
+@click.option("--db", "db_url", envvar="CERTMGR_DB", default=None, help="Database URL (env CERTMGR_DB; default SQLite in the home).")
+@click.option("--json", "json_output", is_flag=True, help="Print JSON instead of tables.")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.version_option(package_name="certmgr", prog_name="certmgr")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, db_url: str | None, json_output: bool, verbose: int, quiet: bool) -> None:
+    """certmgr: certificate lifecycle manager for OPC UA applications.
+
+    A local CA issues and renews application instance certificates, keeps every application's
+    trust store and CRL current, and proves renewed certificates on a real secure channel.
+
+    \b
+    First steps:
+      certmgr init --ca-name "Plant 1 CA" --org "Plant 1"
+      certmgr issue --app-uri urn:plant1:historian --store /opt/historian/pki --dns historian.plant1.local
+      certmgr list --expiring 30d
+    """
+    verbosity = -1 if quiet else verbose
+    _setup_logging(verbosity)
+    ctx.obj = AppContext(resolve_home(home), db_url=db_url, json_output=json_output, verbosity=verbosity)
+
+
+def _register() -> None:
+    from . import ca_cmds, inventory_cmds, issue_cmds, verify_cmds
+
+    for module in (ca_cmds, inventory_cmds, issue_cmds, verify_cmds):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="certmgr")

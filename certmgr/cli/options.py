@@ -1,0 +1,47 @@
+"""Options shared by several commands, defined once (pip-tools style)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+LAYOUT_CHOICES = ("ua-net", "node-opcua")
+KEY_SIZES = ("2048", "3072", "4096")
+ROLE_CHOICES = ("server", "client", "both")
+
+
+def _set_json(ctx: click.Context, _param, value: bool) -> None:
+    if value:
+        ctx.find_root().obj.json = True
+
+
+def _set_passphrase_file(ctx: click.Context, _param, value: Path | None) -> None:
+    if value is not None:
+        ctx.find_root().obj.passphrase_file = value
+
+
+json_option = click.option(
+    "--json", "json_output", is_flag=True, expose_value=False, callback=_set_json, help="Print JSON instead of a table."
+)
+passphrase_file_option = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    expose_value=False,
+    callback=_set_passphrase_file,
+    help="File holding the CA passphrase (else CERTMGR_CA_PASSPHRASE, else a hidden prompt).",
+)
+layout_option = click.option(
+    "--layout",
+    type=click.Choice(LAYOUT_CHOICES),
+    default=None,
+    help="Store layout of the application's OPC UA stack (default from certmgr.toml: ua-net).",
+)
+key_size_option = click.option(
+    "--key-size", type=click.Choice(KEY_SIZES), default=None, help="RSA key size (default 2048)."
+)
+dns_option = click.option("--dns", "dns_names", multiple=True, metavar="NAME", help="DNS name for the SAN (repeatable).")
+ip_option = click.option("--ip", "ip_addresses", multiple=True, metavar="ADDR", help="IP address for the SAN (repeatable).")
+renew_before_option = click.option(
+    "--renew-before", metavar="DURATION", default=None, help="Renew when less than this is left, e.g. 30d (default: a third of the lifetime)."
+)

@@ -1,0 +1,136 @@
+"""What every command needs: the home, the database, the CA, the clock and how to print."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import InputError, NotInitialised, OperationFailed
+from .home import Home
+from .passphrase import read_passphrase
+
+if TYPE_CHECKING:
+    import ca
+    import db
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def safe_url(url: str) -> str:
+    """A database URL for messages: the password is never shown."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+class AppContext:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        db_url: str | None = None,
+        json_output: bool = False,
+        verbosity: int = 0,
+        passphrase_file: Path | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.home = Home(home)
+        self.db_url_option = db_url
+        self.json = json_output
+        self.verbosity = verbosity
+        self.passphrase_file = passphrase_file
+        self.clock = clock
+        self._database: db.Database | None = None
+        self._issuer: ca.Issuer | None = None
+
+    def now(self) -> datetime:
+        return self.clock() if self.clock is not None else utc_now()
+
+    @cached_property
+    def actor(self) -> str:
+        try:
+            user = getpass.getuser()
+        except Exception:
+            user = "unknown"
+        return f"{user}@{socket.gethostname()}"
+
+    @property
+    def settings(self):
+        return self.home.settings
+
+    @property
+    def db_url(self) -> str:
+        return self.db_url_option or self.settings.database_url or self.home.default_db_url
+
+    def require_initialised(self) -> None:
+        if not self.home.is_initialised():
+            raise NotInitialised(f"no certmgr CA in {self.home.root}", "run `certmgr init` first, or pass --home DIR")
+
+    def database(self, *, check_schema: bool = True) -> db.Database:
+        if self._database is None:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            import db
+
+            url = self.db_url
+            try:
+                engine = db.make_engine(url)
+                revision = db.current_revision(engine) if check_schema else None
+            except (SQLAlchemyError, ImportError) as exc:
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                raise OperationFailed(
+                    f"cannot open database {safe_url(url)}: {reason}", "check --db / CERTMGR_DB and that the server runs"
+                ) from None
+            if check_schema and revision != db.HEAD_REVISION:
+                engine.dispose()
+                if revision is None:
+                    raise NotInitialised(f"database {safe_url(url)} has no certmgr schema", "run `certmgr init`")
+                raise InputError(
+                    f"database {safe_url(url)} is at schema {revision}, this certmgr needs {db.HEAD_REVISION}",
+                    "run `certmgr db upgrade`",
+                )
+            self._database = db.Database(engine)
+        return self._database
+
+    def issuer(self, *, passphrase: bytes | None = None) -> ca.Issuer:
+        """The CA certificate and decrypted key (read once per process)."""
+        if self._issuer is None:
+            import ca
+            import pki
+
+            self.require_initialised()
+            cert = pki.parse_certificate(self.home.ca_cert_path.read_bytes())
+            try:
+                key_pem = self.home.ca_key_path.read_bytes()
+            except OSError as exc:
+                raise OperationFailed(
+                    f"cannot read the CA key {self.home.ca_key_path}: {exc.strerror}",
+                    "check [ca] key_file in certmgr.toml and the file's permissions",
+                ) from None
+            secret = passphrase if passphrase is not None else read_passphrase(self.passphrase_file)
+            try:
+                key = ca.load_private_key_pem(key_pem, secret)
+            except ca.PassphraseError as exc:
+                raise InputError(str(exc), "give the passphrase used at `certmgr init`") from None
+            if not ca.key_matches_certificate(key, cert.public_key()):
+                raise OperationFailed(
+                    f"the CA key {self.home.ca_key_path} does not belong to {self.home.ca_cert_path}",
+                    "restore the matching pair from backup",
+                )
+            self._issuer = ca.Issuer(cert, key)
+        return self._issuer
+
+    def close(self) -> None:
+        if self._database is not None:
+            self._database.dispose()
+            self._database = None

@@ -1,0 +1,66 @@
+"""Signing certmgr's CRL and placing it in stores."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+import ca
+import db
+import pki
+from db import queries
+
+from ..context import AppContext
+
+
+def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
+    """Sign the next CRL. The number comes from a row lock on the authority, so it never repeats,
+    and the revoked list is read under that lock, so a later number never omits an earlier entry."""
+    database = ctx.database()
+    with database.write() as session:
+        authority = queries.authority(session, for_update=True)
+        if authority is None:
+            raise RuntimeError("database has no authority row")
+        number = authority.next_crl_number
+        authority.next_crl_number = number + 1
+        entries = [
+            ca.RevokedEntry(int(serial, 16), revoked_at, reason)
+            for serial, revoked_at, reason in queries.revoked_entries(session, authority.id, now)
+        ]
+        this_update, next_update = ca.crl_validity(now, authority.crl_days)
+        crl = ca.build_crl(issuer, number=number, this_update=this_update, next_update=next_update, revoked=entries)
+        row = db.Crl(
+            authority_id=authority.id,
+            number=number,
+            this_update=this_update,
+            next_update=next_update,
+            revoked_count=len(entries),
+            der=crl.public_bytes(serialization.Encoding.DER),
+            created_at=now,
+        )
+        session.add(row)
+        queries.add_audit(
+            session, at=now, actor=ctx.actor, action="crl.sign", target=authority.name, number=number, revoked=len(entries)
+        )
+    return row
+
+
+def current_crl(ctx: AppContext) -> db.Crl:
+    with ctx.database().read() as session:
+        authority = queries.authority(session)
+        row = queries.latest_crl(session, authority.id) if authority else None
+    if row is None:
+        raise RuntimeError("the CA has no CRL yet; `certmgr init` signs the first one")
+    return row
+
+
+def install_ca_and_crl(store: pki.ApplicationStore, ca_cert: x509.Certificate, crl_row: db.Crl) -> list[pki.PublishResult | str]:
+    """Make ``store`` trust certmgr's CA: CA certificate in trusted/certs, its current CRL in trusted/crl."""
+    store.add_certificate(ca_cert, pki.TRUSTED)
+    crl = x509.load_der_x509_crl(crl_row.der)
+    results = [store.publish_crl(crl, ca_cert, crl_row.number, pki.TRUSTED)]
+    if store.holds_certificate(ca_cert, pki.ISSUER):
+        results.append(store.publish_crl(crl, ca_cert, crl_row.number, pki.ISSUER))
+    return results

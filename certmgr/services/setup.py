@@ -1,0 +1,171 @@
+"""``certmgr init``: the home, the settings, the database schema, the root CA, the first CRL and the
+verification identity certmgr uses to prove certificates on real secure channels."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+import ca
+import db
+import pki
+from db import queries
+from pki.files import CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, atomic_write, ensure_dir
+
+from ..config import render_settings
+from ..context import AppContext
+from ..errors import InputError, OperationFailed
+from ..home import HOME_MODE
+from .crls import sign_crl
+from .issuing import IssueRequest, issue_application
+
+
+@dataclass
+class InitOptions:
+    ca_name: str | None = None
+    organization: str | None = None
+    ca_key_size: int | None = None
+    ca_days: int | None = None
+    crl_days: int | None = None
+
+
+def verifier_uri() -> str:
+    host = "".join(c if c.isalnum() or c in "-." else "-" for c in socket.gethostname()) or "localhost"
+    return f"urn:certmgr:verifier:{host}"
+
+
+def _validated_settings(ctx: AppContext, options: InitOptions):
+    settings = ctx.settings
+    ca_settings = settings.ca
+    ca_settings.name = options.ca_name or ca_settings.name
+    ca_settings.organization = options.organization or ca_settings.organization
+    ca_settings.key_size = options.ca_key_size or ca_settings.key_size
+    ca_settings.days = options.ca_days if options.ca_days is not None else ca_settings.days
+    ca_settings.crl_days = options.crl_days if options.crl_days is not None else ca_settings.crl_days
+    if options.organization and not settings.defaults.organization:
+        settings.defaults.organization = options.organization
+    try:
+        subject = ca.SubjectFields(common_name=ca_settings.name, organization=ca_settings.organization)
+        ca.check_key_size(ca_settings.key_size)
+    except ca.ProfileError as exc:
+        raise InputError(str(exc)) from None
+    if ca_settings.days <= 0:
+        raise InputError(f"--ca-days {ca_settings.days} is not allowed", "give a number of days greater than 0")
+    if ca_settings.crl_days <= 0:
+        raise InputError(f"--crl-days {ca_settings.crl_days} is not allowed", "give a number of days greater than 0")
+    return settings, subject
+
+
+def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=None) -> dict:
+    home = ctx.home
+    if home.ca_cert_path.exists() or home.ca_key_path.exists():
+        raise InputError(
+            f"a CA already exists in {home.root} ({home.ca_cert_path.name})",
+            "certmgr never overwrites a CA; use another --home, or move the old one away first",
+        )
+    if home.root.exists() and not home.root.is_dir():
+        raise InputError(f"{home.root} is a file", "give a folder path with --home")
+    settings, subject = _validated_settings(ctx, options)
+    if not passphrase:
+        raise InputError("the CA passphrase is empty", "use a non-empty passphrase")
+
+    try:
+        ensure_dir(home.root, HOME_MODE)
+        ensure_dir(home.ca_key_path.parent, PRIVATE_DIR_MODE)
+        ensure_dir(home.ca_cert_path.parent, 0o755)
+        ensure_dir(home.log_dir, HOME_MODE)
+        if not home.config_path.exists():
+            atomic_write(home.config_path, render_settings(settings).encode(), 0o600)
+    except (OSError, pki.StoreError) as exc:
+        raise OperationFailed(f"cannot create certmgr home {home.root}: {exc}", "check the path's permissions") from None
+
+    database = ctx.database(check_schema=False)
+    revision = db.current_revision(database.engine)
+    if revision is None:
+        db.upgrade(database.engine)
+    with database.read() as session:
+        if queries.authority(session) is not None:
+            raise InputError(
+                f"database {database.engine.url.render_as_string(hide_password=True)} already holds a CA",
+                "use an empty database, or point --home at the existing CA's home",
+            )
+
+    now = ctx.now()
+    ca_key = key if key is not None else ca.generate_rsa_key(settings.ca.key_size)
+    ca_cert = ca.build_root_ca(ca_key, subject, now=now, days=settings.ca.days)
+    # Key first, 0600 from its first byte, encrypted: a crash leaves no usable CA rather than a plain key.
+    atomic_write(home.ca_key_path, ca.encrypted_private_key_pem(ca_key, passphrase), KEY_MODE)
+    atomic_write(home.ca_cert_path, ca_cert.public_bytes(serialization.Encoding.DER), CERT_MODE)
+    atomic_write(
+        home.ca_cert_path.with_suffix(".pem"), ca_cert.public_bytes(serialization.Encoding.PEM), CERT_MODE
+    )
+    thumb = pki.thumbprint(ca_cert)
+    with database.write() as session:
+        session.add(
+            db.Authority(
+                name=subject.common_name,
+                subject=ca_cert.subject.rfc4514_string(),
+                thumbprint=thumb,
+                certificate_der=ca_cert.public_bytes(serialization.Encoding.DER),
+                key_path=str(home.ca_key_path),
+                next_crl_number=1,
+                crl_days=settings.ca.crl_days,
+                not_after=ca_cert.not_valid_after_utc,
+                created_at=now,
+            )
+        )
+        queries.add_audit(session, at=now, actor=ctx.actor, action="ca.create", target=subject.common_name, thumbprint=thumb)
+    issuer = ctx.issuer(passphrase=passphrase)
+    crl = sign_crl(ctx, issuer, now)
+    verifier = issue_application(
+        ctx,
+        IssueRequest(
+            app_uri=verifier_uri(),
+            store=home.verifier_store,
+            layout="ua-net",
+            name="certmgr verifier",
+            dns_names=("localhost",),
+            ip_addresses=("127.0.0.1",),
+            role="both",
+            internal=True,
+        ),
+    )
+    os.chmod(home.root, HOME_MODE)
+    return {
+        "home": str(home.root),
+        "ca_subject": ca_cert.subject.rfc4514_string(),
+        "ca_thumbprint": thumb,
+        "ca_not_after": ca_cert.not_valid_after_utc.isoformat(),
+        "ca_certificate": str(home.ca_cert_path),
+        "crl_number": crl.number,
+        "database": database.engine.url.render_as_string(hide_password=True),
+        "verifier_uri": verifier.app_uri,
+        "verifier_thumbprint": verifier.thumbprint,
+    }
+
+
+def ca_summary(ctx: AppContext) -> dict:
+    ctx.require_initialised()
+    cert = pki.parse_certificate(Path(ctx.home.ca_cert_path).read_bytes())
+    with ctx.database().read() as session:
+        authority = queries.authority(session)
+        crl = queries.latest_crl(session, authority.id)
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "thumbprint": pki.thumbprint(cert),
+        "serial": format(cert.serial_number, "x"),
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "key_size": cert.public_key().key_size,
+        "certificate_file": str(ctx.home.ca_cert_path),
+        "key_file": str(ctx.home.ca_key_path),
+        "crl_number": crl.number if crl else None,
+        "crl_this_update": crl.this_update.isoformat() if crl else None,
+        "crl_next_update": crl.next_update.isoformat() if crl else None,
+        "crl_revoked": crl.revoked_count if crl else None,
+        "findings": [str(f) for f in ca.check_ca_certificate(cert, at=ctx.now())],
+    }
