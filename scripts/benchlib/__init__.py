@@ -1,0 +1,19 @@
+"""Benchmark sections for scripts/bench.py; each module registers itself in SECTIONS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+SECTIONS: dict[str, tuple[Callable[[Path], None], str]] = {}
+
+
+def section(name: str, doc: str):
+    def register(function):
+        SECTIONS[name] = (function, doc)
+        return function
+
+    return register
+
+
+from . import issue  # noqa: E402,F401  (registers its sections)
