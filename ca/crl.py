@@ -7,8 +7,8 @@ The revoked list is handed to the builder's constructor in one piece: calling
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from typing import NamedTuple
+from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -26,10 +26,11 @@ REASONS = {
 DEFAULT_CRL_DAYS = 30
 
 
-@dataclass(frozen=True)
-class RevokedEntry:
+class RevokedEntry(NamedTuple):
+    """One revoked certificate. A named tuple, not a dataclass: CRLs hold 100,000 of them."""
+
     serial: int
-    revoked_at: datetime
+    revoked_at: datetime  # aware, or naive meaning UTC
     reason: str | None = None  # a key of REASONS; unspecified entries carry no reason extension
 
 
@@ -40,11 +41,30 @@ def reason_flag(name: str) -> x509.ReasonFlags:
         raise ProfileError(f"unknown revocation reason {name!r}; use one of {', '.join(REASONS)}") from None
 
 
+_REASON_EXTENSIONS: dict[str | None, list[x509.Extension]] = {
+    name: ([] if flag is x509.ReasonFlags.unspecified else [x509.Extension(x509.CRLReason.oid, False, x509.CRLReason(flag))])
+    for name, flag in REASONS.items()
+}
+_REASON_EXTENSIONS[None] = []
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
 def _revoked_certificate(entry: RevokedEntry) -> x509.RevokedCertificate:
-    builder = x509.RevokedCertificateBuilder().serial_number(entry.serial).revocation_date(entry.revoked_at)
-    if entry.reason and entry.reason != "unspecified":
-        builder = builder.add_extension(x509.CRLReason(reason_flag(entry.reason)), critical=False)
-    return builder.build()
+    # The builder's constructor with one shared extension list per reason: the fluent setters copy the
+    # builder three times per entry, which dominates the time for CRLs of 100,000 entries.
+    try:
+        extensions = _REASON_EXTENSIONS[entry.reason]
+    except KeyError:
+        reason_flag(entry.reason or "")
+        raise
+    if entry.serial <= 0:
+        raise ProfileError(f"revoked serial {entry.serial} is not a positive integer")
+    return x509.RevokedCertificateBuilder(entry.serial, _naive_utc(entry.revoked_at), extensions).build()
 
 
 def crl_validity(now: datetime, days: int) -> tuple[datetime, datetime]:

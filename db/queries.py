@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import DateTime, select, type_coerce
 from sqlalchemy.orm import Session, joinedload
 
 from .models import Application, AuditEvent, Authority, CertStatus, Certificate, Crl
@@ -82,14 +82,16 @@ def revoked_entries(session: Session, authority_id: int, now: datetime) -> list[
     A revoked certificate leaves the CRL only after its notAfter has passed: before that a peer could
     still accept it.
     """
+    # The raw DateTime type skips the UTC decorator's per-row work: on SQLite the value is naive UTC, on
+    # PostgreSQL aware; both are what the CRL builder takes.
     rows = session.execute(
-        select(Certificate.serial_hex, Certificate.revoked_at, Certificate.revocation_reason).where(
+        select(Certificate.serial_hex, type_coerce(Certificate.revoked_at, DateTime()), Certificate.revocation_reason).where(
             Certificate.authority_id == authority_id,
             Certificate.revoked_at.is_not(None),
             Certificate.not_after >= now,
         )
     )
-    return [(serial, revoked_at, reason) for serial, revoked_at, reason in rows]
+    return rows.all()
 
 
 def add_audit(session: Session, *, at: datetime, actor: str, action: str, target: str | None, **details: Any) -> None:
