@@ -3,6 +3,7 @@
 Imports only ``cryptography`` and the standard library.
 """
 
+from .crl_audit import MISSING, MULTIPLE, NOT_YET_VALID, OK, STALE, CaCrlState, CrlAudit, CrlFile, audit_crls
 from .errors import StoreError, UnsafeNameError
 from .layout import DEFAULT_LAYOUT, LAYOUTS, Layout, common_name, get_layout, safe_stem, thumbprint
 from .readers import Loaded, parse_certificate, parse_crl
@@ -14,8 +15,16 @@ __all__ = [
     "GOOD",
     "ISSUER",
     "LAYOUTS",
+    "MISSING",
+    "MULTIPLE",
+    "NOT_YET_VALID",
+    "OK",
+    "STALE",
     "TRUSTED",
     "ApplicationStore",
+    "CaCrlState",
+    "CrlAudit",
+    "CrlFile",
     "InstallResult",
     "Layout",
     "Loaded",
@@ -27,6 +36,7 @@ __all__ = [
     "TrustMaterial",
     "UnsafeNameError",
     "Validation",
+    "audit_crls",
     "build_chain",
     "common_name",
     "get_layout",

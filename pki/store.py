@@ -26,7 +26,15 @@ from .files import (
     write_temp,
 )
 from .layout import Layout, common_name, get_layout, safe_stem, thumbprint
-from .readers import CERT_SUFFIXES, Loaded, list_files, parse_certificate, read_certificates, read_crls
+from .readers import (
+    CRL_SUFFIXES,
+    Loaded,
+    list_files,
+    parse_certificate,
+    read_certificates,
+    read_crl_file,
+    read_crls,
+)
 
 TRUSTED = "trusted"
 ISSUER = "issuer"
@@ -257,16 +265,17 @@ class ApplicationStore:
     def crls(self, kind: str) -> list[Loaded[x509.CertificateRevocationList]]:
         return read_crls(self.crl_dir(kind))
 
-    def publish_crl(self, crl: x509.CertificateRevocationList, ca_cert: x509.Certificate, number: int, kind: str = TRUSTED) -> PublishResult:
+    def publish_crl(self, crl_der: bytes, ca_cert: x509.Certificate, number: int, kind: str = TRUSTED) -> PublishResult:
         """Write a CA's CRL under a new name carrying its number, then remove that CA's older CRLs.
 
         node-opcua watches ``crl`` folders and misses a file overwritten in place or renamed onto an
         existing name, so the new CRL always arrives as a new file. Files of other CAs are never touched.
+        The CRL comes as DER bytes: re-encoding a large CRL object costs more than writing it.
         """
         folder = self.crl_dir(kind)
         ensure_dir(folder, DIR_MODE)
         ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
-        der = crl.public_bytes(serialization.Encoding.DER)
+        der = crl_der
         target = folder / self.layout.crl_name(ca_cert, number)
         written = False
         if not (target.exists() and target.read_bytes() == der):
@@ -282,20 +291,21 @@ class ApplicationStore:
         return PublishResult(target, written, removed)
 
     def ca_crl_files(self, ca_cert: x509.Certificate, kind: str = TRUSTED) -> list[Path]:
-        """CRL files of one CA in a folder: those it signed, plus unreadable files under its name."""
+        """Every CRL file in a folder that belongs to, or claims to come from, one CA.
+
+        Files carrying the CA's CRL name are attributed by name without parsing them (a large CRL is
+        megabytes); others are parsed and attributed by issuer name, so a copy of the CA's CRL under another
+        name, or a CRL forged in its name, is found too. Files of other CAs are never included.
+        """
         own_prefix = self.layout.crl_name(ca_cert, None)[: -len(".crl")]
-        public_key = ca_cert.public_key()
         found = []
-        for loaded in self.crls(kind):
-            crl = loaded.value
-            if crl is None:
-                if loaded.path.name.startswith(own_prefix):
-                    found.append(loaded.path)
+        for path in list_files(self.crl_dir(kind), CRL_SUFFIXES):
+            if path.name.startswith(own_prefix):
+                found.append(path)
                 continue
-            if crl.issuer == ca_cert.subject and _signed_by(crl, public_key):
-                found.append(loaded.path)
-            elif loaded.path.name.startswith(own_prefix):
-                found.append(loaded.path)  # carries our name but not our signature: forged or stale
+            loaded = read_crl_file(path)
+            if loaded.value is not None and loaded.value.issuer == ca_cert.subject:
+                found.append(path)
         return found
 
     def holds_certificate(self, cert: x509.Certificate, kind: str) -> bool:
@@ -314,14 +324,3 @@ class ApplicationStore:
             if path.is_file():
                 listing[str(path.relative_to(self.root))] = path.read_bytes()
         return listing
-
-
-def _signed_by(crl: x509.CertificateRevocationList, public_key: object) -> bool:
-    try:
-        return crl.is_signature_valid(public_key)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-
-
-def certificate_files(folder: Path) -> list[Path]:
-    return list_files(folder, CERT_SUFFIXES)

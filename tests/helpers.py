@@ -22,3 +22,10 @@ def legacy_certificate(tmp_path: Path, cn: str = "old", bits: int = 1024, digest
         capture_output=True,
     )
     return x509.load_pem_x509_certificate(cert.read_bytes()), cert, key
+
+
+def der(obj) -> bytes:
+    """DER bytes of a certificate or CRL (stores take CRLs as bytes)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return obj.public_bytes(serialization.Encoding.DER)

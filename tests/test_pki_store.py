@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 import ca
 import pki
 from pki import store as store_module
+from tests.helpers import der
 from tests.conftest import T0, make_identity
 
 
@@ -168,18 +169,18 @@ def crl_for(issuer, number, days=30, revoked=()):
 def test_publish_crl_writes_new_name_and_removes_only_that_cas_old_crl(tmp_path, test_ca, foreign_ca):
     store = pki.ApplicationStore(tmp_path / "pki")
     store.create()
-    foreign = store.publish_crl(crl_for(foreign_ca, 1), foreign_ca.certificate, 1)
+    foreign = store.publish_crl(der(crl_for(foreign_ca, 1)), foreign_ca.certificate, 1)
     unrelated = store.crl_dir(pki.TRUSTED) / "notes.txt"
     unrelated.write_text("operator's notes")
-    first = store.publish_crl(crl_for(test_ca, 1), test_ca.certificate, 1)
+    first = store.publish_crl(der(crl_for(test_ca, 1)), test_ca.certificate, 1)
     inode_first = os.stat(first.path).st_ino
-    second = store.publish_crl(crl_for(test_ca, 2), test_ca.certificate, 2)
+    second = store.publish_crl(der(crl_for(test_ca, 2)), test_ca.certificate, 2)
     assert second.path != first.path and "crl2" in second.path.name
     assert not first.path.exists()
     assert second.removed == [first.path]
     assert os.stat(second.path).st_ino != inode_first
     assert foreign.path.exists() and unrelated.exists()
-    again = store.publish_crl(crl_for(test_ca, 2), test_ca.certificate, 2)
+    again = store.publish_crl(der(crl_for(test_ca, 2)), test_ca.certificate, 2)
     assert again.written is False or again.path == second.path
     names = sorted(p.name for p in store.crl_dir(pki.TRUSTED).iterdir())
     assert len([n for n in names if n.startswith("Test CA")]) == 1
@@ -192,7 +193,7 @@ def test_publish_crl_replaces_a_forged_file_under_our_name(tmp_path, test_ca, fo
     forged_name.write_bytes(crl_for(foreign_ca, 1).public_bytes(serialization.Encoding.DER))
     garbage = store.crl_dir(pki.TRUSTED) / store.layout.crl_name(test_ca.certificate, 0)
     garbage.write_bytes(b"garbage")
-    result = store.publish_crl(crl_for(test_ca, 3), test_ca.certificate, 3)
+    result = store.publish_crl(der(crl_for(test_ca, 3)), test_ca.certificate, 3)
     assert not forged_name.exists() and not garbage.exists()
     assert sorted(result.removed) == sorted([forged_name, garbage])
 

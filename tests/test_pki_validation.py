@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 import ca
 import pki
 from tests.conftest import T0, make_identity
-from tests.helpers import legacy_certificate
+from tests.helpers import der, legacy_certificate
 
 URI = "urn:test:peer"
 BEFORE, INSIDE, AFTER = T0 - timedelta(days=1), T0 + timedelta(days=10), T0 + timedelta(days=31)
@@ -28,7 +28,7 @@ def store(tmp_path, test_ca):
     store = pki.ApplicationStore(tmp_path / "pki")
     store.create()
     store.add_certificate(test_ca.certificate, pki.TRUSTED)
-    store.publish_crl(crl(test_ca, 1), test_ca.certificate, 1)
+    store.publish_crl(der(crl(test_ca, 1)), test_ca.certificate, 1)
     return store
 
 
@@ -58,7 +58,7 @@ def test_untrusted_and_incomplete_chains(peer, tmp_path, test_ca, foreign_ca, ke
     assert check(peer, empty).status == "BadCertificateChainIncomplete"
     issuer_only = pki.ApplicationStore(tmp_path / "issuer-only", "node-opcua")
     issuer_only.add_certificate(test_ca.certificate, pki.ISSUER)
-    issuer_only.publish_crl(crl(test_ca, 1), test_ca.certificate, 1, pki.ISSUER)
+    issuer_only.publish_crl(der(crl(test_ca, 1)), test_ca.certificate, 1, pki.ISSUER)
     assert check(peer, issuer_only).status == "BadCertificateUntrusted"  # issuers/ alone grants no trust
     self_signed, _, _ = legacy_certificate(tmp_path, "selfie", bits=2048, digest="sha256")
     assert check(self_signed, empty).status == "BadCertificateUntrusted"
@@ -69,9 +69,9 @@ def test_untrusted_and_incomplete_chains(peer, tmp_path, test_ca, foreign_ca, ke
 def test_revocation_by_issuer_and_serial(peer, store, test_ca, foreign_ca):
     entry = ca.RevokedEntry(peer.serial_number, T0, "keyCompromise")
     # The same serial revoked by another CA does not revoke this certificate.
-    store.publish_crl(crl(foreign_ca, 5, [entry]), foreign_ca.certificate, 5)
+    store.publish_crl(der(crl(foreign_ca, 5, [entry])), foreign_ca.certificate, 5)
     assert check(peer, store).ok
-    store.publish_crl(crl(test_ca, 2, [entry]), test_ca.certificate, 2)
+    store.publish_crl(der(crl(test_ca, 2, [entry])), test_ca.certificate, 2)
     assert check(peer, store).status == "BadCertificateRevoked"
 
 
@@ -81,7 +81,7 @@ def test_bad_crls_are_refused(peer, store, test_ca, foreign_ca, case):
     for path in folder.iterdir():
         path.unlink()
     if case == "expired":
-        store.publish_crl(crl(test_ca, 2, this_update=T0 - timedelta(days=60)), test_ca.certificate, 2)
+        store.publish_crl(der(crl(test_ca, 2, this_update=T0 - timedelta(days=60))), test_ca.certificate, 2)
     elif case == "other-key":
         forged = (
             x509.CertificateRevocationListBuilder()
@@ -93,7 +93,7 @@ def test_bad_crls_are_refused(peer, store, test_ca, foreign_ca, case):
         )
         (folder / "forged.crl").write_bytes(forged.public_bytes(serialization.Encoding.DER))
     elif case == "wrong-issuer":
-        store.publish_crl(crl(foreign_ca, 2), foreign_ca.certificate, 2)
+        store.publish_crl(der(crl(foreign_ca, 2)), foreign_ca.certificate, 2)
     elif case == "garbage":
         (folder / "Test CA.crl").write_bytes(os.urandom(300))
     result = check(peer, store)
@@ -153,7 +153,7 @@ def test_cache_sees_store_changes_without_reload(peer, store, test_ca):
     cache = pki.TrustCache()
     assert pki.validate(peer, cache.material(store), at=INSIDE).ok
     entry = ca.RevokedEntry(peer.serial_number, T0, "keyCompromise")
-    store.publish_crl(crl(test_ca, 2, [entry]), test_ca.certificate, 2)
+    store.publish_crl(der(crl(test_ca, 2, [entry])), test_ca.certificate, 2)
     assert pki.validate(peer, cache.material(store), at=INSIDE).status == "BadCertificateRevoked"
     for path in store.certs_dir(pki.TRUSTED).iterdir():
         path.unlink()

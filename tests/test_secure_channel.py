@@ -12,6 +12,7 @@ import pki
 from certmgr.opcua.channel import POLICY_NAMES, Identity, LoopbackServer, prove_pair, try_channel
 from certmgr.opcua.identities import identity_from_store
 from certmgr.opcua.validator import StoreValidator
+from tests.helpers import der
 from tests.conftest import Certmgr, make_identity
 
 
@@ -47,7 +48,7 @@ def foreign_identity(foreign_ca, key_pool, uri, tmp_path, name):
     store.install_own(cert, ca.private_key_pem(key))
     store.add_certificate(foreign_ca.certificate)
     crl = ca.build_crl(foreign_ca, number=1, this_update=now(), next_update=now() + timedelta(days=30))
-    store.publish_crl(crl, foreign_ca.certificate, 1)
+    store.publish_crl(der(crl), foreign_ca.certificate, 1)
     return store
 
 
@@ -108,7 +109,7 @@ def test_revoked_client_refused_by_running_server_without_restart(initialised: C
             issuer = ctx.issuer(passphrase=b"test passphrase for the CA")
             revoked = ca.build_crl(issuer, number=2, this_update=now() - timedelta(minutes=1), next_update=now() + timedelta(days=30),
                                    revoked=[ca.RevokedEntry(client.certificate.serial_number, now(), "keyCompromise")])
-            server_store.publish_crl(revoked, issuer_cert, 2)
+            server_store.publish_crl(der(revoked), issuer_cert, 2)
             after = await try_channel(loopback.url, client, "Basic256Sha256", **kwargs)
             still = await try_channel(loopback.url, other, "Basic256Sha256", **kwargs)
             return before, after, still
