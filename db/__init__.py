@@ -5,7 +5,18 @@ Imports only ``sqlalchemy``, ``alembic`` (lazily, for migrations) and the standa
 
 from .engine import Database, make_engine
 from .migrate import HEAD_REVISION, current_revision, schema_differences, upgrade
-from .models import Application, AuditEvent, Authority, Base, CertStatus, Certificate, Crl, Role
+from .models import (
+    Application,
+    AuditEvent,
+    Authority,
+    Base,
+    CertStatus,
+    Certificate,
+    Crl,
+    ExternalCrl,
+    Role,
+    StoreCrl,
+)
 
 __all__ = [
     "HEAD_REVISION",
@@ -17,6 +28,8 @@ __all__ = [
     "Certificate",
     "Crl",
     "Database",
+    "ExternalCrl",
+    "StoreCrl",
     "Role",
     "current_revision",
     "make_engine",

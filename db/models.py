@@ -145,3 +145,33 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(1024))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class StoreCrl(Base):
+    """Which CRL number of an authority a store's ``trusted``/``issuer`` folder holds."""
+
+    __tablename__ = "store_crls"
+    __table_args__ = (UniqueConstraint("authority_id", "store_path", "kind", name="uq_store_crls_authority_store_kind"),)
+
+    id: Mapped[intpk]
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    store_path: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(10))
+    crl_number: Mapped[int] = mapped_column(Integer)
+    published_at: Mapped[utc]
+
+
+class ExternalCrl(Base):
+    """A third-party CA's CRL imported into a store; tracked so it is refreshed before it goes stale."""
+
+    __tablename__ = "external_crls"
+    __table_args__ = (UniqueConstraint("issuer_thumbprint", "store_path", name="uq_external_crls_issuer_store"),)
+
+    id: Mapped[intpk]
+    issuer_subject: Mapped[str] = mapped_column(Text)
+    issuer_thumbprint: Mapped[thumbprint_str]
+    store_path: Mapped[str] = mapped_column(Text)
+    crl_number: Mapped[int | None] = mapped_column(Integer)
+    this_update: Mapped[utc]
+    next_update: Mapped[utc] = mapped_column(index=True)
+    imported_at: Mapped[utc]
