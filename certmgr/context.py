@@ -44,7 +44,7 @@ class AppContext:
         passphrase_file: Path | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.home = Home(home)
+        self.home = Home(Path(home).expanduser())
         self.db_url_option = db_url
         self.json = json_output
         self.verbosity = verbosity

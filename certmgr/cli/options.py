@@ -45,3 +45,19 @@ ip_option = click.option("--ip", "ip_addresses", multiple=True, metavar="ADDR", 
 renew_before_option = click.option(
     "--renew-before", metavar="DURATION", default=None, help="Renew when less than this is left, e.g. 30d (default: a third of the lifetime)."
 )
+
+yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask on a terminal; without one, refuse unless --yes was given (never act silently)."""
+    import sys
+
+    from ..errors import InputError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError(f"{question.rstrip('?')} needs confirmation and there is no terminal", "pass --yes")
+    if not click.confirm(question, default=False, err=True):
+        raise click.Abort()

@@ -59,8 +59,7 @@ def current_crl(ctx: AppContext) -> db.Crl:
 def install_ca_and_crl(store: pki.ApplicationStore, ca_cert: x509.Certificate, crl_row: db.Crl) -> list[pki.PublishResult | str]:
     """Make ``store`` trust certmgr's CA: CA certificate in trusted/certs, its current CRL in trusted/crl."""
     store.add_certificate(ca_cert, pki.TRUSTED)
-    crl = x509.load_der_x509_crl(crl_row.der)
-    results = [store.publish_crl(crl, ca_cert, crl_row.number, pki.TRUSTED)]
+    results = [store.publish_crl(crl_row.der, ca_cert, crl_row.number, pki.TRUSTED)]
     if store.holds_certificate(ca_cert, pki.ISSUER):
-        results.append(store.publish_crl(crl, ca_cert, crl_row.number, pki.ISSUER))
+        results.append(store.publish_crl(crl_row.der, ca_cert, crl_row.number, pki.ISSUER))
     return results

@@ -1,0 +1,113 @@
+"""Placing certmgr's CRL in every registered store, and checking each store's CRLs (``crl refresh``)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography import x509
+from sqlalchemy import select
+
+import db
+import pki
+from db import queries
+
+from ..context import AppContext
+
+PUBLISHED = "published"
+UNCHANGED = "unchanged"
+SKIPPED = "skipped"
+ERROR = "error"
+PUBLISH_THREADS = 8
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    path: str
+    layout: str
+    app_uris: tuple[str, ...]
+
+    def store(self) -> pki.ApplicationStore:
+        return pki.ApplicationStore(self.path, self.layout)
+
+
+@dataclass
+class StorePublication:
+    store: str
+    status: str  # PUBLISHED, UNCHANGED, SKIPPED or ERROR
+    kinds: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    message: str = ""
+
+    def as_dict(self) -> dict:
+        return {"store": self.store, "status": self.status, "kinds": self.kinds, "removed": self.removed, "message": self.message}
+
+
+def registered_stores(ctx: AppContext) -> list[StoreTarget]:
+    """Every distinct store folder of a registered application (certmgr's verifier included)."""
+    with ctx.database().read() as session:
+        rows = session.execute(
+            select(db.Application.store_path, db.Application.layout, db.Application.app_uri)
+            .where(db.Application.store_path.is_not(None))
+            .order_by(db.Application.store_path)
+        ).all()
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for path, layout, uri in rows:
+        grouped.setdefault((path, layout), []).append(uri)
+    return [StoreTarget(path, layout, tuple(uris)) for (path, layout), uris in grouped.items()]
+
+
+def publish_to_store(target: StoreTarget, crl_der: bytes, ca_cert: x509.Certificate, number: int) -> StorePublication:
+    """Write the CRL wherever the store holds the CA: trusted/crl, and issuer(s)/crl if the CA sits there."""
+    store = target.store()
+    if not store.root.is_dir():
+        return StorePublication(target.path, ERROR, message="store folder is missing")
+    try:
+        kinds = [kind for kind in (pki.TRUSTED, pki.ISSUER) if store.holds_certificate(ca_cert, kind)]
+        if not kinds:
+            return StorePublication(target.path, SKIPPED, message="the store does not hold certmgr's CA")
+        results = [store.publish_crl(crl_der, ca_cert, number, kind) for kind in kinds]
+    except (OSError, pki.StoreError) as exc:
+        return StorePublication(target.path, ERROR, message=str(exc))
+    status = PUBLISHED if any(r.written or r.removed for r in results) else UNCHANGED
+    return StorePublication(target.path, status, kinds, [str(p) for r in results for p in r.removed])
+
+
+def publish_everywhere(ctx: AppContext, crl_row: db.Crl, ca_cert: x509.Certificate, now: datetime) -> list[StorePublication]:
+    targets = registered_stores(ctx)
+    # Writes and fsyncs release the GIL: a few threads publish to many stores in a fraction of the time.
+    with ThreadPoolExecutor(max_workers=max(1, min(PUBLISH_THREADS, len(targets)))) as pool:
+        publications = list(pool.map(lambda t: publish_to_store(t, crl_row.der, ca_cert, crl_row.number), targets))
+    record_publications(ctx, crl_row, publications, now)
+    return publications
+
+
+def record_publications(ctx: AppContext, crl_row: db.Crl, publications: list[StorePublication], now: datetime) -> None:
+    """Remember which CRL number each store's folders hold (one statement per changed row)."""
+    held = [(p.store, kind) for p in publications if p.status in (PUBLISHED, UNCHANGED) for kind in p.kinds]
+    if not held:
+        return
+    with ctx.database().write() as session:
+        existing = {
+            (row.store_path, row.kind): row
+            for row in session.scalars(select(db.StoreCrl).where(db.StoreCrl.authority_id == crl_row.authority_id))
+        }
+        for store_path, kind in held:
+            row = existing.get((store_path, kind))
+            if row is None:
+                session.add(
+                    db.StoreCrl(
+                        authority_id=crl_row.authority_id, store_path=store_path, kind=kind, crl_number=crl_row.number, published_at=now
+                    )
+                )
+            elif row.crl_number != crl_row.number:
+                row.crl_number = crl_row.number
+                row.published_at = now
+
+
+def held_numbers(ctx: AppContext) -> dict[tuple[str, str], int]:
+    with ctx.database().read() as session:
+        authority = queries.authority(session)
+        rows = session.scalars(select(db.StoreCrl).where(db.StoreCrl.authority_id == authority.id))
+        return {(r.store_path, r.kind): r.crl_number for r in rows}
