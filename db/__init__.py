@@ -14,6 +14,7 @@ from .models import (
     Certificate,
     Crl,
     ExternalCrl,
+    Meta,
     Role,
     StoreCrl,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Crl",
     "Database",
     "ExternalCrl",
+    "Meta",
     "StoreCrl",
     "Role",
     "current_revision",

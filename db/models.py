@@ -83,6 +83,12 @@ class Application(Base):
     endpoint: Mapped[str | None] = mapped_column(Text)
     deploy_hook: Mapped[str | None] = mapped_column(Text)
     internal: Mapped[bool] = mapped_column(default=False)  # certmgr's own verification identity
+    # A node renewing this application holds the claim; a claim older than the timeout is stale.
+    renewal_claimed_by: Mapped[str | None] = mapped_column(String(200))
+    renewal_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_renewal_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_renewal_status: Mapped[str | None] = mapped_column(String(16))  # "renewed" or "failed"
+    last_renewal_error: Mapped[str | None] = mapped_column(Text)
     authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
     created_at: Mapped[utc]
     updated_at: Mapped[utc]
@@ -99,6 +105,7 @@ class Certificate(Base):
         UniqueConstraint("authority_id", "serial_hex", name="uq_certificates_authority_serial"),
         Index("ix_certificates_application_status", "application_id", "status"),
         Index("ix_certificates_status_not_after", "status", "not_after"),
+        Index("ix_certificates_status_renew_after", "status", "renew_after"),
     )
 
     id: Mapped[intpk]
@@ -109,6 +116,9 @@ class Certificate(Base):
     subject: Mapped[str] = mapped_column(Text)
     not_before: Mapped[utc]
     not_after: Mapped[utc] = mapped_column(index=True)
+    # When this certificate becomes due for renewal: notAfter minus the application's window. Stored so
+    # that the nightly selection is one indexed range query.
+    renew_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[CertStatus] = mapped_column(value_enum(CertStatus, "cert_status"))
     status_reason: Mapped[str | None] = mapped_column(Text)
     key_size: Mapped[int] = mapped_column(Integer)
@@ -175,3 +185,12 @@ class ExternalCrl(Base):
     this_update: Mapped[utc]
     next_update: Mapped[utc] = mapped_column(index=True)
     imported_at: Mapped[utc]
+
+
+class Meta(Base):
+    """Small key/value facts about the database, e.g. the renewal-window rule renew_after was computed with."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
