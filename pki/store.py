@@ -7,7 +7,10 @@ previous pair back.
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from .readers import (
 )
 
 TRUSTED = "trusted"
+LOCK_NAME = "lock"
 ISSUER = "issuer"
 
 
@@ -138,6 +142,36 @@ class ApplicationStore:
             ensure_dir(self.crl_dir(kind), DIR_MODE)
         ensure_dir(self.rejected_dir, DIR_MODE)
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive access for a multi-step change (switch, rollback) against other certmgr processes."""
+        ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
+        fd = os.open(self.staging_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @property
+    def staged_dir(self) -> Path:
+        """New own pairs waiting for their proof; no stack reads this folder."""
+        return self.root / "own" / "staged"
+
+    def stage_own(self, cert: x509.Certificate, key_pem: bytes) -> tuple[Path, Path]:
+        """Write a new pair beside the current one without touching it."""
+        ensure_dir(self.staged_dir, PRIVATE_DIR_MODE)
+        stem = _pair_stem(cert)
+        key_path = atomic_write(self.staged_dir / f"{stem}.pem", key_pem, KEY_MODE, self.staging_dir)
+        cert_path = atomic_write(self.staged_dir / f"{stem}.der", cert.public_bytes(serialization.Encoding.DER), CERT_MODE, self.staging_dir)
+        return cert_path, key_path
+
+    def unstage(self, thumb: str) -> None:
+        marker = f" [{thumb.upper()}]"
+        for path in self.staged_dir.iterdir() if self.staged_dir.is_dir() else []:
+            if path.stem.endswith(marker):
+                path.unlink(missing_ok=True)
+
     # own certificate and key -----------------------------------------------------------------------
     def own(self) -> OwnPair | None:
         """The current own pair, or None. Several candidates: the one valid latest wins."""
@@ -169,7 +203,7 @@ class ApplicationStore:
             cert = parse_certificate(cert_path.read_bytes())
         except (OSError, ValueError):
             return []
-        stem = f"{safe_stem(common_name(cert) or 'certificate')} [{thumbprint(cert)}]"
+        stem = _pair_stem(cert)
         archived = []
         target = self.history_dir / f"{stem}.der"
         atomic_write(target, cert.public_bytes(serialization.Encoding.DER), CERT_MODE, self.staging_dir)
@@ -324,3 +358,8 @@ class ApplicationStore:
             if path.is_file():
                 listing[str(path.relative_to(self.root))] = path.read_bytes()
         return listing
+
+
+def _pair_stem(cert: x509.Certificate) -> str:
+    """File stem for a certificate and its key kept aside (history, staged): "<CN> [<THUMBPRINT>]"."""
+    return f"{safe_stem(common_name(cert) or 'certificate')} [{thumbprint(cert)}]"
