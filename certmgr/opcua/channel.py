@@ -74,6 +74,45 @@ class Identity:
         )
 
 
+_open_validation_installed = False
+
+
+def _install_open_validation() -> None:
+    """Let a server refuse a client certificate at OpenSecureChannel, as UA-.NETStandard and node-opcua do.
+
+    asyncua's server checks the client certificate only at CreateSession. A server whose iserver carries
+    ``certmgr_open_check`` validates at OpenSecureChannel instead and answers a refusal with a ServiceFault
+    (secured with the requested policy), then closes the connection. Other servers are unaffected.
+    """
+    global _open_validation_installed
+    if _open_validation_installed:
+        return
+    from asyncua import ua
+    from asyncua.server.uaprocessor import UaProcessor
+    from asyncua.ua.ua_binary import struct_from_binary
+
+    original = UaProcessor.open_secure_channel
+
+    def open_secure_channel(self, algohdr, seqhdr, body):
+        check = getattr(self.iserver, "certmgr_open_check", None)
+        if check is None or self._connection.is_open() or not algohdr.SenderCertificate:
+            return original(self, algohdr, seqhdr, body)
+        from asyncua.crypto import uacrypto
+
+        refusal = check(uacrypto.x509_from_der(algohdr.SenderCertificate))
+        if refusal is None:
+            return original(self, algohdr, seqhdr, body)
+        request = struct_from_binary(ua.OpenSecureChannelRequest, body.copy())
+        self._connection.select_policy(algohdr.SecurityPolicyURI, algohdr.SenderCertificate, request.Parameters.SecurityMode)
+        fault = ua.ServiceFault()
+        fault.ResponseHeader.ServiceResult = ua.StatusCode(getattr(ua.StatusCodes, refusal, ua.StatusCodes.BadSecurityChecksFailed))
+        self.send_response(request.RequestHeader.RequestHandle, seqhdr, fault, ua.MessageType.SecureOpen)
+        self._transport.close()
+
+    UaProcessor.open_secure_channel = open_secure_channel
+    _open_validation_installed = True
+
+
 class LoopbackServer:
     """An asyncua server on 127.0.0.1 (ephemeral port) offering SignAndEncrypt with ``policies``.
 
@@ -81,9 +120,12 @@ class LoopbackServer:
     one server serves many proofs: ``use`` switches its identity between them.
     """
 
-    def __init__(self, policies: Sequence[str] = POLICY_NAMES, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, policies: Sequence[str] = POLICY_NAMES, users: dict[str, str] | None = None, validate_at_open: bool = True
+    ) -> None:
         self.policies = tuple(policies)
         self.users = users
+        self.validate_at_open = validate_at_open
         self._server = None
         self.identity: Identity | None = None
         self.port: int | None = None
@@ -107,6 +149,9 @@ class LoopbackServer:
         await server.load_certificate(identity.certificate_der)
         await server.load_private_key(identity.private_key_der)
         server.set_certificate_validator(self._validate_client)
+        if self.validate_at_open:
+            _install_open_validation()
+            server.iserver.certmgr_open_check = self._open_check
         await server.start()
         self._server = server
         self.port = server.bserver.port
@@ -114,6 +159,14 @@ class LoopbackServer:
             endpoint.EndpointUrl = self.url
         self.identity = identity
         return self
+
+    def _open_check(self, cert) -> str | None:
+        """At OpenSecureChannel the ApplicationUri is not known yet; it is checked at CreateSession."""
+        validator = self.identity.validator if self.identity else None
+        if validator is None:
+            return None
+        result = validator.check(cert, None)
+        return None if result.ok else result.status
 
     async def _validate_client(self, cert, app_description) -> None:
         if self.identity is not None and self.identity.validator is not None:
@@ -201,13 +254,15 @@ async def open_session(
     if user is not None:
         ua_client.set_user(user[0])
         ua_client.set_password(user[1])
-    await ua_client.set_security(
-        policy_class(policy),
-        client.certificate_der,
-        client.private_key_der,
-        server_certificate=server_certificate,
-        mode=ua.MessageSecurityMode.SignAndEncrypt,
+    if server_certificate is None:
+        raise ValueError("the server certificate is needed (discover it with GetEndpoints first)")
+    # Client.set_security re-parses the private key from bytes on every call, and cryptography's RSA key
+    # check makes that ~70 ms per channel; hand asyncua the parsed objects, as _set_security would.
+    server_cert = x509.load_der_x509_certificate(server_certificate) if isinstance(server_certificate, bytes) else server_certificate
+    ua_client.security_policy = policy_class(policy)(
+        server_cert, client.certificate, client.private_key, ua.MessageSecurityMode.SignAndEncrypt, host_cert_chain=[]
     )
+    ua_client.uaclient.set_security(ua_client.security_policy)
     if client.validator is not None:
         ua_client.certificate_validator = client.validator
     await asyncio.wait_for(ua_client.connect(), timeout)
