@@ -112,6 +112,22 @@ class Certmgr:
     def json(self, *args: str):
         return self(*args, "--json").json()
 
+    @property
+    def url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'certmgr.db'}"
+
+    def sql(self, statement: str, **params):
+        """Rows of a SQL statement against this home's database (committed), as an operator would look."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.url)
+        try:
+            with engine.begin() as connection:
+                result = connection.execute(text(statement), params)
+                return result.all() if result.returns_rows else []
+        finally:
+            engine.dispose()
+
 
 @pytest.fixture
 def certmgr(tmp_path) -> Certmgr:

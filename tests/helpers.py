@@ -29,3 +29,4 @@ def der(obj) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     return obj.public_bytes(serialization.Encoding.DER)
+

@@ -18,6 +18,7 @@ from db import queries
 from ..context import AppContext
 from ..durations import parse_duration
 from ..errors import InputError, OperationFailed
+from . import windows
 from .crls import current_crl, install_ca_and_crl
 
 ROLES = ("server", "client", "both")
@@ -78,9 +79,15 @@ def serial_hex(cert: x509.Certificate) -> str:
 
 
 def certificate_record(
-    cert: x509.Certificate, application: db.Application, authority_id: int, status: db.CertStatus, now: datetime
+    cert: x509.Certificate,
+    application: db.Application,
+    authority_id: int,
+    status: db.CertStatus,
+    now: datetime,
+    renew_after: datetime | None = None,
 ) -> db.Certificate:
     return db.Certificate(
+        renew_after=renew_after,
         application=application,
         authority_id=authority_id,
         serial_hex=serial_hex(cert),
@@ -221,7 +228,10 @@ def _record(ctx: AppContext, req: IssueRequest, plan: _Plan, cert: x509.Certific
         application.validity_days = plan.days
         application.renew_before_seconds = plan.renew_before_seconds
         application.updated_at = now
-        session.add(certificate_record(cert, application, authority.id, db.CertStatus.ACTIVE, now))
+        due = windows.renew_after(
+            cert.not_valid_before_utc, cert.not_valid_after_utc, plan.renew_before_seconds, windows.default_window(ctx)
+        )
+        session.add(certificate_record(cert, application, authority.id, db.CertStatus.ACTIVE, now, due))
         queries.add_audit(
             session,
             at=now,

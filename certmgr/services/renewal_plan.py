@@ -1,0 +1,175 @@
+"""What ``certmgr renew`` will renew: selection by renewal window, and claims so no certificate is renewed
+twice (two runs on one home, or several certmgr nodes on one database)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+import db
+from db import queries
+
+from ..context import AppContext
+from ..errors import InputError
+from . import windows
+
+CLAIM_TIMEOUT = timedelta(minutes=30)  # a claim older than this belongs to a node that died mid-batch
+
+
+@dataclass
+class Candidate:
+    """An application to renew, detached from any database session."""
+
+    app_id: int
+    app_uri: str
+    role: str
+    store_path: str | None
+    layout: str
+    key_size: int
+    validity_days: int
+    name: str
+    organization: str | None
+    dns_names: list[str]
+    ip_addresses: list[str]
+    endpoint: str | None
+    deploy_hook: str | None
+    renew_before_seconds: int | None
+    internal: bool
+    cert_id: int | None
+    thumbprint: str | None
+    not_after: datetime | None
+    reason: str = ""
+
+    @classmethod
+    def of(cls, app: db.Application, cert: db.Certificate | None, reason: str = "") -> Candidate:
+        return cls(
+            app.id, app.app_uri, app.role.value, app.store_path, app.layout, app.key_size, app.validity_days, app.name,
+            app.organization, list(app.dns_names or []), list(app.ip_addresses or []), app.endpoint, app.deploy_hook,
+            app.renew_before_seconds, app.internal, cert.id if cert else None, cert.thumbprint if cert else None,
+            cert.not_after if cert else None, reason,
+        )
+
+
+@dataclass
+class Selection:
+    due: list[Candidate] = field(default_factory=list)
+    not_due: list[Candidate] = field(default_factory=list)
+
+
+def _due_reason(cert: db.Certificate, app: db.Application, default, now: datetime) -> tuple[bool, str]:
+    left = cert.not_after - now
+    window = windows.window(cert.not_before, cert.not_after, app.renew_before_seconds, default)
+    days = left.total_seconds() / 86400
+    label = windows.describe_window(app.renew_before_seconds, default)
+    if cert.renew_after is not None and cert.renew_after <= now:
+        if days < 0:
+            return True, f"expired {-days:.1f} days ago (window {label})"
+        return True, f"{days:.1f} days left, inside the renewal window ({label}, {window.total_seconds() / 86400:.1f} days)"
+    return False, f"{days:.1f} days left; due in {(left - window).total_seconds() / 86400:.1f} days (window {label})"
+
+
+def select_candidates(ctx: AppContext, *, app_uris: tuple[str, ...], all_due: bool, force: bool, now: datetime) -> Selection:
+    if not app_uris and not all_due:
+        raise InputError("nothing selected", "give --app-uri URI (repeatable) or --all-due")
+    windows.sync_renew_after(ctx)
+    default = windows.default_window(ctx)
+    selection = Selection()
+    with ctx.database().read() as session:
+        if app_uris:
+            for uri in dict.fromkeys(app_uris):
+                app = queries.application_by_uri(session, uri)
+                if app is None:
+                    raise InputError(f"no application {uri!r} is registered", "see `certmgr list`")
+                cert = queries.active_certificate(session, app.id)
+                if cert is None:
+                    target = selection.due if force else selection.not_due
+                    reason = "no active certificate (forced)" if force else "no active certificate; renew it with --force"
+                    target.append(Candidate.of(app, None, reason))
+                    continue
+                due, reason = _due_reason(cert, app, default, now)
+                if force:
+                    selection.due.append(Candidate.of(app, cert, "forced" + ("" if due else f" ({reason})")))
+                else:
+                    (selection.due if due else selection.not_due).append(Candidate.of(app, cert, reason))
+        if all_due:
+            seen = {c.app_id for c in selection.due + selection.not_due}
+            rows = session.execute(
+                select(db.Certificate, db.Application)
+                .join(db.Application, db.Certificate.application_id == db.Application.id)
+                .where(db.Certificate.status == db.CertStatus.ACTIVE, db.Certificate.renew_after <= now)
+                .order_by(db.Certificate.renew_after)
+            ).all()
+            for cert, app in rows:
+                if app.id not in seen:
+                    selection.due.append(Candidate.of(app, cert, _due_reason(cert, app, default, now)[1]))
+    return selection
+
+
+def claim_token(ctx: AppContext) -> str:
+    return f"{ctx.actor}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass
+class Claim:
+    claimed: list[Candidate] = field(default_factory=list)
+    skipped: list[tuple[Candidate, str]] = field(default_factory=list)
+    abandoned_revoked: int = 0  # staged certificates of dead runs, revoked now: the CRL must follow
+
+
+def claim(ctx: AppContext, candidates: list[Candidate], token: str, now: datetime) -> Claim:
+    """Take each application for this run; skip those another run holds or already renewed meanwhile.
+
+    PostgreSQL: row locks with SKIP LOCKED, so two nodes never wait on or take the same application.
+    SQLite: the write transaction is BEGIN IMMEDIATE, which serialises the claims.
+    """
+    result = Claim()
+    if not candidates:
+        return result
+    claimed, skipped = result.claimed, result.skipped
+    by_id = {c.app_id: c for c in candidates}
+    database = ctx.database()
+    with database.write() as session:
+        statement = select(db.Application).where(db.Application.id.in_(list(by_id)))
+        if not database.is_sqlite:
+            statement = statement.with_for_update(skip_locked=True)
+        locked = {app.id: app for app in session.scalars(statement)}
+        for app_id, candidate in by_id.items():
+            app = locked.get(app_id)
+            if app is None:
+                skipped.append((candidate, "another certmgr node is renewing it right now"))
+                continue
+            if app.renewal_claimed_by and app.renewal_claimed_at and app.renewal_claimed_at > now - CLAIM_TIMEOUT:
+                skipped.append((candidate, f"claimed by {app.renewal_claimed_by} since {app.renewal_claimed_at:%H:%M:%S}"))
+                continue
+            active = queries.active_certificate(session, app.id)
+            if (active.id if active else None) != candidate.cert_id:
+                skipped.append((candidate, "renewed meanwhile by another run"))
+                continue
+            if app.renewal_claimed_by:
+                abandoned = session.scalars(
+                    select(db.Certificate).where(db.Certificate.application_id == app.id, db.Certificate.status == db.CertStatus.PENDING)
+                ).all()
+                for pending in abandoned:  # a node died mid-renewal: its staged certificate never went live
+                    pending.status = db.CertStatus.FAILED
+                    pending.status_reason = f"abandoned by {app.renewal_claimed_by} (claim timed out)"
+                    pending.revoked_at = now
+                    pending.revocation_reason = "superseded"
+                    result.abandoned_revoked += 1
+            app.renewal_claimed_by = token
+            app.renewal_claimed_at = now
+            claimed.append(candidate)
+    return result
+
+
+def release(ctx: AppContext, app_ids: list[int], token: str) -> None:
+    if not app_ids:
+        return
+    with ctx.database().write() as session:
+        for app in session.scalars(select(db.Application).where(db.Application.id.in_(app_ids))):
+            if app.renewal_claimed_by == token:
+                app.renewal_claimed_by = None
+                app.renewal_claimed_at = None
