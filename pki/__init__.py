@@ -5,9 +5,9 @@ Imports only ``cryptography`` and the standard library.
 
 from .crl_audit import MISSING, MULTIPLE, NOT_YET_VALID, OK, STALE, CaCrlState, CrlAudit, CrlFile, audit_crls
 from .errors import StoreError, UnsafeNameError
-from .layout import DEFAULT_LAYOUT, LAYOUTS, Layout, common_name, get_layout, safe_stem, thumbprint
+from .layout import DEFAULT_LAYOUT, LAYOUTS, Layout, common_name, detect_layout, get_layout, safe_stem, thumbprint
 from .readers import Loaded, parse_certificate, parse_crl
-from .store import ISSUER, TRUSTED, ApplicationStore, InstallResult, OwnPair, PublishResult
+from .store import ISSUER, REJECTED, TRUSTED, ApplicationStore, InstallResult, OwnPair, PublishResult
 from .validation import GOOD, Refused, TrustCache, TrustMaterial, Validation, build_chain, load_trust_material, validate
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "MULTIPLE",
     "NOT_YET_VALID",
     "OK",
+    "REJECTED",
     "STALE",
     "TRUSTED",
     "ApplicationStore",
@@ -39,6 +40,7 @@ __all__ = [
     "audit_crls",
     "build_chain",
     "common_name",
+    "detect_layout",
     "get_layout",
     "load_trust_material",
     "parse_certificate",

@@ -107,3 +107,15 @@ def get_layout(name: str) -> Layout:
         return LAYOUTS[name]
     except KeyError:
         raise StoreError(f"unknown store layout {name!r}; use one of {', '.join(LAYOUTS)}") from None
+
+
+def detect_layout(root) -> str | None:
+    """Guess a store's layout from its folders: node-opcua has issuers/ and own/certs/certificate.pem."""
+    from pathlib import Path
+
+    root = Path(root)
+    if (root / "issuers").is_dir() or (root / "own" / "certs" / "certificate.pem").is_file():
+        return "node-opcua"
+    if (root / "issuer").is_dir() or (root / "rejected" / "certs").is_dir() or (root / "own" / "certs").is_dir():
+        return "ua-net"
+    return None

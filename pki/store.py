@@ -40,6 +40,7 @@ from .readers import (
 )
 
 TRUSTED = "trusted"
+REJECTED = "rejected"
 LOCK_NAME = "lock"
 ISSUER = "issuer"
 
@@ -178,9 +179,13 @@ class ApplicationStore:
         pairs = self.own_pairs()
         return max(pairs, key=lambda p: p.certificate.not_valid_after_utc) if pairs else None
 
+    def own_certificates(self) -> list[Loaded[x509.Certificate]]:
+        """Every file of own/certs, readable or not."""
+        return read_certificates(self.own_certs_dir)
+
     def own_pairs(self) -> list[OwnPair]:
         pairs = []
-        for loaded in read_certificates(self.own_certs_dir):
+        for loaded in self.own_certificates():
             if loaded.value is None:
                 continue
             cert = loaded.value
@@ -283,6 +288,33 @@ class ApplicationStore:
             if loaded.value is not None and loaded.value.public_bytes(serialization.Encoding.DER) == der:
                 return loaded.path
         return atomic_write(folder / self.layout.peer_cert_name(cert), der, CERT_MODE, self.staging_dir)
+
+    def folder_of(self, kind: str) -> Path:
+        """trusted/issuer certificate folders, or the rejected folder for kind "rejected"."""
+        return self.rejected_dir if kind == REJECTED else self.certs_dir(kind)
+
+    def move_certificate(self, path: Path, expected_der: bytes, to_kind: str | None) -> Path | None:
+        """Move a certificate file between trusted, issuer and rejected (or delete it, ``to_kind`` None).
+
+        The file must still hold ``expected_der`` (what the operator was shown); a file that changed in
+        between is refused and nothing moves. The target gets the layout's name and encoding.
+        """
+        try:
+            current = parse_certificate(path.read_bytes())
+        except FileNotFoundError:
+            raise StoreError(f"{path} is gone; list the store again") from None
+        except ValueError:
+            raise StoreError(f"{path} no longer holds a certificate; list the store again") from None
+        if current.public_bytes(serialization.Encoding.DER) != expected_der:
+            raise StoreError(f"{path} changed since it was shown; list the store again and check it before trusting")
+        target = None
+        if to_kind == REJECTED:
+            target = self.add_rejected(current)
+        elif to_kind is not None:
+            target = self.add_certificate(current, to_kind)
+        if target != path:
+            path.unlink(missing_ok=True)
+        return target
 
     def rejected(self) -> list[Loaded[x509.Certificate]]:
         return read_certificates(self.rejected_dir)

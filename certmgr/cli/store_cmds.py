@@ -1,0 +1,292 @@
+"""``certmgr store ...``, ``certmgr trust-exchange`` and ``certmgr diagnose``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import LAYOUT_CHOICES, confirm, json_option, yes_option
+from .output import emit_json, key_values, table, warn
+
+layout_of_store = click.option(
+    "--layout", type=click.Choice(LAYOUT_CHOICES), default=None, help="Store layout (default: as registered, else detected)."
+)
+store_argument = click.argument("store_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+
+
+@click.group("store")
+def store_group() -> None:
+    """Inspect application stores and triage certificates (any OPC UA store, managed or not)."""
+
+
+@store_group.command("status")
+@store_argument
+@layout_of_store
+@json_option
+@click.pass_obj
+def store_status(app, store_dir, layout) -> None:
+    """Everything a store holds and everything wrong with it; exit 1 if anything is an error.
+
+    \b
+    Example:
+      certmgr store status /opt/historian/pki
+    """
+    from ..errors import OperationFailed
+    from ..services.store_inspect import inspect_store, open_store
+
+    report = inspect_store(open_store(app, store_dir, layout), app.now())
+    if app.json:
+        emit_json(report.as_dict())
+    else:
+        _print_report(report)
+    if not report.ok:
+        errors = sum(1 for p in report.problems if p.severity == "error")
+        raise OperationFailed(f"{errors} problem(s) in {report.root}", "see the lines marked ERROR")
+
+
+def _print_report(report) -> None:
+    click.echo(f"store {report.root} ({report.layout})")
+    own = report.own
+    if own:
+        click.echo(key_values([
+            ("own certificate", own["subject"]), ("application URI", own["app_uri"]), ("thumbprint", own["thumbprint"]),
+            ("issuer", own["issuer"]), ("not after", own["not_after"]), ("key", own["key"]), ("signature", own["signature"]),
+        ]))
+    for label, rows in (("trusted", report.trusted), ("issuers", report.issuers)):
+        click.echo(f"\n{label}:")
+        click.echo(table(rows, [("subject", "SUBJECT"), ("thumbprint", "THUMBPRINT"), ("not_after", "NOT AFTER")]) if rows else "  none")
+    click.echo("\nCRLs:")
+    click.echo(table(report.crls, [("issuer", "ISSUER"), ("number", "NUMBER"), ("next_update", "NEXT UPDATE"), ("signature_valid", "SIGNED")]) if report.crls else "  none")
+    click.echo(f"\nrejected: {len(report.rejected)}")
+    for problem in report.problems:
+        click.echo(f"{problem.severity.upper()}: {problem.message} ({problem.where})")
+    if not report.problems:
+        click.echo("no problems")
+
+
+@store_group.command("rejected")
+@click.argument("store_dir", metavar="DIR", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--all", "all_stores", is_flag=True, help="Every registered store.")
+@layout_of_store
+@json_option
+@click.pass_obj
+def store_rejected(app, store_dir, all_stores, layout) -> None:
+    """Certificates that peers presented and the store's application refused.
+
+    \b
+    Examples:
+      certmgr store rejected /opt/historian/pki
+      certmgr store rejected --all --json
+    """
+    from ..errors import InputError
+    from ..services.store_inspect import open_store, registered_store_list, rejected_entries
+
+    if bool(store_dir) == all_stores:
+        raise InputError("say which stores", "give DIR or --all")
+    if all_stores:
+        app.require_initialised()
+        stores = registered_store_list(app)
+    else:
+        stores = [open_store(app, store_dir, layout)]
+    rows = [{**entry, "store": str(store.root)} for store in stores for entry in rejected_entries(store)]
+    if app.json:
+        emit_json(rows)
+    elif rows:
+        click.echo(table(rows, [("store", "STORE"), ("subject", "SUBJECT"), ("app_uri", "APPLICATION URI"), ("issuer", "ISSUER"),
+                                ("thumbprint", "THUMBPRINT"), ("not_after", "NOT AFTER"), ("first_seen", "FIRST SEEN")]))
+    else:
+        click.echo("no rejected certificates")
+
+
+def _triage(app, store_dir, layout, prefix, kinds, to_kind, action, question, yes) -> None:
+    from ..services.store_inspect import open_store
+    from ..services.triage import find, move
+
+    app.require_initialised()
+    store = open_store(app, store_dir, layout)
+    match = find(store, prefix, kinds)
+    if not app.json:
+        click.echo(key_values(list(match.details().items())), err=True)
+    confirm(question.format(subject=match.certificate.subject.rfc4514_string()), yes)
+    target = move(app, store, match, to_kind, action)
+    result = {"thumbprint": match.details()["thumbprint"], "from": str(match.path), "to": str(target) if target else None}
+    emit_json(result) if app.json else click.echo(f"{result['from']} -> {result['to'] or 'removed'}")
+
+
+@store_group.command("trust")
+@store_argument
+@click.argument("thumbprint")
+@layout_of_store
+@yes_option
+@json_option
+@click.pass_obj
+def store_trust(app, store_dir, thumbprint, layout, yes) -> None:
+    """Move a rejected certificate to trusted/certs (thumbprint prefix of 8+ hex digits).
+
+    \b
+    Example:
+      certmgr store trust /opt/historian/pki 35FE16F0E016BFF2
+    """
+    import pki
+
+    _triage(app, store_dir, layout, thumbprint, (pki.REJECTED,), pki.TRUSTED, "store.trust", "Trust {subject}?", yes)
+
+
+@store_group.command("reject")
+@store_argument
+@click.argument("thumbprint")
+@layout_of_store
+@yes_option
+@json_option
+@click.pass_obj
+def store_reject(app, store_dir, thumbprint, layout, yes) -> None:
+    """Move a trusted certificate back to rejected.
+
+    \b
+    Example:
+      certmgr store reject /opt/historian/pki 35FE16F0E016BFF2 --yes
+    """
+    import pki
+
+    _triage(app, store_dir, layout, thumbprint, (pki.TRUSTED,), pki.REJECTED, "store.reject", "Stop trusting {subject}?", yes)
+
+
+@store_group.command("remove")
+@store_argument
+@click.argument("thumbprint")
+@layout_of_store
+@yes_option
+@json_option
+@click.pass_obj
+def store_remove(app, store_dir, thumbprint, layout, yes) -> None:
+    """Delete a trusted, issuer or rejected certificate from a store.
+
+    \b
+    Example:
+      certmgr store remove /opt/historian/pki 35FE16F0E016BFF2
+    """
+    import pki
+
+    _triage(app, store_dir, layout, thumbprint, (pki.TRUSTED, pki.ISSUER, pki.REJECTED), None, "store.remove", "Remove {subject}?", yes)
+
+
+@store_group.command("import")
+@store_argument
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--trusted", "kind", flag_value="trusted", help="Into trusted/certs (peers and CAs you trust).")
+@click.option("--issuer", "kind", flag_value="issuer", help="Into issuer(s)/certs (CAs needed only to build chains).")
+@click.option("--crl", "crl_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="The CA's CRL (required for a CA, or peers fail).")
+@layout_of_store
+@json_option
+@click.pass_obj
+def store_import(app, store_dir, file, kind, crl_file, layout) -> None:
+    """Import a PEM or DER certificate or CA into a store.
+
+    \b
+    Examples:
+      certmgr store import /opt/historian/pki kepware.der --trusted
+      certmgr store import /opt/historian/pki vendor-ca.pem --trusted --crl vendor-ca.crl
+    """
+    from ..errors import InputError
+    from ..services.store_inspect import open_store
+    from ..services.triage import import_certificate
+
+    if kind is None:
+        raise InputError("say where the certificate goes", "pass --trusted or --issuer")
+    app.require_initialised()
+    result = import_certificate(app, open_store(app, store_dir, layout), file, kind, crl_file, warn)
+    emit_json(result) if app.json else click.echo(f"imported {result['certificate']['subject']} into {result['file']}" + (f", CRL {result['crl']}" if result["crl"] else ""))
+
+
+@click.command("trust-exchange")
+@click.option("--app-uri", required=True, help="The managed application that will connect to the server.")
+@click.option("--endpoint", required=True, metavar="URL", help="The third-party server, opc.tcp://HOST:PORT.")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write what the server must trust (CA certificate, CA CRL, application certificate) here.")
+@yes_option
+@json_option
+@click.pass_obj
+def trust_exchange(app, app_uri, endpoint, export_dir, yes) -> None:
+    """Trust a third-party server now, and give its administrator what to trust in return.
+
+    Reads the server certificate from the server's endpoints, shows it for inspection, trusts it in the
+    application's store on confirmation, and exports certmgr's CA certificate and current CRL (or the
+    application's own certificate) for the server's trusted store: the first connection then succeeds.
+
+    \b
+    Example:
+      certmgr trust-exchange --app-uri urn:plant1:historian --endpoint opc.tcp://kepware01:49320 --export ./for-kepware
+    """
+    from ..services.exchange import trust_exchange as exchange
+
+    def ask(details: dict) -> None:
+        if not app.json:
+            click.echo(key_values([(k, v) for k, v in details.items()]), err=True)
+        confirm(f"Trust {details['subject']} in the store of {app_uri}?", yes)
+
+    result = exchange(app, app_uri, endpoint, confirm=ask, export_dir=export_dir)
+    if app.json:
+        emit_json(result)
+        return
+    state = "was already trusted" if result["already_trusted"] else f"is now trusted ({result['trusted_file']})"
+    click.echo(f"server certificate {result['server_certificate']['thumbprint']} {state}")
+    offer = result["for_the_server"]
+    where = result.get("exported_to", "use --export DIR to write them")
+    click.echo("The server's administrator must now trust, in the server's trusted store (" + where + "):")
+    click.echo(f"  either certmgr's CA: {offer['ca_certificate']} with its CRL {offer['ca_crl']} (covers every certmgr application)")
+    click.echo(f"  or just this application: {offer['application_certificate']}")
+
+
+@click.command()
+@click.argument("url", metavar="opc.tcp://HOST:PORT")
+@click.option("--app-uri", default=None, help="Connect as this managed application (default: certmgr's verifier).")
+@click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Connect with this store's identity.")
+@click.option("--user", default=None, help="User name for the session (default: anonymous).")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File holding the user's password.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per step.")
+@json_option
+@click.pass_obj
+def diagnose(app, url, app_uri, store_dir, user, password_file, timeout) -> None:
+    """Audit a server's endpoints and test a secure session; name the failing stage, the side that
+    refused and the fix. Exit 0 when a secure session works, 1 otherwise.
+
+    \b
+    Examples:
+      certmgr diagnose opc.tcp://kepware01:49320 --app-uri urn:plant1:historian
+      certmgr diagnose opc.tcp://plc7:4840 --store /opt/scada/pki --user operator --password-file ~/.plc7
+    """
+    from ..errors import InputError, OperationFailed
+    from ..services.diagnose import diagnose as run
+
+    credentials = None
+    if user:
+        if password_file is None:
+            raise InputError("--user needs --password-file", "put the password in a file readable only by you")
+        credentials = (user, Path(password_file).read_text().rstrip("\r\n"))
+    result = run(app, url, app_uri=app_uri, store_dir=store_dir, user=credentials, timeout=timeout)
+    if app.json:
+        emit_json(result.as_dict())
+    else:
+        click.echo(f"identity: {result.identity.get('app_uri')} [{result.identity.get('thumbprint')}]")
+        if result.endpoints:
+            click.echo(table(result.endpoints, [("mode", "MODE"), ("policy", "POLICY"), ("user_tokens", "USER TOKENS")]))
+        if result.server_certificate:
+            cert = result.server_certificate
+            click.echo(f"server certificate: {cert['subject']} [{cert['thumbprint']}] until {cert['not_after']}")
+        for finding in result.findings:
+            click.echo(f"{finding['severity'].upper()}: {finding['message']}")
+        connection = result.connection or {}
+        if connection.get("ok"):
+            click.echo(f"secure session OK ({connection['policy']}, SignAndEncrypt)")
+        elif connection:
+            side = {"client": "certmgr's side (we refused the server)", "server": "the server"}.get(connection.get("refused_by"), "-")
+            click.echo(f"FAILED at {connection['failed_stage']}: {connection['status']}, refused by {side}")
+            click.echo(f"  {connection['message']}")
+        if result.fix:
+            click.echo(f"fix: {result.fix}")
+    if not result.ok:
+        raise OperationFailed(f"no secure session with {url}", result.fix or "see above")
+
+
+COMMANDS = [store_group, trust_exchange, diagnose]

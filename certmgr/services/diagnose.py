@@ -1,0 +1,221 @@
+"""``certmgr diagnose``: turn an OPC UA connection failure into the fix.
+
+Endpoint audit (modes, policies, user tokens, the server certificate) and a connection test with the
+application's identity that reports the stage that failed, the side that refused and what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+import ca
+import pki
+from db import queries
+
+from ..context import AppContext
+from ..errors import InputError
+from .store_inspect import describe, open_store
+
+PREFERENCE = ("Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep", "Basic256Sha256")
+DEPRECATED = ("Basic128Rsa15", "Basic256")
+
+
+@dataclass
+class Diagnosis:
+    url: str
+    identity: dict = field(default_factory=dict)
+    endpoints: list[dict] = field(default_factory=list)
+    server_certificate: dict | None = None
+    findings: list[dict] = field(default_factory=list)
+    connection: dict | None = None
+    fix: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.connection and self.connection["ok"])
+
+    def as_dict(self) -> dict:
+        return {
+            "url": self.url, "ok": self.ok, "identity": self.identity, "endpoints": self.endpoints,
+            "server_certificate": self.server_certificate, "findings": self.findings, "connection": self.connection,
+            "fix": self.fix,
+        }
+
+
+def _finding(diagnosis: Diagnosis, severity: str, message: str) -> None:
+    diagnosis.findings.append({"severity": severity, "message": message})
+
+
+def _identity_store(ctx: AppContext, app_uri: str | None, store_dir: Path | None) -> tuple[pki.ApplicationStore, str]:
+    if app_uri and store_dir:
+        raise InputError("give --app-uri or --store, not both", "pick the identity to connect with")
+    if store_dir is not None:
+        store = open_store(ctx, store_dir, None)
+        own = store.own()
+        if own is None:
+            raise InputError(f"{store.root} holds no own certificate", "give a store with an application certificate")
+        uris = own.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.UniformResourceIdentifier
+        )
+        return store, (uris[0] if uris else "urn:certmgr:diagnose")
+    ctx.require_initialised()
+    with ctx.database().read() as session:
+        if app_uri:
+            app = queries.application_by_uri(session, app_uri)
+            if app is None or not app.store_path:
+                raise InputError(f"no application {app_uri!r} with a store is registered", "see `certmgr list`")
+        else:
+            from sqlalchemy import select
+
+            import db
+
+            app = session.scalars(select(db.Application).where(db.Application.internal.is_(True))).first()
+        return pki.ApplicationStore(app.store_path, app.layout), app.app_uri
+
+
+def _audit_endpoints(diagnosis: Diagnosis, endpoints, host: str, now) -> tuple[object | None, str | None]:
+    """Describe every endpoint, flag weak ones, pick the most secure usable one."""
+    from asyncua import ua
+
+    from ..opcua.channel import policy_name
+
+    best, best_policy = None, None
+    for endpoint in endpoints:
+        policy = policy_name(endpoint.SecurityPolicyUri)
+        mode = ua.MessageSecurityMode(endpoint.SecurityMode).name
+        tokens = sorted({ua.UserTokenType(t.TokenType).name for t in endpoint.UserIdentityTokens or []})
+        diagnosis.endpoints.append({"url": endpoint.EndpointUrl, "mode": mode, "policy": policy, "user_tokens": tokens})
+        if endpoint.SecurityMode == ua.MessageSecurityMode.None_:
+            _finding(diagnosis, "warning", f"mode None is offered ({endpoint.EndpointUrl}): anyone can connect without encryption")
+        if policy in DEPRECATED:
+            _finding(diagnosis, "warning", f"deprecated policy {policy} (SHA-1) is offered with mode {mode}")
+        if endpoint.SecurityMode == ua.MessageSecurityMode.SignAndEncrypt and policy in PREFERENCE:
+            if best_policy is None or PREFERENCE.index(policy) < PREFERENCE.index(best_policy):
+                best, best_policy = endpoint, policy
+    if best is None:
+        _finding(diagnosis, "error", "no SignAndEncrypt endpoint with Basic256Sha256, Aes128_Sha256_RsaOaep or Aes256_Sha256_RsaPss")
+    return best, best_policy
+
+
+def _audit_certificate(diagnosis: Diagnosis, cert: x509.Certificate, endpoint, host: str, now) -> None:
+    diagnosis.server_certificate = describe(cert)
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
+        _finding(diagnosis, "error", f"server key is RSA {key.key_size}: current policies need 2048 bits or more")
+    try:
+        if isinstance(cert.signature_hash_algorithm, hashes.SHA1):
+            _finding(diagnosis, "error", "server certificate is signed with SHA-1")
+    except Exception:
+        pass
+    if cert.not_valid_after_utc < now:
+        _finding(diagnosis, "error", f"server certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    elif cert.not_valid_after_utc - now < timedelta(days=30):
+        _finding(diagnosis, "warning", f"server certificate expires on {cert.not_valid_after_utc:%Y-%m-%d}")
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = x509.SubjectAlternativeName([])
+    hosts = [h.lower() for h in san.get_values_for_type(x509.DNSName)] + [str(i) for i in san.get_values_for_type(x509.IPAddress)]
+    try:
+        host_key = str(ipaddress.ip_address(host))
+    except ValueError:
+        host_key = host.lower()
+    if host_key not in hosts:
+        _finding(diagnosis, "warning", f"the certificate's SAN ({', '.join(hosts) or 'no hosts'}) lacks {host}, the host in the URL: "
+                 "strict clients refuse it with BadCertificateHostNameInvalid")
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    announced = endpoint.Server.ApplicationUri if endpoint is not None else None
+    if announced and announced not in uris:
+        _finding(diagnosis, "error", f"the server announces ApplicationUri {announced} but its certificate carries {', '.join(uris) or 'none'}: "
+                 "clients refuse it with BadCertificateUriInvalid")
+    for finding in ca.check_application_certificate(cert, at=now):
+        if finding.code not in ("expired", "signature-sha1", "key-size-small"):
+            _finding(diagnosis, finding.severity if finding.severity == "warning" else "warning", f"profile: {finding.message}")
+
+
+def _fix(attempt, store: pki.ApplicationStore, identity_thumb: str, own_cert_path: Path) -> str:
+    from ..opcua.faults import fix_for
+    from ..opcua.session import TCP, USER
+
+    if attempt.ok:
+        return "nothing to fix"
+    if attempt.stage == TCP:
+        return f"{attempt.status}: is the server running and the port reachable from here?"
+    if attempt.stage == USER:
+        if attempt.status == "BadIdentityTokenInvalid":
+            return "the server does not accept this kind of user token (anonymous switched off?): pass --user NAME --password-file FILE"
+        return f"{attempt.status}: the user name or password is wrong, or the server does not let this user in; check the server's user configuration"
+    server_thumb = attempt.server_thumbprint or ""
+    if attempt.side == "client":
+        if attempt.status == "BadCertificateRevocationUnknown":
+            return "our store holds the server's CA but no current CRL from it: `certmgr crl import CRL --store " + str(store.root) + "`"
+        return (f"we do not trust the server's certificate ({attempt.status}); it is now in {store.rejected_dir}: inspect it, then "
+                f"`certmgr store trust {store.root} {server_thumb[:16]}` (or `certmgr trust-exchange`)")
+    if attempt.status in ("BadCertificateRevocationUnknown", "BadCertificateIssuerRevocationUnknown"):
+        return "the server holds certmgr's CA but no current CRL of it: copy the CA's current CRL to the server's trusted/crl (`certmgr trust-exchange --export DIR`)"
+    if attempt.status in ("BadCertificateTimeInvalid", "BadCertificateRevoked", "BadCertificateUriInvalid", "BadCertificateUseNotAllowed"):
+        return f"the server refused our certificate: {fix_for(attempt.status)}"
+    return (f"the server refused our certificate {identity_thumb} ({attempt.status}): trust it on the server (copy {own_cert_path} "
+            "into the server's trusted certificates, or move it from the server's rejected folder), or give the server certmgr's CA "
+            "certificate and current CRL (`certmgr trust-exchange --export DIR`)")
+
+
+def diagnose(
+    ctx: AppContext, url: str, *, app_uri: str | None = None, store_dir: Path | None = None, user: tuple[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Diagnosis:
+    from ..opcua.identities import identity_from_store
+    from ..opcua.session import TCP, Attempt, attempt_session
+
+    parts = urlsplit(url)
+    if parts.scheme != "opc.tcp" or not parts.hostname:
+        raise InputError(f"{url!r} is not an opc.tcp URL", "write it like opc.tcp://plc01.plant1.local:4840")
+    store, uri = _identity_store(ctx, app_uri, store_dir)
+    identity = identity_from_store(store, uri, peer_role="server", clock=ctx.now, record_rejected=True)
+    own = store.own()
+    diagnosis = Diagnosis(url, {"app_uri": uri, "store": str(store.root), "thumbprint": own.thumbprint})
+    now = ctx.now()
+
+    async def run() -> None:
+        from asyncua import Client
+        from asyncua.crypto import uacrypto
+
+        from ..opcua.faults import describe_failure
+
+        try:
+            endpoints = await asyncio.wait_for(Client(url, timeout=timeout).connect_and_get_server_endpoints(), timeout)
+        except Exception as exc:
+            status, message = describe_failure(exc)
+            diagnosis.connection = Attempt(False, "-", TCP, status, None, f"GetEndpoints failed: {message}").as_dict()
+            diagnosis.fix = f"{status}: is the server running, and is {parts.hostname}:{parts.port or 4840} reachable from here?"
+            return
+        best, policy = _audit_endpoints(diagnosis, endpoints, parts.hostname, now)
+        certificate = uacrypto.x509_from_der(best.ServerCertificate) if best is not None and best.ServerCertificate else None
+        if certificate is None:
+            diagnosis.fix = "the server offers no secure endpoint certmgr can use: enable SignAndEncrypt with Basic256Sha256 or newer"
+            return
+        _audit_certificate(diagnosis, certificate, best, parts.hostname, now)
+        attempt = await attempt_session(
+            best.EndpointUrl if _same_host(best.EndpointUrl, url) else url, identity, policy, certificate,
+            user=user, server_app_uri=best.Server.ApplicationUri or None, timeout=timeout,
+        )
+        diagnosis.connection = attempt.as_dict()
+        diagnosis.fix = _fix(attempt, store, own.thumbprint, own.cert_path)
+
+    asyncio.run(run())
+    return diagnosis
+
+
+def _same_host(endpoint_url: str, url: str) -> bool:
+    """Connect where the operator pointed: servers often announce a host name that does not resolve here."""
+    a, b = urlsplit(endpoint_url), urlsplit(url)
+    return (a.hostname, a.port) == (b.hostname, b.port)

@@ -1,0 +1,71 @@
+"""``certmgr trust-exchange``: trust a third-party server in one step and hand its administrator what
+to trust in return, so the first connection succeeds instead of failing twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+import ca
+import pki
+from db import queries
+from pki.files import atomic_write
+
+from ..context import AppContext
+from ..errors import InputError, OperationFailed
+from .crls import current_crl
+from .store_inspect import describe
+from .triage import audit
+
+
+def fetch_server_certificate(url: str, timeout: float = 10.0):
+    from ..opcua.faults import describe_failure
+    from ..opcua.proofs import endpoint_certificate
+
+    try:
+        certificate, _ = asyncio.run(endpoint_certificate(url, timeout))
+    except Exception as exc:
+        status, message = describe_failure(exc)
+        raise OperationFailed(f"cannot read the endpoints of {url}: {message}", "check the URL and that the server runs") from None
+    return certificate
+
+
+def trust_exchange(
+    ctx: AppContext, app_uri: str, url: str, *, confirm: Callable[[dict], None], export_dir: Path | None
+) -> dict:
+    ctx.require_initialised()
+    with ctx.database().read() as session:
+        app = queries.application_by_uri(session, app_uri)
+        if app is None or not app.store_path:
+            raise InputError(f"no application {app_uri!r} with a store is registered", "register it with `certmgr issue`")
+        store = pki.ApplicationStore(app.store_path, app.layout)
+    server_cert = fetch_server_certificate(url)
+    details = describe(server_cert)
+    details["conformance"] = [str(f) for f in ca.check_application_certificate(server_cert, at=ctx.now())]
+    already = store.holds_certificate(server_cert, pki.TRUSTED)
+    result = {"app_uri": app_uri, "store": str(store.root), "server_certificate": details, "already_trusted": already}
+    if not already:
+        confirm(details)
+        result["trusted_file"] = str(store.add_certificate(server_cert, pki.TRUSTED))
+        audit(ctx, "store.trust-exchange", store, thumbprint=details["thumbprint"], subject=details["subject"], endpoint=url)
+    own = store.own()
+    ca_cert = pki.parse_certificate(ctx.home.ca_cert_path.read_bytes())
+    crl_row = current_crl(ctx)
+    stem = pki.safe_stem(pki.common_name(ca_cert) or "certmgr CA")
+    offer = {
+        "ca_certificate": f"{stem} [{pki.thumbprint(ca_cert)}].der",
+        "ca_crl": f"{stem} [{pki.thumbprint(ca_cert)}] crl{crl_row.number}.crl",
+        "application_certificate": f"{pki.safe_stem(pki.common_name(own.certificate))} [{own.thumbprint}].der",
+    }
+    result["for_the_server"] = offer
+    if export_dir is not None:
+        export_dir = Path(export_dir).expanduser()
+        export_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(export_dir / offer["ca_certificate"], ca_cert.public_bytes(serialization.Encoding.DER))
+        atomic_write(export_dir / offer["ca_crl"], crl_row.der)
+        atomic_write(export_dir / offer["application_certificate"], own.certificate.public_bytes(serialization.Encoding.DER))
+        result["exported_to"] = str(export_dir)
+    return result

@@ -1,0 +1,243 @@
+"""``certmgr store status`` and ``store rejected``: what a store holds and what is wrong with it.
+
+Works on any store of a supported layout, certmgr-managed or not, and never crashes on a bad file:
+unreadable files are named as problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+import ca
+import pki
+
+from ..context import AppContext
+from ..errors import InputError
+
+ERROR, WARNING = "error", "warning"
+SOON = timedelta(days=30)
+CRL_SOON = timedelta(days=7)
+
+
+@dataclass
+class Problem:
+    severity: str
+    where: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"severity": self.severity, "where": self.where, "message": self.message}
+
+
+@dataclass
+class StoreReport:
+    root: str
+    layout: str
+    own: dict | None = None
+    trusted: list[dict] = field(default_factory=list)
+    issuers: list[dict] = field(default_factory=list)
+    crls: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == ERROR for p in self.problems)
+
+    def as_dict(self) -> dict:
+        return {
+            "store": self.root, "layout": self.layout, "ok": self.ok, "own": self.own, "trusted": self.trusted,
+            "issuers": self.issuers, "crls": self.crls, "rejected": self.rejected,
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+def open_store(ctx: AppContext | None, path: Path, layout: str | None) -> pki.ApplicationStore:
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise InputError(f"store folder {root} does not exist", "give the folder that holds own/, trusted/ and rejected/")
+    layout = layout or _registered_layout(ctx, root) or pki.detect_layout(root)
+    if layout is None:
+        raise InputError(f"{root} does not look like an OPC UA certificate store", "pass --layout ua-net or --layout node-opcua")
+    return pki.ApplicationStore(root, layout)
+
+
+def _registered_layout(ctx: AppContext | None, root: Path) -> str | None:
+    if ctx is None or not ctx.home.is_initialised():
+        return None
+    from sqlalchemy import select
+
+    import db
+
+    with ctx.database().read() as session:
+        return session.scalars(select(db.Application.layout).where(db.Application.store_path == str(root))).first()
+
+
+def describe(cert: x509.Certificate) -> dict:
+    key = cert.public_key()
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    except (x509.ExtensionNotFound, ValueError):
+        uris = []
+    try:
+        algorithm = cert.signature_hash_algorithm.name if cert.signature_hash_algorithm else "unknown"
+    except Exception:
+        algorithm = cert.signature_algorithm_oid.dotted_string
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "app_uri": uris[0] if uris else None,
+        "issuer": cert.issuer.rfc4514_string(),
+        "thumbprint": pki.thumbprint(cert),
+        "serial": format(cert.serial_number, "x"),
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "key": f"{type(key).__name__.replace('PublicKey', '').replace('_', '')} {getattr(key, 'key_size', '?')}",
+        "signature": algorithm,
+    }
+
+
+def _validity_problems(cert: x509.Certificate, where: str, now: datetime, what: str) -> list[Problem]:
+    if cert.not_valid_after_utc < now:
+        return [Problem(ERROR, where, f"{what} expired on {cert.not_valid_after_utc:%Y-%m-%d}")]
+    if cert.not_valid_before_utc > now:
+        return [Problem(ERROR, where, f"{what} is not valid before {cert.not_valid_before_utc:%Y-%m-%d} (check clocks)")]
+    if cert.not_valid_after_utc - now < SOON:
+        days = (cert.not_valid_after_utc - now).days
+        return [Problem(WARNING, where, f"{what} expires in {days} days ({cert.not_valid_after_utc:%Y-%m-%d})")]
+    return []
+
+
+def _weakness(cert: x509.Certificate, where: str) -> list[Problem]:
+    problems = []
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
+        problems.append(Problem(ERROR, where, f"RSA {key.key_size}-bit key: stacks refuse keys under 2048 bits"))
+    try:
+        if isinstance(cert.signature_hash_algorithm, hashes.SHA1):
+            problems.append(Problem(ERROR, where, "signed with SHA-1: refused by current security policies"))
+    except Exception:
+        pass
+    return problems
+
+
+def _inspect_own(store: pki.ApplicationStore, report: StoreReport, now: datetime) -> None:
+    pairs = store.own_pairs()
+    unreadable = [loaded for loaded in store.own_certificates() if loaded.value is None]
+    for loaded in unreadable:
+        report.problems.append(Problem(ERROR, str(loaded.path), f"unreadable own certificate: {loaded.error}"))
+    if not pairs:
+        if not unreadable:
+            report.problems.append(Problem(ERROR, str(store.own_certs_dir), "no own certificate: the application cannot open secure channels"))
+        return
+    if len(pairs) > 1:
+        report.problems.append(Problem(WARNING, str(store.own_certs_dir), f"{len(pairs)} own certificates; stacks may pick either"))
+    pair = store.own()
+    where = str(pair.cert_path)
+    info = describe(pair.certificate)
+    findings = ca.check_application_certificate(pair.certificate, at=now)
+    info["conformance"] = [str(f) for f in findings]
+    report.own = info
+    for finding in findings:
+        if finding.code in ("expired", "not-yet-valid", "signature-sha1", "key-size-small"):
+            continue  # reported below in the operator's words
+        report.problems.append(Problem(finding.severity, where, f"profile: {finding.message}"))
+    report.problems += _validity_problems(pair.certificate, where, now, "own certificate")
+    report.problems += _weakness(pair.certificate, where)
+    try:
+        key = ca.load_private_key_pem(pair.key_path.read_bytes())
+    except FileNotFoundError:
+        report.problems.append(Problem(ERROR, str(pair.key_path), "private key is missing"))
+        return
+    except (OSError, ca.CAError) as exc:
+        report.problems.append(Problem(ERROR, str(pair.key_path), f"private key unreadable: {exc}"))
+        return
+    if not ca.key_matches_certificate(key, pair.certificate.public_key()):
+        report.problems.append(Problem(ERROR, str(pair.key_path), "private key does not match the own certificate"))
+
+
+def _inspect_peers(store: pki.ApplicationStore, report: StoreReport, now: datetime) -> None:
+    for kind, target in ((pki.TRUSTED, report.trusted), (pki.ISSUER, report.issuers)):
+        for loaded in store.certificates(kind):
+            where = str(loaded.path)
+            if loaded.value is None:
+                report.problems.append(Problem(WARNING, where, f"unreadable file: {loaded.error}"))
+                continue
+            info = describe(loaded.value)
+            info["file"] = loaded.path.name
+            target.append(info)
+            label = "trusted certificate" if kind == pki.TRUSTED else "issuer certificate"
+            report.problems += _validity_problems(loaded.value, where, now, f"{label} {info['subject']}")
+            report.problems += _weakness(loaded.value, where)
+
+
+def _inspect_crls(store: pki.ApplicationStore, report: StoreReport, now: datetime) -> None:
+    audit = pki.audit_crls(store)
+    for state in audit.cas:
+        status = state.status(now)
+        name = state.ca_cert.subject.rfc4514_string()
+        for crl_file in state.valid:
+            crl = crl_file.crl
+            report.crls.append({
+                "file": crl_file.path.name, "part": state.kind, "issuer": name, "number": crl_file.number,
+                "this_update": crl.last_update_utc.isoformat(),
+                "next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
+                "revoked": len(crl), "signature_valid": True,
+            })
+        where = str(store.crl_dir(state.kind))
+        if status == pki.MISSING:
+            report.problems.append(Problem(ERROR, where, f"CA {name} has no CRL: peers it issued are refused with BadCertificateRevocationUnknown"))
+        elif status == pki.STALE:
+            report.problems.append(Problem(ERROR, where, f"CRL of {name} is past its nextUpdate: peers are refused with BadCertificateRevocationUnknown"))
+        elif status == pki.NOT_YET_VALID:
+            report.problems.append(Problem(ERROR, where, f"CRL of {name} is not valid yet (thisUpdate in the future; check clocks)"))
+        elif status == pki.MULTIPLE:
+            report.problems.append(Problem(WARNING, where, f"CA {name} has {len(state.valid)} CRL files; keep exactly one"))
+        else:
+            newest = state.newest()
+            if newest.crl.next_update_utc - now < CRL_SOON:
+                report.problems.append(Problem(WARNING, where, f"CRL of {name} goes stale on {newest.crl.next_update_utc:%Y-%m-%d %H:%M} UTC"))
+        for path in state.forged:
+            report.crls.append({"file": path.name, "part": state.kind, "issuer": name, "signature_valid": False})
+            report.problems.append(Problem(ERROR, str(path), f"CRL names {name} as issuer but its signature does not verify"))
+    for loaded in audit.unreadable:
+        report.problems.append(Problem(WARNING, str(loaded.path), f"unreadable file in a CRL folder: {loaded.error}"))
+    for path in audit.orphans:
+        report.problems.append(Problem(WARNING, str(path), "CRL of a CA this store does not hold"))
+
+
+def rejected_entries(store: pki.ApplicationStore) -> list[dict]:
+    entries = []
+    for loaded in store.rejected():
+        if loaded.value is None:
+            entries.append({"file": loaded.path.name, "error": loaded.error})
+            continue
+        info = describe(loaded.value)
+        info["file"] = loaded.path.name
+        info["first_seen"] = datetime.fromtimestamp(loaded.path.stat().st_mtime).astimezone().isoformat(timespec="seconds")
+        entries.append(info)
+    return entries
+
+
+def inspect_store(store: pki.ApplicationStore, now: datetime) -> StoreReport:
+    report = StoreReport(str(store.root), store.layout.name)
+    _inspect_own(store, report, now)
+    _inspect_peers(store, report, now)
+    _inspect_crls(store, report, now)
+    report.rejected = rejected_entries(store)
+    for entry in report.rejected:
+        if "error" in entry:
+            report.problems.append(Problem(WARNING, str(store.rejected_dir / entry["file"]), f"unreadable file: {entry['error']}"))
+    return report
+
+
+def registered_store_list(ctx: AppContext) -> list[pki.ApplicationStore]:
+    from .publishing import registered_stores
+
+    return [t.store() for t in registered_stores(ctx) if Path(t.path).is_dir()]
