@@ -122,5 +122,6 @@ concurrency = {settings.verify.concurrency}
 
 [database]
 # Empty: SQLite in this folder. For several nodes: "postgresql+psycopg://user@host/certmgr"
-url = ""
+# (no password here: libpq reads PGPASSWORD or ~/.pgpass)
+url = {_toml_string(settings.database_url or "")}
 """

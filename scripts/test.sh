@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Create or update .venv with certmgr and its test extra, then run the whole test suite.
+# Create or update .venv with certmgr and its test extra, then run the whole test suite twice:
+# on SQLite, then every database-touching test again on a throw-away PostgreSQL cluster (installed from
+# Debian's packages if missing, started on a temp directory and a loopback port, stopped at the end).
 # Extra arguments go to pytest, e.g. scripts/test.sh -k crl -x
+# CERTMGR_TEST_PG=skip runs only the SQLite pass; CERTMGR_TEST_PG=URL uses an existing server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +15,16 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q -e '.[test]'
 
-exec .venv/bin/python -m pytest "$@"
+echo "== pass 1: SQLite"
+.venv/bin/python -m pytest -p no:cacheprovider "$@"
+
+if [ "${CERTMGR_TEST_PG:-}" = "skip" ]; then
+    echo "== pass 2 skipped (CERTMGR_TEST_PG=skip)"
+    exit 0
+fi
+if [ -z "${CERTMGR_TEST_PG:-}" ]; then
+    eval "$(bash scripts/pg_cluster.sh start)"
+    trap 'bash scripts/pg_cluster.sh stop "$CERTMGR_PG_DIR"' EXIT
+fi
+echo "== pass 2: PostgreSQL ($CERTMGR_TEST_PG)"
+CERTMGR_TEST_PG="$CERTMGR_TEST_PG" .venv/bin/python -m pytest -m uses_db "$@"

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 import ca
 
+ROOT = Path(__file__).resolve().parent.parent
 POOL_SIZES = {2048: 32, 3072: 2, 4096: 3}
 PASSPHRASE = "test passphrase for the CA"
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
@@ -112,6 +113,14 @@ class Certmgr:
     def json(self, *args: str):
         return self(*args, "--json").json()
 
+    def subprocess_env(self) -> dict[str, str]:
+        """The environment for running certmgr in a child process against this home and database."""
+        env = {**os.environ, "CERTMGR_CA_PASSPHRASE": PASSPHRASE, "CERTMGR_HOME": str(self.home), "PYTHONPATH": str(ROOT)}
+        env.pop("CERTMGR_DB", None)
+        if self.db_url:
+            env["CERTMGR_DB"] = self.db_url
+        return env
+
     @property
     def url(self) -> str:
         return self.db_url or f"sqlite:///{self.home / 'certmgr.db'}"
@@ -129,9 +138,44 @@ class Certmgr:
             engine.dispose()
 
 
+PG_ENV = "CERTMGR_TEST_PG"  # e.g. postgresql+psycopg://postgres@127.0.0.1:5433/postgres (scripts/test.sh sets it)
+DB_FIXTURES = {"certmgr", "initialised", "database_url"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that touches a certmgr database: the PostgreSQL pass runs exactly those."""
+    for item in items:
+        if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.uses_db)
+
+
 @pytest.fixture
-def certmgr(tmp_path) -> Certmgr:
-    return Certmgr(tmp_path / "home", os.environ.get("CERTMGR_TEST_DB_URL"))
+def database_url(tmp_path):
+    """None (SQLite in the home) normally; a fresh PostgreSQL database per test when CERTMGR_TEST_PG is set."""
+    admin_url = os.environ.get(PG_ENV)
+    if not admin_url:
+        yield None
+        return
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"certmgr_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def certmgr(tmp_path, database_url) -> Certmgr:
+    return Certmgr(tmp_path / "home", database_url)
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def test_revoked_client_refused_by_running_server_other_client_accepted(plant: C
     assert other.ok
     shown = plant.json("show", "urn:plant:hmi")["certificates"][0]
     assert shown["status"] == "revoked" and shown["revocation_reason"] == "keyCompromise"
-    engine = db.make_engine(f"sqlite:///{plant.home / 'certmgr.db'}")
+    engine = db.make_engine(plant.url)
     with engine.connect() as connection:
         held = dict(connection.execute(select(db.StoreCrl.store_path, db.StoreCrl.crl_number)).all())
     assert held[str(tmp_path / "server")] == 2 and held[str(tmp_path / "mes")] == 2 and len(held) == 4
@@ -207,7 +207,7 @@ def test_refresh_finds_and_repairs_bad_crls_of_our_ca(plant: Certmgr, tmp_path, 
         (folder / ours.name).write_bytes(ours.read_bytes() if ours.exists() else b"")
         first = plant.json("ca", "show")  # CRL 1 is still in the database
         assert first["crl_number"] == 2
-        with db.make_engine(f"sqlite:///{plant.home / 'certmgr.db'}").connect() as connection:
+        with db.make_engine(plant.url).connect() as connection:
             old_der = connection.execute(select(db.Crl.der).where(db.Crl.number == 1)).scalar_one()
         (folder / ours.name).write_bytes(old_der)
 
@@ -259,7 +259,7 @@ def test_crl_import_for_third_party_ca(plant: Certmgr, tmp_path, foreign_ca, tes
     imported = plant.json("crl", "import", str(good), "--store", str(tmp_path / "server"))
     assert imported[0]["status"] == "imported"
     assert plant.json("crl", "refresh")["ok"]
-    engine = db.make_engine(f"sqlite:///{plant.home / 'certmgr.db'}")
+    engine = db.make_engine(plant.url)
     with engine.connect() as connection:
         row = connection.execute(select(db.ExternalCrl.crl_number, db.ExternalCrl.next_update)).one()
     assert row[0] == 4
@@ -284,7 +284,7 @@ def test_crl_import_for_third_party_ca(plant: Certmgr, tmp_path, foreign_ca, tes
 
 
 REVOKER = """
-import sys
+import os, sys
 from certmgr.context import AppContext
 from certmgr.services.revocation import find_certificate, revoke
 ctx = AppContext(sys.argv[1])
@@ -297,15 +297,14 @@ def test_crl_numbers_strictly_increasing_across_two_processes(initialised: Certm
     uris = [f"urn:plant:dev{i}" for i in range(10)]
     for uri in uris:
         initialised("issue", "--app-uri", uri, "--store", str(tmp_path / uri.rsplit(":", 1)[1]))
-    env = {**os.environ, "CERTMGR_CA_PASSPHRASE": PASSPHRASE, "PYTHONPATH": str(ROOT)}
-    env.pop("CERTMGR_DB", None)
+    env = initialised.subprocess_env()
     procs = [
         subprocess.Popen([sys.executable, "-c", REVOKER, str(initialised.home), *uris[i::2]], env=env, stderr=subprocess.PIPE)
         for i in range(2)
     ]
     for proc in procs:
         assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
-    engine = db.make_engine(f"sqlite:///{initialised.home / 'certmgr.db'}")
+    engine = db.make_engine(initialised.url)
     with engine.connect() as connection:
         rows = connection.execute(select(db.Crl.number, db.Crl.der, db.Crl.revoked_count).order_by(db.Crl.id)).all()
     numbers = [r[0] for r in rows]

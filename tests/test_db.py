@@ -13,8 +13,8 @@ from db.migrate import script_head
 
 
 @pytest.fixture
-def database(tmp_path):
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+def database(tmp_path, database_url):
+    engine = db.make_engine(database_url or f"sqlite:///{tmp_path / 'test.db'}")
     db.upgrade(engine)
     yield db.Database(engine)
     engine.dispose()

@@ -16,7 +16,7 @@ import ca
 import pki
 from certmgr.opcua.channel import LoopbackServer, try_channel
 from certmgr.opcua.identities import identity_from_store
-from tests.conftest import PASSPHRASE, Certmgr
+from tests.conftest import Certmgr
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -216,16 +216,14 @@ def make_all_due(cm: Certmgr) -> None:
     engine.dispose()
 
 
-def run_cli(home: Path, *args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "CERTMGR_CA_PASSPHRASE": PASSPHRASE, "CERTMGR_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    env.pop("CERTMGR_DB", None)
-    return subprocess.Popen([sys.executable, "-m", "certmgr", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+def run_cli(cm: Certmgr, *args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "certmgr", *args], env=cm.subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def test_two_renewals_at_once_renew_each_certificate_exactly_once(fleet: Certmgr, tmp_path):
     fleet("renew", "--all-due")  # computes renew_after for every row
     make_all_due(fleet)
-    procs = [run_cli(fleet.home, "--json", "renew", "--all-due") for _ in range(2)]
+    procs = [run_cli(fleet, "--json", "renew", "--all-due") for _ in range(2)]
     outputs = [p.communicate(timeout=240) for p in procs]
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err

@@ -3,6 +3,7 @@ verification identity certmgr uses to prove certificates on real secure channels
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from ..errors import InputError, OperationFailed
 from ..home import HOME_MODE
 from .crls import sign_crl
 from .issuing import IssueRequest, issue_application
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,6 +51,8 @@ def _validated_settings(ctx: AppContext, options: InitOptions):
     ca_settings.crl_days = options.crl_days if options.crl_days is not None else ca_settings.crl_days
     if options.organization and not settings.defaults.organization:
         settings.defaults.organization = options.organization
+    if ctx.db_url_option:
+        settings.database_url = _url_without_password(ctx.db_url_option)
     try:
         subject = ca.SubjectFields(common_name=ca_settings.name, organization=ca_settings.organization)
         ca.check_key_size(ca_settings.key_size)
@@ -58,6 +63,17 @@ def _validated_settings(ctx: AppContext, options: InitOptions):
     if ca_settings.crl_days <= 0:
         raise InputError(f"--crl-days {ca_settings.crl_days} is not allowed", "give a number of days greater than 0")
     return settings, subject
+
+
+def _url_without_password(url: str) -> str:
+    """The home remembers its database, but never a password (libpq: PGPASSWORD or ~/.pgpass)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.password:
+        log.warning("the database password is not stored in certmgr.toml; give it by PGPASSWORD or ~/.pgpass")
+        parsed = parsed.set(password=None)
+    return parsed.render_as_string(hide_password=False)
 
 
 def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=None) -> dict:
