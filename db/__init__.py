@@ -6,6 +6,7 @@ Imports only ``sqlalchemy``, ``alembic`` (lazily, for migrations) and the standa
 from .engine import Database, make_engine
 from .migrate import HEAD_REVISION, current_revision, schema_differences, upgrade
 from .models import (
+    AlertState,
     Application,
     AuditEvent,
     Authority,
@@ -17,10 +18,12 @@ from .models import (
     Meta,
     Role,
     StoreCrl,
+    scheduler_jobs,
 )
 
 __all__ = [
     "HEAD_REVISION",
+    "AlertState",
     "Application",
     "AuditEvent",
     "Authority",
@@ -36,5 +39,6 @@ __all__ = [
     "current_revision",
     "make_engine",
     "schema_differences",
+    "scheduler_jobs",
     "upgrade",
 ]

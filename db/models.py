@@ -9,7 +9,21 @@ import enum
 from datetime import datetime
 from typing import Annotated, Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Unicode,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .types import UTCDateTime, value_enum
@@ -89,6 +103,9 @@ class Application(Base):
     last_renewal_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_renewal_status: Mapped[str | None] = mapped_column(String(16))  # "renewed" or "failed"
     last_renewal_error: Mapped[str | None] = mapped_column(Text)
+    # Alert thresholds for this application; None: the [alerts] defaults of certmgr.toml.
+    warn_before_seconds: Mapped[int | None] = mapped_column(Integer)
+    crit_before_seconds: Mapped[int | None] = mapped_column(Integer)
     authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
     created_at: Mapped[utc]
     updated_at: Mapped[utc]
@@ -194,3 +211,29 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class AlertState(Base):
+    """What each alert channel was last told about a subject (a certificate or a CRL), so an alert is sent
+    once per level change (and repeated while critical), across daemon restarts. Channel "" holds the level
+    the last scan computed."""
+
+    __tablename__ = "alert_states"
+    __table_args__ = (UniqueConstraint("subject_key", "channel", name="uq_alert_states_subject_channel"),)
+
+    id: Mapped[intpk]
+    subject_key: Mapped[str] = mapped_column(String(300))
+    channel: Mapped[str] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(16))
+    sent_at: Mapped[utc]
+
+
+# APScheduler's SQLAlchemy job store table, declared here so that migrations (not APScheduler) create it
+# and `certmgr db check` knows it. Same columns as apscheduler.jobstores.sqlalchemy 3.x.
+scheduler_jobs = Table(
+    "apscheduler_jobs",
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

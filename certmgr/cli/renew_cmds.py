@@ -93,9 +93,12 @@ def app_group() -> None:
 @click.option("--days", type=int, default=None, help="Validity of the next certificates.")
 @click.option("--name", default=None, metavar="CN")
 @click.option("--org", "organization", default=None, metavar="O")
+@click.option("--warn-before", default=None, metavar="DURATION", help='Alert level warning below this ("" restores [alerts] warning).')
+@click.option("--crit-before", default=None, metavar="DURATION", help='Alert level critical below this ("" restores [alerts] critical).')
 @json_option
 @click.pass_obj
-def app_update(app, app_uri, dns_names, ip_addresses, endpoint, renew_before, deploy_hook, role, key_size, days, name, organization) -> None:
+def app_update(app, app_uri, dns_names, ip_addresses, endpoint, renew_before, deploy_hook, role, key_size, days, name, organization,
+               warn_before, crit_before) -> None:
     """Change an application's record; names and hosts take effect with the next certificate.
 
     --dns and --ip replace the lists (give each host again to keep it).
@@ -112,7 +115,7 @@ def app_update(app, app_uri, dns_names, ip_addresses, endpoint, renew_before, de
     changes = AppChanges(
         dns_names=dns_names or None, ip_addresses=ip_addresses or None, endpoint=endpoint, renew_before=renew_before,
         deploy_hook=deploy_hook, key_size=int(key_size) if key_size else None, days=days, role=role, name=name,
-        organization=organization,
+        organization=organization, warn_before=warn_before, crit_before=crit_before,
     )
     changed = update_application(app, app_uri, changes)
     if app.json:

@@ -29,6 +29,8 @@ class AppChanges:
     role: str | None = None
     name: str | None = None
     organization: str | None = None
+    warn_before: str | None = None  # "" clears (back to [alerts] warning)
+    crit_before: str | None = None
 
 
 def validate_endpoint(url: str) -> str:
@@ -93,6 +95,12 @@ def update_application(ctx: AppContext, app_uri: str, changes: AppChanges) -> di
             app.renew_before_seconds = None
         elif seconds is not None:
             put("renew_before_seconds", seconds)
+        for field_name, value in (("warn_before_seconds", changes.warn_before), ("crit_before_seconds", changes.crit_before)):
+            if value == "" and getattr(app, field_name) is not None:
+                changed[field_name] = (getattr(app, field_name), None)
+                setattr(app, field_name, None)
+            elif value:
+                put(field_name, int(parse_duration(value).total_seconds()))
         put("key_size", changes.key_size)
         put("validity_days", changes.days)
         put("role", db.Role(changes.role) if changes.role else None)

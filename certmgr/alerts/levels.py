@@ -1,0 +1,127 @@
+"""The expiry scan: a level for every active certificate and every CRL that needs attention.
+
+Certificates: expired (notAfter passed), critical (less than ``critical`` left, or the last renewal
+failed), warning (less than ``warning`` left, or inside the renewal window if that is longer), ok. CRLs
+(certmgr's and imported ones) by their nextUpdate. Only subjects above ok are returned; the query uses
+the (status, not_after) and (status, renew_after) indexes, so it stays fast for large fleets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select
+
+import db
+from db import queries
+
+from ..context import AppContext
+from .settings import AlertSettings
+
+
+@dataclass
+class Subject:
+    key: str  # stable identity for alert state: cert:<THUMBPRINT>, crl:<CA THUMBPRINT>, xcrl:<CA>:<store>
+    kind: str  # "certificate" or "crl"
+    name: str  # application URI, or the CRL's issuer
+    thumbprint: str | None
+    not_after: datetime  # a CRL's nextUpdate
+    days_left: float
+    level: str
+    reason: str
+    store: str | None = None
+
+    def as_dict(self, previous: str | None = None) -> dict:
+        return {
+            "kind": self.kind,
+            "app_uri": self.name if self.kind == "certificate" else None,
+            "issuer": self.name if self.kind == "crl" else None,
+            "thumbprint": self.thumbprint,
+            "not_after": self.not_after.isoformat(),
+            "days_left": round(self.days_left, 1),
+            "level": self.level,
+            "previous_level": previous,
+            "store": self.store,
+            "reason": self.reason,
+        }
+
+
+def _days(delta: timedelta) -> float:
+    return delta.total_seconds() / 86400
+
+
+def certificate_level(
+    not_after: datetime, renew_after: datetime | None, now: datetime, warn: timedelta, crit: timedelta, failed: bool
+) -> tuple[str, str]:
+    left = not_after - now
+    if left <= timedelta(0):
+        return "expired", f"expired {-_days(left):.1f} days ago"
+    if failed:
+        return "critical", f"the last renewal failed; {_days(left):.1f} days left"
+    if left < crit:
+        return "critical", f"{_days(left):.1f} days left (critical below {_days(crit):.0f})"
+    if left < warn:
+        return "warning", f"{_days(left):.1f} days left (warning below {_days(warn):.0f})"
+    if renew_after is not None and renew_after <= now:
+        return "warning", f"{_days(left):.1f} days left, inside the renewal window and not renewed yet"
+    return "ok", f"{_days(left):.1f} days left"
+
+
+def crl_level(next_update: datetime, now: datetime, settings: AlertSettings) -> tuple[str, str]:
+    left = next_update - now
+    if left <= timedelta(0):
+        return "expired", f"CRL is past its nextUpdate by {-_days(left):.1f} days: peers refuse with BadCertificateRevocationUnknown"
+    if left < settings.crl_critical:
+        return "critical", f"CRL goes stale in {left.total_seconds() / 3600:.1f} hours"
+    if left < settings.crl_warning:
+        return "warning", f"CRL goes stale in {_days(left):.1f} days"
+    return "ok", f"CRL current for {_days(left):.1f} more days"
+
+
+def scan(ctx: AppContext, now: datetime, settings: AlertSettings) -> Iterator[Subject]:
+    """Every subject above ok. Certificates come from one indexed query."""
+    with ctx.database().read() as session:
+        overrides = session.execute(
+            select(func.max(db.Application.warn_before_seconds), func.max(db.Application.crit_before_seconds))
+        ).one()
+        widest = max(settings.warning, settings.critical, timedelta(seconds=overrides[0] or 0), timedelta(seconds=overrides[1] or 0))
+        statement = (
+            select(db.Certificate, db.Application)
+            .join(db.Application, db.Certificate.application_id == db.Application.id)
+            .where(
+                db.Certificate.status == db.CertStatus.ACTIVE,
+                or_(
+                    db.Certificate.not_after < now + widest,
+                    db.Certificate.renew_after <= now,
+                    db.Application.last_renewal_status == "failed",
+                ),
+            )
+            .order_by(db.Certificate.not_after)
+            .execution_options(yield_per=1000)
+        )
+        for cert, app in session.execute(statement):
+            warn = timedelta(seconds=app.warn_before_seconds) if app.warn_before_seconds else settings.warning
+            crit = timedelta(seconds=app.crit_before_seconds) if app.crit_before_seconds else settings.critical
+            level, reason = certificate_level(
+                cert.not_after, cert.renew_after, now, warn, crit, app.last_renewal_status == "failed"
+            )
+            if level != "ok":
+                if app.last_renewal_status == "failed" and app.last_renewal_error:
+                    reason += f" ({app.last_renewal_error[:200]})"
+                yield Subject(f"cert:{cert.thumbprint}", "certificate", app.app_uri, cert.thumbprint, cert.not_after,
+                              _days(cert.not_after - now), level, reason, app.store_path)
+        authority = queries.authority(session)
+        latest = queries.latest_crl(session, authority.id) if authority else None
+        if latest is not None:
+            level, reason = crl_level(latest.next_update, now, settings)
+            if level != "ok":
+                yield Subject(f"crl:{authority.thumbprint}", "crl", authority.subject, authority.thumbprint, latest.next_update,
+                              _days(latest.next_update - now), level, f"certmgr's {reason}; run `certmgr crl refresh`")
+        for external in session.scalars(select(db.ExternalCrl).order_by(db.ExternalCrl.next_update)):
+            level, reason = crl_level(external.next_update, now, settings)
+            if level != "ok":
+                yield Subject(f"xcrl:{external.issuer_thumbprint}:{external.store_path}", "crl", external.issuer_subject,
+                              external.issuer_thumbprint, external.next_update, _days(external.next_update - now), level,
+                              f"imported {reason}; import a fresh one with `certmgr crl import`", external.store_path)
