@@ -85,7 +85,7 @@ class AppContext:
             url = self.db_url
             try:
                 engine = db.make_engine(url)
-                revision = db.current_revision(engine) if check_schema else None
+                revision = db.current_revision(engine)  # also proves the database answers
             except (SQLAlchemyError, ImportError) as exc:
                 reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
                 raise OperationFailed(

@@ -52,8 +52,8 @@ def alembic_config_for_scripts():
     return config
 
 
-def schema_differences(engine: Engine) -> list:
-    """Differences between the models and the database (empty when migrations and models agree)."""
+def schema_differences(engine: Engine, metadata=None) -> list:
+    """Differences between the models (or ``metadata``) and the database; empty when they agree."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
@@ -61,4 +61,4 @@ def schema_differences(engine: Engine) -> list:
 
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True, "render_as_batch": True})
-        return compare_metadata(context, Base.metadata)
+        return compare_metadata(context, metadata if metadata is not None else Base.metadata)

@@ -143,10 +143,19 @@ DB_FIXTURES = {"certmgr", "initialised", "database_url"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test that touches a certmgr database: the PostgreSQL pass runs exactly those."""
+    """Mark every test that touches a certmgr database: the PostgreSQL pass runs exactly those.
+
+    Tests of multi-node coordination (marked pg_only) need PostgreSQL's row and advisory locks; without
+    CERTMGR_TEST_PG they are deselected (reported as such), never silently passed.
+    """
     for item in items:
         if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.uses_db)
+    if not os.environ.get(PG_ENV):
+        deselected = [item for item in items if item.get_closest_marker("pg_only")]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not item.get_closest_marker("pg_only")]
 
 
 @pytest.fixture

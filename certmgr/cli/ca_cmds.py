@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .options import KEY_SIZES, json_option, passphrase_file_option
@@ -14,19 +16,38 @@ from .output import emit_json, key_values
 @click.option("--ca-key-size", type=click.Choice(KEY_SIZES), default=None, help="CA RSA key size (default 4096).")
 @click.option("--ca-days", type=int, default=None, help="CA validity in days (default 3650).")
 @click.option("--crl-days", type=int, default=None, help="Days between CRL thisUpdate and nextUpdate (default 30).")
+@click.option("--join", is_flag=True, help="Add this home as another node of an existing certmgr (shared --db and CA files).")
+@click.option("--ca-cert", type=click.Path(dir_okay=False, path_type=Path), default=None, help="With --join: the shared CA certificate.")
+@click.option("--ca-key", type=click.Path(dir_okay=False, path_type=Path), default=None, help="With --join: the shared encrypted CA key.")
+@click.option("--node", default=None, help="With --join: this node's name (default: host name).")
 @passphrase_file_option
 @json_option
 @click.pass_obj
-def init(app, ca_name, organization, ca_key_size, ca_days, crl_days) -> None:
+def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_cert, ca_key, node) -> None:
     """Create the certmgr home, database, root CA (key encrypted at rest) and first CRL.
 
     \b
-    Example:
+    Examples:
       export CERTMGR_CA_PASSPHRASE='correct horse battery staple'
       certmgr init --ca-name "Plant 1 CA" --org "Plant 1"
+      certmgr --db postgresql+psycopg://certmgr@db1/certmgr init --join \\
+          --ca-cert /srv/certmgr-ca/ca.der --ca-key /srv/certmgr-ca/ca-key.pem --node site-b
     """
     from ..passphrase import read_passphrase
     from ..services.setup import InitOptions, initialise
+
+    if join:
+        import socket
+
+        from ..errors import InputError
+        from ..services.setup import join as join_node
+
+        if ca_cert is None or ca_key is None:
+            raise InputError("--join needs the shared CA files", "pass --ca-cert FILE --ca-key FILE")
+        result = join_node(app, node=node or socket.gethostname(), ca_cert=ca_cert, ca_key=ca_key,
+                           passphrase=read_passphrase(app.passphrase_file))
+        emit_json(result) if app.json else click.echo(key_values(list(result.items())))
+        return
 
     options = InitOptions(ca_name, organization, int(ca_key_size) if ca_key_size else None, ca_days, crl_days)
     if app.home.ca_cert_path.exists():

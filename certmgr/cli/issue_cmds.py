@@ -20,8 +20,10 @@ from .output import emit_json, key_values
 
 
 @click.command()
-@click.option("--app-uri", required=True, help="The application's ApplicationUri (goes into the SAN).")
-@click.option("--store", type=click.Path(path_type=Path), required=True, help="The application's certificate store folder.")
+@click.option("--app-uri", default=None, help="The application's ApplicationUri (goes into the SAN).")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help="The application's certificate store folder.")
+@click.option("--batch", "batch_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Issue for every row of a CSV (header row) or JSON-lines file; columns are these options' names.")
 @layout_option
 @click.option("--name", metavar="CN", default=None, help="Subject CN (default: last part of the URI).")
 @click.option("--org", "organization", metavar="O", default=None, help="Subject O (default from certmgr.toml).")
@@ -35,20 +37,29 @@ from .output import emit_json, key_values
 @passphrase_file_option
 @json_option
 @click.pass_obj
-def issue(app, app_uri, store, layout, name, organization, dns_names, ip_addresses, role, key_size, days, renew_before, force) -> None:
+def issue(app, app_uri, store, batch_file, layout, name, organization, dns_names, ip_addresses, role, key_size, days, renew_before, force) -> None:
     """Register an application and issue its certificate into its store.
 
     Writes the certificate and key under the layout's names, the CA certificate to trusted/certs and the
     CA's current CRL to trusted/crl, so the application trusts every certificate the CA issues.
 
     \b
-    Example:
+    Examples:
       certmgr issue --app-uri urn:plant1:historian --store /opt/historian/pki \\
           --dns historian.plant1.local --ip 10.0.0.12 --role server
+      certmgr issue --batch fleet.csv
     """
+    from ..errors import InputError
     from ..services.issuing import IssueRequest, issue_application
 
     app.require_initialised()
+    if batch_file is not None:
+        if app_uri is not None or store is not None:
+            raise InputError("--batch takes everything from the file", "drop --app-uri and --store, or drop --batch")
+        _issue_batch(app, batch_file)
+        return
+    if app_uri is None or store is None:
+        raise InputError("missing --app-uri or --store", "give both, or --batch FILE")
     outcome = issue_application(
         app,
         IssueRequest(
@@ -80,6 +91,31 @@ def issue(app, app_uri, store, layout, name, organization, dns_names, ip_address
     if outcome.replaced:
         pairs.append(("replaced", outcome.replaced))
     click.echo(key_values(pairs))
+
+
+def _issue_batch(app, path) -> None:
+    import sys
+
+    from ..errors import OperationFailed
+    from ..services.batch import issue_batch, read_rows
+
+    total = len(read_rows(path))
+    bar = click.progressbar(length=total, label="issuing", file=sys.stderr) if sys.stderr.isatty() and not app.json else None
+    rows = issue_batch(app, path, progress=(lambda: bar.update(1)) if bar else None)
+    if bar:
+        bar.render_finish()
+    if app.json:
+        from .output import emit_jsonl
+
+        emit_jsonl(r.as_dict() for r in rows)
+    else:
+        from .output import table
+
+        click.echo(table([r.as_dict() for r in rows], [("line", "LINE"), ("app_uri", "APPLICATION"), ("outcome", "OUTCOME"),
+                                                       ("thumbprint", "THUMBPRINT"), ("detail", "DETAIL")]))
+    failed = sum(1 for r in rows if r.outcome == "failed")
+    if failed:
+        raise OperationFailed(f"{failed} of {len(rows)} rows failed; the others were issued", "fix those rows and run them again")
 
 
 COMMANDS = [issue]

@@ -25,6 +25,9 @@ def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
             raise RuntimeError("database has no authority row")
         number = authority.next_crl_number
         authority.next_crl_number = number + 1
+        previous = queries.latest_crl(session, authority.id)
+        if previous is not None and previous.this_update > now:
+            now = previous.this_update  # a later number never carries an earlier thisUpdate (clock skew between nodes)
         entries = [
             ca.RevokedEntry(int(serial, 16), revoked_at, reason)
             for serial, revoked_at, reason in queries.revoked_entries(session, authority.id, now)

@@ -74,11 +74,9 @@ def _identity_store(ctx: AppContext, app_uri: str | None, store_dir: Path | None
             if app is None or not app.store_path:
                 raise InputError(f"no application {app_uri!r} with a store is registered", "see `certmgr list`")
         else:
-            from sqlalchemy import select
+            from .verifier import verifier_store, verifier_uri
 
-            import db
-
-            app = session.scalars(select(db.Application).where(db.Application.internal.is_(True))).first()
+            return verifier_store(ctx), verifier_uri(ctx)
         return pki.ApplicationStore(app.store_path, app.layout), app.app_uri
 
 

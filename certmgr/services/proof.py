@@ -39,12 +39,10 @@ def _application(ctx: AppContext, app_uri: str):
 
 
 def _verifier(ctx: AppContext):
+    from .verifier import verifier_application
+
     with ctx.database().read() as session:
-        from sqlalchemy import select
-
-        import db
-
-        return session.scalars(select(db.Application).where(db.Application.internal.is_(True))).first()
+        return verifier_application(ctx, session)
 
 
 def verify_pair(ctx: AppContext, app_uri: str, peer_uri: str | None, policies) -> ProofReport:

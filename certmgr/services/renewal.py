@@ -32,7 +32,8 @@ from .issuing import certificate_record, serial_hex
 from .keygen import generate_keys
 from .publishing import publish_everywhere
 from . import windows
-from .renewal_plan import Candidate, claim, claim_token, release, select_candidates
+from .renewal_plan import Candidate, claim, claim_token, release, select_candidates, sweep_stale_claims
+from .verifier import verifier_store, verifier_uri
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +115,16 @@ def renew(
         results = [RenewalResult(c.app_uri, SKIPPED, f"not due: {c.reason}", c.thumbprint) for c in selection.not_due]
         if options.dry_run:
             return results + [RenewalResult(c.app_uri, WOULD_RENEW, c.reason, c.thumbprint, not_after=c.not_after) for c in selection.due]
+        swept = sweep_stale_claims(ctx, ctx.now())  # what runs that died left behind
         if not selection.due:
+            if swept:
+                _publish_revocations(ctx, ctx.issuer())
             return results
         issuer = ctx.issuer()  # the passphrase before anything is claimed or generated
         _ensure_current_crl(ctx, issuer)
         token = claim_token(ctx)
         claimed = claim(ctx, selection.due, token, ctx.now())
+        claimed.abandoned_revoked += swept
         results += [RenewalResult(c.app_uri, SKIPPED, why, c.thumbprint) for c, why in claimed.skipped]
         work = [_Work(c, RenewalResult(c.app_uri, RENEWED, c.reason, c.thumbprint)) for c in claimed.claimed]
         try:
@@ -208,10 +213,10 @@ async def _verify_all(ctx: AppContext, items: list[_Work], progress) -> None:
     from ..opcua.proofs import ProofRunner
     from ..opcua.validator import StoreValidator
 
-    verifier_store = pki.ApplicationStore(ctx.home.verifier_store)
-    uri = _verifier_uri(ctx)
-    as_client = identity_from_store(verifier_store, uri, peer_role="server", clock=ctx.now)
-    as_server = identity_from_store(verifier_store, uri, peer_role="client", clock=ctx.now)
+    store = verifier_store(ctx)
+    uri = verifier_uri(ctx)
+    as_client = identity_from_store(store, uri, peer_role="server", clock=ctx.now)
+    as_server = identity_from_store(store, uri, peer_role="client", clock=ctx.now)
     settings = ctx.settings.verify
     async with ProofRunner(as_client, as_server, concurrency=settings.concurrency) as runner:
 
@@ -232,11 +237,6 @@ async def _verify_all(ctx: AppContext, items: list[_Work], progress) -> None:
                 progress(c.app_uri)
 
         await asyncio.gather(*(one(item) for item in items))
-
-
-def _verifier_uri(ctx: AppContext) -> str:
-    with ctx.database().read() as session:
-        return session.scalars(select(db.Application.app_uri).where(db.Application.internal.is_(True))).first()
 
 
 def _discard(ctx: AppContext, item: _Work) -> None:
@@ -318,7 +318,7 @@ async def _live_all(ctx: AppContext, items: list[_Work], options: RenewOptions) 
     from ..opcua.identities import identity_from_store
     from ..opcua.proofs import await_new_certificate
 
-    verifier = identity_from_store(pki.ApplicationStore(ctx.home.verifier_store), _verifier_uri(ctx), peer_role="server", clock=ctx.now)
+    verifier = identity_from_store(verifier_store(ctx), verifier_uri(ctx), peer_role="server", clock=ctx.now)
     timeout = options.verify_timeout if options.verify_timeout is not None else ctx.settings.verify.timeout
 
     async def one(item: _Work) -> None:

@@ -20,6 +20,14 @@ from . import windows
 CLAIM_TIMEOUT = timedelta(minutes=30)  # a claim older than this belongs to a node that died mid-batch
 
 
+def claim_timeout(ctx: AppContext) -> timedelta:
+    """[renew] claim_timeout in certmgr.toml; longer than any renewal batch can take."""
+    from ..durations import parse_duration
+
+    value = (ctx.settings.raw.get("renew", {}) or {}).get("claim_timeout")
+    return parse_duration(str(value)) if value else CLAIM_TIMEOUT
+
+
 @dataclass
 class Candidate:
     """An application to renew, detached from any database session."""
@@ -103,7 +111,10 @@ def select_candidates(ctx: AppContext, *, app_uris: tuple[str, ...], all_due: bo
                 .where(db.Certificate.status == db.CertStatus.ACTIVE, db.Certificate.renew_after <= now)
                 .order_by(db.Certificate.renew_after)
             ).all()
+            own_verifier = str(ctx.home.verifier_store)
             for cert, app in rows:
+                if app.internal and app.store_path != own_verifier:
+                    continue  # another node's verification identity: that node renews it
                 if app.id not in seen:
                     selection.due.append(Candidate.of(app, cert, _due_reason(cert, app, default, now)[1]))
     return selection
@@ -129,6 +140,7 @@ def claim(ctx: AppContext, candidates: list[Candidate], token: str, now: datetim
     result = Claim()
     if not candidates:
         return result
+    timeout = claim_timeout(ctx)
     claimed, skipped = result.claimed, result.skipped
     by_id = {c.app_id: c for c in candidates}
     database = ctx.database()
@@ -142,27 +154,71 @@ def claim(ctx: AppContext, candidates: list[Candidate], token: str, now: datetim
             if app is None:
                 skipped.append((candidate, "another certmgr node is renewing it right now"))
                 continue
-            if app.renewal_claimed_by and app.renewal_claimed_at and app.renewal_claimed_at > now - CLAIM_TIMEOUT:
+            if app.renewal_claimed_by and app.renewal_claimed_at and app.renewal_claimed_at > now - timeout:
                 skipped.append((candidate, f"claimed by {app.renewal_claimed_by} since {app.renewal_claimed_at:%H:%M:%S}"))
                 continue
+            if app.renewal_claimed_by:
+                result.abandoned_revoked += _recover(session, app, now)
             active = queries.active_certificate(session, app.id)
             if (active.id if active else None) != candidate.cert_id:
                 skipped.append((candidate, "renewed meanwhile by another run"))
                 continue
-            if app.renewal_claimed_by:
-                abandoned = session.scalars(
-                    select(db.Certificate).where(db.Certificate.application_id == app.id, db.Certificate.status == db.CertStatus.PENDING)
-                ).all()
-                for pending in abandoned:  # a node died mid-renewal: its staged certificate never went live
-                    pending.status = db.CertStatus.FAILED
-                    pending.status_reason = f"abandoned by {app.renewal_claimed_by} (claim timed out)"
-                    pending.revoked_at = now
-                    pending.revocation_reason = "superseded"
-                    result.abandoned_revoked += 1
             app.renewal_claimed_by = token
             app.renewal_claimed_at = now
             claimed.append(candidate)
     return result
+
+
+def sweep_stale_claims(ctx: AppContext, now: datetime) -> int:
+    """Release claims of runs that died (older than the claim timeout), finishing or failing what they left.
+    Returns how many staged certificates were revoked."""
+    cutoff = now - claim_timeout(ctx)
+    revoked = 0
+    database = ctx.database()
+    with database.write() as session:
+        statement = select(db.Application).where(db.Application.renewal_claimed_by.is_not(None), db.Application.renewal_claimed_at < cutoff)
+        if not database.is_sqlite:
+            statement = statement.with_for_update(skip_locked=True)
+        for app in session.scalars(statement):
+            revoked += _recover(session, app, now)
+            app.renewal_claimed_by = None
+            app.renewal_claimed_at = None
+    return revoked
+
+
+def _recover(session, app: db.Application, now: datetime) -> int:
+    """A node died holding this application. If it had switched the store to its new certificate, finish
+    that switch in the database; otherwise its staged certificate never went live: fail and revoke it.
+    Returns how many certificates were revoked."""
+    import pki
+
+    revoked = 0
+    pending_rows = session.scalars(
+        select(db.Certificate).where(db.Certificate.application_id == app.id, db.Certificate.status == db.CertStatus.PENDING)
+    ).all()
+    store = pki.ApplicationStore(app.store_path, app.layout) if app.store_path else None
+    own = store.own() if store is not None and store.root.is_dir() else None
+    for pending in pending_rows:
+        if own is not None and own.thumbprint == pending.thumbprint:
+            for active in session.scalars(
+                select(db.Certificate).where(db.Certificate.application_id == app.id, db.Certificate.status == db.CertStatus.ACTIVE)
+            ):
+                active.status = db.CertStatus.SUPERSEDED
+                active.status_reason = f"renewed by {pending.thumbprint} (switch completed after {app.renewal_claimed_by} died)"
+            pending.status = db.CertStatus.ACTIVE
+            queries.add_audit(session, at=now, actor="certmgr", action="renewal.recover", target=app.app_uri,
+                              thumbprint=pending.thumbprint, abandoned_by=app.renewal_claimed_by, completed=True)
+            continue
+        pending.status = db.CertStatus.FAILED
+        pending.status_reason = f"abandoned by {app.renewal_claimed_by} (claim timed out)"
+        pending.revoked_at = now
+        pending.revocation_reason = "superseded"
+        revoked += 1
+        if store is not None:
+            store.unstage(pending.thumbprint)
+        queries.add_audit(session, at=now, actor="certmgr", action="renewal.recover", target=app.app_uri,
+                          thumbprint=pending.thumbprint, abandoned_by=app.renewal_claimed_by, completed=False)
+    return revoked
 
 
 def release(ctx: AppContext, app_ids: list[int], token: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,45 @@ def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=
         "verifier_uri": verifier.app_uri,
         "verifier_thumbprint": verifier.thumbprint,
     }
+
+
+def join(ctx: AppContext, *, node: str, ca_cert: Path, ca_key: Path, passphrase: bytes) -> dict:
+    """Make this home another node of an existing certmgr: same database, same CA files, its own verifier."""
+    home = ctx.home
+    if home.config_path.exists():
+        raise InputError(f"{home.root} already holds a certmgr home", "give --home an empty or new folder")
+    if not ctx.db_url_option:
+        raise InputError("--join needs the shared database", "pass --db postgresql+psycopg://... (or CERTMGR_DB)")
+    ca_cert, ca_key = Path(ca_cert).expanduser().absolute(), Path(ca_key).expanduser().absolute()
+    try:
+        cert = pki.parse_certificate(ca_cert.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the CA certificate {ca_cert}: {exc}", "give the CA's .der or .pem file") from None
+    database = ctx.database()
+    with database.read() as session:
+        authority = queries.authority(session)
+    if authority is None or authority.thumbprint != pki.thumbprint(cert):
+        raise InputError(f"the database's CA is not {ca_cert}", "give the CA certificate the first node created")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,62}", node):
+        raise InputError(f"node name {node!r} is not a plain name", "use letters, digits, '.' and '-'")
+    settings = ctx.settings
+    settings.ca.cert_file, settings.ca.key_file = str(ca_cert), str(ca_key)
+    settings.database_url = _url_without_password(ctx.db_url_option)
+    ensure_dir(home.root, HOME_MODE)
+    ensure_dir(home.log_dir, HOME_MODE)
+    text = render_settings(settings) + f'\n[daemon]\nnode = "{node}"\n'
+    atomic_write(home.config_path, text.encode(), 0o600)
+    issuer = ctx.issuer(passphrase=passphrase)  # proves the passphrase and that the key matches
+    verifier = issue_application(
+        ctx,
+        IssueRequest(app_uri=f"urn:certmgr:verifier:{node}", store=home.verifier_store, layout="ua-net",
+                     name=f"certmgr verifier {node}"[:64], dns_names=("localhost",), ip_addresses=("127.0.0.1",),
+                     role="both", internal=True),
+    )
+    with database.write() as session:
+        queries.add_audit(session, at=ctx.now(), actor=ctx.actor, action="node.join", target=node, home=str(home.root))
+    return {"home": str(home.root), "node": node, "ca_thumbprint": pki.thumbprint(issuer.certificate),
+            "verifier_uri": verifier.app_uri, "verifier_thumbprint": verifier.thumbprint}
 
 
 def ca_summary(ctx: AppContext) -> dict:
