@@ -101,7 +101,7 @@ class Application(Base):
     renewal_claimed_by: Mapped[str | None] = mapped_column(String(200))
     renewal_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_renewal_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_renewal_status: Mapped[str | None] = mapped_column(String(16))  # "renewed" or "failed"
+    last_renewal_status: Mapped[str | None] = mapped_column(String(16), index=True)  # "renewed" or "failed"
     last_renewal_error: Mapped[str | None] = mapped_column(Text)
     # Alert thresholds for this application; None: the [alerts] defaults of certmgr.toml.
     warn_before_seconds: Mapped[int | None] = mapped_column(Integer)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 import db
 from db import queries
@@ -80,6 +80,11 @@ def crl_level(next_update: datetime, now: datetime, settings: AlertSettings) -> 
     return "ok", f"CRL current for {_days(left):.1f} more days"
 
 
+def _chain(*results):
+    for result in results:
+        yield from result
+
+
 def scan(ctx: AppContext, now: datetime, settings: AlertSettings) -> Iterator[Subject]:
     """Every subject above ok. Certificates come from one indexed query."""
     with ctx.database().read() as session:
@@ -87,21 +92,12 @@ def scan(ctx: AppContext, now: datetime, settings: AlertSettings) -> Iterator[Su
             select(func.max(db.Application.warn_before_seconds), func.max(db.Application.crit_before_seconds))
         ).one()
         widest = max(settings.warning, settings.critical, timedelta(seconds=overrides[0] or 0), timedelta(seconds=overrides[1] or 0))
-        statement = (
-            select(db.Certificate, db.Application)
-            .join(db.Application, db.Certificate.application_id == db.Application.id)
-            .where(
-                db.Certificate.status == db.CertStatus.ACTIVE,
-                or_(
-                    db.Certificate.not_after < now + widest,
-                    db.Certificate.renew_after <= now,
-                    db.Application.last_renewal_status == "failed",
-                ),
-            )
-            .order_by(db.Certificate.not_after)
-            .execution_options(yield_per=1000)
-        )
-        for cert, app in session.execute(statement):
+        seen: set[int] = set()
+        near = session.execute(queries.attention_statement(now, widest).execution_options(yield_per=1000))
+        for cert, app in _chain(near, session.execute(queries.failed_renewal_statement())):
+            if cert.id in seen:
+                continue
+            seen.add(cert.id)
             warn = timedelta(seconds=app.warn_before_seconds) if app.warn_before_seconds else settings.warning
             crit = timedelta(seconds=app.crit_before_seconds) if app.crit_before_seconds else settings.critical
             level, reason = certificate_level(

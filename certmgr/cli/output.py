@@ -24,22 +24,33 @@ def emit_json(data: Any) -> None:
     click.echo(dumps(data))
 
 
+def _batched_lines(rows: Iterable[dict], size: int = 1000):
+    batch: list[str] = []
+    for row in rows:
+        batch.append(json.dumps(row, default=_default))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def emit_json_stream(rows: Iterable[dict]) -> int:
-    """A JSON array written row by row, so a large listing never sits in memory."""
+    """A JSON array written in batches of rows, so a large listing never sits in memory."""
     count = 0
     click.echo("[", nl=False)
-    for row in rows:
-        click.echo(("," if count else "") + "\n  " + json.dumps(row, default=_default), nl=False)
-        count += 1
+    for batch in _batched_lines(rows):
+        click.echo(("," if count else "") + "\n  " + ",\n  ".join(batch), nl=False)
+        count += len(batch)
     click.echo("\n]" if count else "]")
     return count
 
 
 def emit_jsonl(rows: Iterable[dict]) -> int:
     count = 0
-    for row in rows:
-        click.echo(json.dumps(row, default=_default))
-        count += 1
+    for batch in _batched_lines(rows):
+        click.echo("\n".join(batch))
+        count += len(batch)
     return count
 
 

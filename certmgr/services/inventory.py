@@ -37,8 +37,12 @@ def list_certificates(ctx: AppContext, *, expiring: timedelta | None, now: datet
     """Active certificates, soonest expiry first; with ``expiring`` only those ending before now + it."""
     limit = now + expiring if expiring is not None else None
     with ctx.database().read() as session:
-        for cert, app in queries.active_certificates(session, expiring_before=limit):
-            yield certificate_row(cert, app, now)
+        for uri, name, role, thumb, serial, status, not_before, not_after, store, layout, internal in queries.listing(session, limit):
+            yield {
+                "app_uri": uri, "name": name, "role": role.value, "thumbprint": thumb, "serial": serial,
+                "status": status.value, "not_before": not_before.isoformat(), "not_after": not_after.isoformat(),
+                "days_left": days_left(not_after, now), "store": store, "layout": layout, "internal": internal,
+            }
 
 
 def show(ctx: AppContext, key: str, now: datetime) -> dict:

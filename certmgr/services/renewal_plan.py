@@ -105,12 +105,7 @@ def select_candidates(ctx: AppContext, *, app_uris: tuple[str, ...], all_due: bo
                     (selection.due if due else selection.not_due).append(Candidate.of(app, cert, reason))
         if all_due:
             seen = {c.app_id for c in selection.due + selection.not_due}
-            rows = session.execute(
-                select(db.Certificate, db.Application)
-                .join(db.Application, db.Certificate.application_id == db.Application.id)
-                .where(db.Certificate.status == db.CertStatus.ACTIVE, db.Certificate.renew_after <= now)
-                .order_by(db.Certificate.renew_after)
-            ).all()
+            rows = session.execute(queries.due_statement(now)).all()
             own_verifier = str(ctx.home.verifier_store)
             for cert, app in rows:
                 if app.internal and app.store_path != own_verifier:
