@@ -24,6 +24,8 @@ from .profile import (
     Issuer,
     build_application_certificate,
     build_root_ca,
+    csr_application_uris,
+    sign_csr,
 )
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "check_key_size",
     "crl_number",
     "crl_validity",
+    "csr_application_uris",
     "encrypted_private_key_pem",
     "errors_only",
     "generate_rsa_key",
@@ -55,6 +58,7 @@ __all__ = [
     "load_private_key_pem",
     "private_key_pem",
     "reason_flag",
+    "sign_csr",
     "validate_application_uri",
     "validate_dns_name",
     "validate_ip_address",

@@ -153,3 +153,36 @@ def build_root_ca(
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
     )
     return builder.sign(private_key, hashes.SHA256())
+
+
+def csr_application_uris(csr: x509.CertificateSigningRequest) -> list[str]:
+    """The URIs a CSR asks for in its SAN (requested extensions), for checking against the registration."""
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+    return san.get_values_for_type(x509.UniformResourceIdentifier)
+
+
+def sign_csr(
+    csr: x509.CertificateSigningRequest,
+    identity: ApplicationIdentity,
+    issuer: Issuer,
+    *,
+    now: datetime,
+    days: int = DEFAULT_APP_DAYS,
+) -> x509.Certificate:
+    """An application certificate for the key in ``csr``, built from certmgr's profile and ``identity``.
+
+    Only the public key is taken from the request: servers ask for keyCertSign and put only their URI in
+    the SAN, but the profile, not the requester, decides subject, SAN, keyUsage and extendedKeyUsage.
+    """
+    if not csr.is_signature_valid:
+        raise ProfileError("the CSR's signature does not verify: it was not made with the key it carries")
+    requested = csr_application_uris(csr)
+    if requested and identity.app_uri not in requested:
+        raise ProfileError(
+            f"the CSR asks for URI {', '.join(requested)} but the application is registered as {identity.app_uri}; "
+            "fix the server's ApplicationUri or the registration"
+        )
+    return build_application_certificate(identity, csr.public_key(), issuer, now=now, days=days)

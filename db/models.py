@@ -97,6 +97,10 @@ class Application(Base):
     endpoint: Mapped[str | None] = mapped_column(Text)
     deploy_hook: Mapped[str | None] = mapped_column(Text)
     internal: Mapped[bool] = mapped_column(default=False)  # certmgr's own verification identity
+    # "file": certmgr writes the store; "push": OPC UA Part 12 push over the endpoint (no file access).
+    deploy: Mapped[str] = mapped_column(String(8), default="file", server_default="file")
+    admin_user: Mapped[str | None] = mapped_column(String(200))
+    admin_password_file: Mapped[str | None] = mapped_column(Text)  # a reference, never the password
     # A node renewing this application holds the claim; a claim older than the timeout is stale.
     renewal_claimed_by: Mapped[str | None] = mapped_column(String(200))
     renewal_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -68,28 +68,39 @@ def _print_report(report) -> None:
 @store_group.command("rejected")
 @click.argument("store_dir", metavar="DIR", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--all", "all_stores", is_flag=True, help="Every registered store.")
+@click.option("--app-uri", default=None, help="A push-managed server: its GetRejectedList over OPC UA.")
 @layout_of_store
 @json_option
 @click.pass_obj
-def store_rejected(app, store_dir, all_stores, layout) -> None:
+def store_rejected(app, store_dir, all_stores, app_uri, layout) -> None:
     """Certificates that peers presented and the store's application refused.
 
     \b
     Examples:
       certmgr store rejected /opt/historian/pki
       certmgr store rejected --all --json
+      certmgr store rejected --app-uri urn:plant1:plc7      # push-managed: GetRejectedList
     """
     from ..errors import InputError
-    from ..services.store_inspect import open_store, registered_store_list, rejected_entries
+    from ..services.store_inspect import describe, open_store, registered_store_list, rejected_entries
 
-    if bool(store_dir) == all_stores:
-        raise InputError("say which stores", "give DIR or --all")
-    if all_stores:
+    if sum(bool(x) for x in (store_dir, all_stores, app_uri)) != 1:
+        raise InputError("say which stores", "give DIR, --all or --app-uri")
+    if app_uri:
+        from cryptography import x509
+
+        from ..services.push import rejected_list
+
+        app.require_initialised()
+        rows = [{**describe(x509.load_der_x509_certificate(der)), "store": app_uri} for der in rejected_list(app, app_uri)]
+        stores = []
+    elif all_stores:
         app.require_initialised()
         stores = registered_store_list(app)
     else:
         stores = [open_store(app, store_dir, layout)]
-    rows = [{**entry, "store": str(store.root)} for store in stores for entry in rejected_entries(store)]
+    if not app_uri:
+        rows = [{**entry, "store": str(store.root)} for store in stores for entry in rejected_entries(store)]
     if app.json:
         emit_json(rows)
     elif rows:

@@ -120,11 +120,8 @@ class LoopbackServer:
     one server serves many proofs: ``use`` switches its identity between them.
     """
 
-    def __init__(
-        self, policies: Sequence[str] = POLICY_NAMES, users: dict[str, str] | None = None, validate_at_open: bool = True
-    ) -> None:
+    def __init__(self, policies: Sequence[str] = POLICY_NAMES, validate_at_open: bool = True) -> None:
         self.policies = tuple(policies)
-        self.users = users
         self.validate_at_open = validate_at_open
         self._server = None
         self.identity: Identity | None = None
@@ -137,14 +134,11 @@ class LoopbackServer:
     async def start(self, identity: Identity) -> LoopbackServer:
         from asyncua import Server, ua
 
-        user_manager = _PasswordUsers(self.users) if self.users is not None else None
-        server = Server(user_manager=user_manager)
+        server = Server()
         await server.init()
         server.set_endpoint("opc.tcp://127.0.0.1:0/")
         server.set_server_name("certmgr loopback proof")
         server.set_security_policy([server_policy_type(p) for p in self.policies])
-        if self.users is not None:
-            server.set_identity_tokens([ua.UserNameIdentityToken])
         await server.set_application_uri(identity.app_uri)
         await server.load_certificate(identity.certificate_der)
         await server.load_private_key(identity.private_key_der)
@@ -196,20 +190,6 @@ class LoopbackServer:
 
     async def __aexit__(self, *exc) -> None:
         await self.stop()
-
-
-class _PasswordUsers:
-    """asyncua user manager for a fixed user/password table (diagnose and push tests)."""
-
-    def __init__(self, users: dict[str, str]) -> None:
-        self.users = users
-
-    def get_user(self, iserver, username=None, password=None, certificate=None):
-        from asyncua.crypto.permission_rules import User, UserRole
-
-        if username is not None and self.users.get(username) == password:
-            return User(role=UserRole.User, name=username)
-        return None
 
 
 @dataclass
@@ -277,6 +257,7 @@ async def try_channel(
     server_certificate: bytes | None,
     server_validator: StoreValidator | None = None,
     timeout: float = DEFAULT_CHANNEL_TIMEOUT,
+    user: tuple[str, str] | None = None,
 ) -> ChannelResult:
     """Open a SignAndEncrypt channel and session, read the server state, close; report who refused."""
     from .faults import describe_failure
@@ -288,7 +269,7 @@ async def try_channel(
     if server_validator is not None:
         server_validator.forget(client_thumb)
     try:
-        ua_client = await open_session(url, client, policy, server_certificate=server_certificate, timeout=timeout)
+        ua_client = await open_session(url, client, policy, server_certificate=server_certificate, timeout=timeout, user=user)
     except Exception as exc:  # every failure becomes a result with its status code
         status, message = describe_failure(exc)
         side = "server"

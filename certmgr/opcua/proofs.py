@@ -171,7 +171,8 @@ async def endpoint_certificate(url: str, timeout: float = DEFAULT_CHANNEL_TIMEOU
 
 
 async def await_new_certificate(
-    url: str, verifier: Identity, expected_thumbprint: str, *, timeout: float, poll: float = 1.0
+    url: str, verifier: Identity, expected_thumbprint: str, *, timeout: float, poll: float = 1.0,
+    user: tuple[str, str] | None = None,
 ) -> LiveProof:
     """Poll the endpoint until it presents ``expected_thumbprint``, then open a SignAndEncrypt channel
     with every RSA policy it offers. Servers take a moment to reload and drop channels meanwhile."""
@@ -186,7 +187,7 @@ async def await_new_certificate(
             seen = pki.thumbprint(certificate)
             if seen == expected_thumbprint.upper():
                 channels = [
-                    await try_channel(url, verifier, policy, server_certificate=_der(certificate), timeout=10.0)
+                    await try_channel(url, verifier, policy, server_certificate=_der(certificate), timeout=10.0, user=user)
                     for policy in (policies or ["Basic256Sha256"])
                 ]
                 failed = next((c for c in channels if not c.ok), None)

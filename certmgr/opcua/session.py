@@ -27,6 +27,7 @@ class Attempt:
     side: str | None = None  # "client" (we refused the server) or "server" (the server refused us)
     message: str = ""
     server_thumbprint: str | None = None
+    client: object = None  # the connected asyncua Client when asked to keep it open
 
     def as_dict(self) -> dict:
         return {
@@ -44,6 +45,8 @@ async def attempt_session(
     user: tuple[str, str] | None = None,
     server_app_uri: str | None = None,
     timeout: float = DEFAULT_CHANNEL_TIMEOUT,
+    sign_only: bool = False,
+    keep: bool = False,
 ) -> Attempt:
     from asyncua import Client, ua
 
@@ -54,8 +57,9 @@ async def attempt_session(
     client.application_uri = identity.app_uri
     client.name = "certmgr diagnose"
     # parsed objects, not bytes: see open_session in channel.py
+    mode = ua.MessageSecurityMode.Sign if sign_only else ua.MessageSecurityMode.SignAndEncrypt
     client.security_policy = policy_class(policy)(
-        server_certificate, identity.certificate, identity.private_key, ua.MessageSecurityMode.SignAndEncrypt, host_cert_chain=[]
+        server_certificate, identity.certificate, identity.private_key, mode, host_cert_chain=[]
     )
     client.uaclient.set_security(client.security_policy)
     validator = identity.validator
@@ -82,6 +86,9 @@ async def attempt_session(
             client.activate_session(username=user[0] if user else None, password=user[1] if user else None), timeout
         )
         await client.get_node(ua.ObjectIds.Server_ServerStatus_State).read_value()
+        if keep:
+            kept, client = client, None  # the caller closes it (close_attempt)
+            return Attempt(True, policy, USER, server_thumbprint=thumb, message="secure session established", client=kept)
         return Attempt(True, policy, USER, server_thumbprint=thumb, message="secure session established")
     except Exception as exc:  # every failure is reported with its stage and status code
         status, message = describe_failure(exc)
@@ -91,7 +98,14 @@ async def attempt_session(
             status, message = refusal.status, refusal.message
         return Attempt(False, policy, stage, status, side if stage != TCP else None, message, thumb)
     finally:
-        await _close(client)
+        if client is not None:
+            await _close(client)
+
+
+async def close_attempt(attempt: Attempt) -> None:
+    if attempt.client is not None:
+        await _close(attempt.client)
+        attempt.client = None
 
 
 async def _close(client) -> None:

@@ -4,6 +4,7 @@ renewed and deployed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import ca
@@ -31,6 +32,25 @@ class AppChanges:
     organization: str | None = None
     warn_before: str | None = None  # "" clears (back to [alerts] warning)
     crit_before: str | None = None
+    deploy: str | None = None  # "file" or "push"
+    admin_user: str | None = None
+    admin_password_file: str | None = None
+
+
+DEPLOY_MODES = ("file", "push")
+
+
+def check_password_file(path: str) -> Path:
+    """A readable file holding a password; refuse one others can read (it is a SecurityAdmin secret)."""
+    file = Path(path).expanduser().absolute()
+    try:
+        mode = file.stat().st_mode
+        file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the password file {file}: {exc.strerror}", "give a file only you can read") from None
+    if mode & 0o077:
+        raise InputError(f"password file {file} is readable by others (mode {mode & 0o777:o})", f"chmod 600 {file}")
+    return file
 
 
 def validate_endpoint(url: str) -> str:
@@ -101,6 +121,17 @@ def update_application(ctx: AppContext, app_uri: str, changes: AppChanges) -> di
                 setattr(app, field_name, None)
             elif value:
                 put(field_name, int(parse_duration(value).total_seconds()))
+        if changes.admin_password_file:
+            put("admin_password_file", str(check_password_file(changes.admin_password_file)))
+        put("admin_user", changes.admin_user)
+        if changes.deploy:
+            if changes.deploy not in DEPLOY_MODES:
+                raise InputError(f"unknown deploy mode {changes.deploy!r}", "use file or push")
+            put("deploy", changes.deploy)
+            if app.deploy == "push" and not app.endpoint:
+                raise InputError("push deployment needs the server's endpoint", "add --endpoint opc.tcp://HOST:PORT")
+            if app.deploy == "file" and not app.store_path:
+                raise InputError("file deployment needs a store folder", "register the store with `certmgr issue --force`")
         put("key_size", changes.key_size)
         put("validity_days", changes.days)
         put("role", db.Role(changes.role) if changes.role else None)
@@ -115,3 +146,48 @@ def update_application(ctx: AppContext, app_uri: str, changes: AppChanges) -> di
                 changes={k: [str(v[0]), str(v[1])] for k, v in changed.items()},
             )
     return changed
+
+
+def add_push_application(
+    ctx: AppContext, app_uri: str, *, endpoint: str | None, admin_user: str | None, admin_password_file: str | None,
+    name: str | None, organization: str | None, dns_names: tuple[str, ...], ip_addresses: tuple[str, ...], role: str,
+    key_size: int | None, days: int | None, renew_before: str | None,
+) -> dict:
+    """Register a server whose certificate certmgr pushes over OPC UA (no store folder)."""
+    from .issuing import default_common_name
+
+    if not endpoint:
+        raise InputError("push deployment needs the server's endpoint", "give --endpoint opc.tcp://HOST:PORT")
+    validate_endpoint(endpoint)
+    if bool(admin_user) != bool(admin_password_file):
+        raise InputError("give the admin user and its password file together", "--admin-user NAME --admin-password-file FILE")
+    password_file = str(check_password_file(admin_password_file)) if admin_password_file else None
+    defaults = ctx.settings.defaults
+    try:
+        identity = ca.ApplicationIdentity(
+            app_uri, ca.SubjectFields(name or default_common_name(app_uri), organization or defaults.organization or ctx.settings.ca.organization),
+            tuple(dns_names), tuple(ip_addresses),
+        )
+        size = ca.check_key_size(key_size or defaults.key_size)
+    except ca.ProfileError as exc:
+        raise InputError(str(exc)) from None
+    if role not in ROLES:
+        raise InputError(f"unknown role {role!r}", f"use one of {', '.join(ROLES)}")
+    validity = days or defaults.days
+    seconds = int(parse_duration(renew_before).total_seconds()) if renew_before else None
+    now = ctx.now()
+    with ctx.database().write() as session:
+        if queries.application_by_uri(session, app_uri) is not None:
+            raise InputError(f"application {app_uri} is already registered", f"change it with `certmgr app update --app-uri {app_uri}`")
+        authority = queries.authority(session)
+        session.add(db.Application(
+            app_uri=app_uri, name=identity.subject.common_name, organization=identity.subject.organization,
+            dns_names=list(identity.dns_names), ip_addresses=list(identity.ip_addresses), role=db.Role(role), store_path=None,
+            layout="ua-net", key_size=size, validity_days=validity, renew_before_seconds=seconds, endpoint=endpoint,
+            deploy="push", admin_user=admin_user, admin_password_file=password_file, authority_id=authority.id,
+            created_at=now, updated_at=now,
+        ))
+        queries.add_audit(session, at=now, actor=ctx.actor, action="application.add", target=app_uri, deploy="push",
+                          endpoint=endpoint, admin_user=admin_user)
+    return {"app_uri": app_uri, "endpoint": endpoint, "deploy": "push", "admin_user": admin_user,
+            "admin_password_file": password_file}

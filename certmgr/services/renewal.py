@@ -139,6 +139,29 @@ def renew(
 
 
 def _run(ctx: AppContext, issuer: ca.Issuer, work: list[_Work], options: RenewOptions, progress, timings: dict) -> None:
+    pushed = [w for w in work if w.candidate.deploy == "push"]
+    for item in pushed:
+        _push(ctx, item, options)
+        if progress:
+            progress(item.candidate.app_uri)
+    _run_files(ctx, issuer, [w for w in work if w.candidate.deploy != "push"], options, progress, timings)
+
+
+def _push(ctx: AppContext, item: _Work, options: RenewOptions) -> None:
+    """Servers without file access: Part 12 push with a new key, as every renewal gets one."""
+    from .push import push
+
+    report = push(ctx, item.candidate.app_uri, regenerate_key=True, verify_timeout=options.verify_timeout)
+    item.result.new_thumbprint = report.new_thumbprint
+    item.result.channels = [s.as_dict() for s in report.steps]
+    if report.not_after:
+        item.result.not_after = datetime.fromisoformat(report.not_after)
+    if not report.ok:
+        item.fail(f"push: {report.failed_step}", report.message)
+        item.cert_id = None  # push recorded, revoked and published the failure itself
+
+
+def _run_files(ctx: AppContext, issuer: ca.Issuer, work: list[_Work], options: RenewOptions, progress, timings: dict) -> None:
     started = time.perf_counter()
     keys = generate_keys([w.candidate.key_size for w in work])
     timings["keygen"] = time.perf_counter() - started

@@ -47,6 +47,7 @@ class Candidate:
     deploy_hook: str | None
     renew_before_seconds: int | None
     internal: bool
+    deploy: str
     cert_id: int | None
     thumbprint: str | None
     not_after: datetime | None
@@ -57,7 +58,7 @@ class Candidate:
         return cls(
             app.id, app.app_uri, app.role.value, app.store_path, app.layout, app.key_size, app.validity_days, app.name,
             app.organization, list(app.dns_names or []), list(app.ip_addresses or []), app.endpoint, app.deploy_hook,
-            app.renew_before_seconds, app.internal, cert.id if cert else None, cert.thumbprint if cert else None,
+            app.renew_before_seconds, app.internal, app.deploy, cert.id if cert else None, cert.thumbprint if cert else None,
             cert.not_after if cert else None, reason,
         )
 

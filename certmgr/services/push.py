@@ -1,0 +1,285 @@
+"""``certmgr push``: renew a server's certificate over OPC UA Part 12 push management, without file access.
+
+SignAndEncrypt session as a SecurityAdmin user with certmgr's verification identity -> CreateSigningRequest
+-> certificate signed from certmgr's profile (only the CSR's key is used; its URI must be the registered
+one) -> UpdateCertificate with the CA as issuer -> the server's TrustList brought to hold certmgr's CA and
+current CRL, read back -> ApplyChanges -> live proof: a new channel must see the new thumbprint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+import ca
+import db
+import pki
+from db import queries
+
+from ..context import AppContext
+from ..errors import InputError
+from . import windows
+from .crls import current_crl, sign_crl
+from .issuing import certificate_record
+from .publishing import publish_everywhere
+from .verifier import verifier_store, verifier_uri
+
+log = logging.getLogger(__name__)
+PREFERENCE = ("Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep", "Basic256Sha256")
+
+
+@dataclass
+class Step:
+    name: str
+    status: str
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return {"step": self.name, "status": self.status, "detail": self.detail}
+
+
+@dataclass
+class PushReport:
+    app_uri: str
+    ok: bool = False
+    steps: list[Step] = field(default_factory=list)
+    old_thumbprint: str | None = None
+    new_thumbprint: str | None = None
+    not_after: str | None = None
+    failed_step: str | None = None
+    message: str = ""
+
+    def add(self, name: str, status: str, detail: str = "") -> None:
+        self.steps.append(Step(name, status, detail))
+
+    def fail(self, name: str, status: str, detail: str) -> PushReport:
+        self.add(name, status, detail)
+        self.failed_step, self.message = name, detail
+        return self
+
+    def as_dict(self) -> dict:
+        return {"app_uri": self.app_uri, "ok": self.ok, "old_thumbprint": self.old_thumbprint,
+                "new_thumbprint": self.new_thumbprint, "not_after": self.not_after, "failed_step": self.failed_step,
+                "message": self.message, "steps": [s.as_dict() for s in self.steps]}
+
+
+@dataclass
+class _App:
+    id: int
+    uri: str
+    endpoint: str
+    identity: ca.ApplicationIdentity
+    days: int
+    renew_before: int | None
+    user: tuple[str, str] | None
+    active_thumbprint: str | None
+
+
+def _load(ctx: AppContext, app_uri: str) -> _App:
+    with ctx.database().read() as session:
+        app = queries.application_by_uri(session, app_uri)
+        if app is None:
+            raise InputError(f"no application {app_uri!r} is registered", "register it with `certmgr app add ... --deploy push`")
+        if app.deploy != "push" or not app.endpoint:
+            raise InputError(f"{app_uri} is not registered for push (deploy={app.deploy})",
+                             f"`certmgr app update --app-uri {app_uri} --deploy push --endpoint opc.tcp://...`")
+        active = queries.active_certificate(session, app.id)
+        user = None
+        if app.admin_user:
+            try:
+                password = Path(app.admin_password_file).expanduser().read_text().rstrip("\r\n") if app.admin_password_file else ""
+            except OSError as exc:
+                raise InputError(f"cannot read the admin password file {app.admin_password_file}: {exc.strerror}",
+                                 "fix the path with `certmgr app update --admin-password-file FILE`") from None
+            user = (app.admin_user, password)
+        identity = ca.ApplicationIdentity(app.app_uri, ca.SubjectFields(app.name, app.organization),
+                                          tuple(app.dns_names or []), tuple(app.ip_addresses or []))
+        return _App(app.id, app.app_uri, app.endpoint, identity, app.validity_days, app.renew_before_seconds, user,
+                    active.thumbprint if active else None)
+
+
+def push(
+    ctx: AppContext, app_uri: str, *, regenerate_key: bool = False, accept_server: str | None = None,
+    sign_only: bool = False, verify_timeout: float | None = None,
+) -> PushReport:
+    app = _load(ctx, app_uri)
+    issuer = ctx.issuer()
+    report = PushReport(app.uri, old_thumbprint=app.active_thumbprint)
+    cert_id: list[int] = []
+    try:
+        asyncio.run(_push(ctx, app, issuer, report, cert_id, regenerate_key, accept_server, sign_only,
+                          verify_timeout if verify_timeout is not None else ctx.settings.verify.timeout))
+    except Exception as exc:  # any failure after the certificate exists must still be recorded and revoked
+        if not report.failed_step:
+            report.fail("push", type(exc).__name__, str(exc))
+    _record(ctx, app, report, cert_id[0] if cert_id else None, issuer)
+    return report
+
+
+async def _push(ctx, app: _App, issuer, report: PushReport, cert_id: list, regenerate_key, accept_server, sign_only, timeout) -> None:
+    from ..opcua.faults import describe_failure
+    from ..opcua.identities import identity_from_store
+    from ..opcua.proofs import await_new_certificate, endpoint_certificate
+    from ..opcua.push import PushClient, PushError
+    from ..opcua.session import attempt_session, close_attempt
+
+    store = verifier_store(ctx)
+    identity = identity_from_store(store, verifier_uri(ctx), peer_role="server", clock=ctx.now)
+    try:
+        server_cert, policies = await endpoint_certificate(app.endpoint)
+    except Exception as exc:
+        report.fail("endpoints", describe_failure(exc)[0], f"cannot read the endpoints of {app.endpoint}: {describe_failure(exc)[1]}")
+        return
+    thumb = pki.thumbprint(server_cert)
+    report.add("endpoints", "Good", f"server certificate {thumb}, policies {', '.join(policies) or 'none'}")
+    verdict = identity.validator.check(server_cert, app.uri)
+    if not verdict.ok:
+        if accept_server and thumb.startswith(accept_server.replace(":", "").upper()) and len(accept_server) >= 8:
+            identity.validator = None  # pinned by the operator for this one session
+            report.add("server certificate", "Accepted", f"{thumb} pinned with --accept-server ({verdict.status})")
+        else:
+            report.fail("server certificate", verdict.status,
+                        f"certmgr does not trust the server's current certificate {thumb} ({verdict.message}); check it, then "
+                        f"run again with --accept-server {thumb[:16]}")
+            return
+    policy = next((p for p in PREFERENCE if p in policies), "Basic256Sha256")
+    attempt = await attempt_session(app.endpoint, identity, policy, server_cert, user=app.user, server_app_uri=None,
+                                    sign_only=sign_only, keep=True)
+    if not attempt.ok:
+        report.fail("session", attempt.status, f"{attempt.stage}: {attempt.message}")
+        return
+    mode = "Sign" if sign_only else "SignAndEncrypt"
+    report.add("session", "Good", f"{policy} {mode} as {app.user[0] if app.user else 'anonymous'}")
+    client = PushClient(attempt.client)
+    try:
+        csr_der = await client.create_signing_request(regenerate_key)
+        report.add("CreateSigningRequest", "Good", f"regeneratePrivateKey={regenerate_key}, CSR {len(csr_der)} bytes")
+        try:
+            csr = x509.load_der_x509_csr(csr_der)
+            certificate = ca.sign_csr(csr, app.identity, issuer, now=ctx.now(), days=app.days)
+        except (ValueError, ca.CAError) as exc:
+            report.fail("sign CSR", "Refused", str(exc))
+            return
+        cert_id.append(_stage_record(ctx, app, certificate))
+        report.new_thumbprint = pki.thumbprint(certificate)
+        report.not_after = certificate.not_valid_after_utc.isoformat()
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        ca_der = issuer.certificate.public_bytes(serialization.Encoding.DER)
+        apply_required = await client.update_certificate(der, [ca_der])
+        report.add("UpdateCertificate", "Good", f"applyChangesRequired={apply_required}")
+        await _trust_list(client, report, ca_der, current_crl(ctx).der)
+        if apply_required:
+            await client.apply_changes()
+            report.add("ApplyChanges", "Good")
+    except PushError as exc:
+        report.fail(exc.step, exc.status, str(exc))
+        return
+    finally:
+        await close_attempt(attempt)  # the server drops every channel after ApplyChanges anyway
+    identity.validator = identity_from_store(store, verifier_uri(ctx), peer_role="server", clock=ctx.now).validator
+    live = await await_new_certificate(app.endpoint, identity, report.new_thumbprint, timeout=timeout, user=app.user)
+    if not live.ok:
+        report.fail("live proof", "Failed", live.message)
+        return
+    report.add("live proof", "Good", live.message)
+    report.ok = True
+
+
+async def _trust_list(client, report: PushReport, ca_der: bytes, crl_der: bytes) -> None:
+    """Make the server's TrustList hold certmgr's CA and current CRL, and read it back: some servers
+    answer Good and change nothing (node-opcua 2.157 ignores Write)."""
+    from ..opcua.push import TrustList
+
+    lists = await client.read_trust_list()
+    if ca_der not in lists.trusted:
+        await client.add_certificate(ca_der, trusted=True)
+    if crl_der not in lists.trusted_crls:
+        others = [c for c in lists.trusted_crls if not _same_issuer(c, crl_der)]
+        await client.write_trust_list(TrustList(lists.trusted + ([ca_der] if ca_der not in lists.trusted else []),
+                                                others + [crl_der], lists.issuers, lists.issuer_crls))
+    after = await client.read_trust_list()
+    missing = [what for what, present in (("CA certificate", ca_der in after.trusted), ("current CRL", crl_der in after.trusted_crls))
+               if not present]
+    if missing:
+        report.add("TrustList", "Warning", f"read back without certmgr's {' and '.join(missing)}: the server ignored the update; "
+                   "peers of certmgr's CA will fail with BadCertificateRevocationUnknown until it is placed in the server's store")
+    else:
+        report.add("TrustList", "Good", "holds certmgr's CA certificate and current CRL (read back)")
+
+
+def _same_issuer(crl_a: bytes, crl_b: bytes) -> bool:
+    try:
+        return x509.load_der_x509_crl(crl_a).issuer == x509.load_der_x509_crl(crl_b).issuer
+    except ValueError:
+        return False
+
+
+def _stage_record(ctx: AppContext, app: _App, certificate: x509.Certificate) -> int:
+    now = ctx.now()
+    due = windows.renew_after(certificate.not_valid_before_utc, certificate.not_valid_after_utc, app.renew_before, windows.default_window(ctx))
+    with ctx.database().write() as session:
+        application = session.get(db.Application, app.id)
+        row = certificate_record(certificate, application, queries.authority(session).id, db.CertStatus.PENDING, now, due)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def _record(ctx: AppContext, app: _App, report: PushReport, cert_id: int | None, issuer) -> None:
+    now = ctx.now()
+    with ctx.database().write() as session:
+        application = session.get(db.Application, app.id)
+        application.last_renewal_at = now
+        application.last_renewal_status = "renewed" if report.ok else "failed"
+        application.last_renewal_error = None if report.ok else f"{report.failed_step}: {report.message}"[:2000]
+        if cert_id is not None:
+            new = session.get(db.Certificate, cert_id)
+            if report.ok:
+                previous = queries.active_certificate(session, app.id)
+                if previous is not None:
+                    previous.status = db.CertStatus.SUPERSEDED
+                    previous.status_reason = f"pushed {new.thumbprint}"
+                new.status = db.CertStatus.ACTIVE
+            else:
+                new.status = db.CertStatus.FAILED
+                new.status_reason = f"{report.failed_step}: {report.message}"[:2000]
+                new.revoked_at, new.revocation_reason = now, "superseded"
+        queries.add_audit(session, at=now, actor=ctx.actor, action="certificate.push", target=app.uri, ok=report.ok,
+                          thumbprint=report.new_thumbprint, failed_step=report.failed_step,
+                          steps=[s.as_dict() for s in report.steps])
+    if cert_id is not None and not report.ok:
+        crl = sign_crl(ctx, issuer, now)
+        publish_everywhere(ctx, crl, issuer.certificate, now)
+
+
+def rejected_list(ctx: AppContext, app_uri: str) -> list[bytes]:
+    """GetRejectedList of a push-managed server."""
+    from ..opcua.identities import identity_from_store
+    from ..opcua.proofs import endpoint_certificate
+    from ..opcua.push import PushClient
+    from ..opcua.session import attempt_session, close_attempt
+
+    app = _load(ctx, app_uri)
+    identity = identity_from_store(verifier_store(ctx), verifier_uri(ctx), peer_role="server", clock=ctx.now)
+
+    async def run() -> list[bytes]:
+        server_cert, policies = await endpoint_certificate(app.endpoint)
+        if not identity.validator.check(server_cert, app.uri).ok:
+            raise InputError(f"certmgr does not trust the server certificate of {app.endpoint}", "push a certificate first")
+        policy = next((p for p in PREFERENCE if p in policies), "Basic256Sha256")
+        attempt = await attempt_session(app.endpoint, identity, policy, server_cert, user=app.user, keep=True)
+        if not attempt.ok:
+            from ..errors import OperationFailed
+
+            raise OperationFailed(f"no session with {app.endpoint}: {attempt.status} ({attempt.message})")
+        try:
+            return await PushClient(attempt.client).rejected_list()
+        finally:
+            await close_attempt(attempt)
+
+    return asyncio.run(run())
