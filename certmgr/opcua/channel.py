@@ -132,7 +132,7 @@ class LoopbackServer:
         return f"opc.tcp://127.0.0.1:{self.port}/"
 
     async def start(self, identity: Identity) -> LoopbackServer:
-        from asyncua import Server, ua
+        from asyncua import Server
 
         server = Server()
         await server.init()
