@@ -43,22 +43,21 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return [p for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes]
 
 
-def read_certificate_file(path: Path) -> Loaded[x509.Certificate]:
+def _read(path: Path, parser, what: str) -> Loaded:
     try:
-        return Loaded(path, parse_certificate(path.read_bytes()))
+        return Loaded(path, parser(path.read_bytes()))
     except OSError as exc:
         return Loaded(path, None, f"cannot read: {exc.strerror or exc}")
     except ValueError as exc:
-        return Loaded(path, None, f"not a certificate: {str(exc).splitlines()[0][:120]}")
+        return Loaded(path, None, f"not {what}: {str(exc).splitlines()[0][:120]}")
+
+
+def read_certificate_file(path: Path) -> Loaded[x509.Certificate]:
+    return _read(path, parse_certificate, "a certificate")
 
 
 def read_crl_file(path: Path) -> Loaded[x509.CertificateRevocationList]:
-    try:
-        return Loaded(path, parse_crl(path.read_bytes()))
-    except OSError as exc:
-        return Loaded(path, None, f"cannot read: {exc.strerror or exc}")
-    except ValueError as exc:
-        return Loaded(path, None, f"not a CRL: {str(exc).splitlines()[0][:120]}")
+    return _read(path, parse_crl, "a CRL")
 
 
 def read_certificates(folder: Path) -> list[Loaded[x509.Certificate]]:

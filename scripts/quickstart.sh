@@ -5,12 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-    echo "certmgr needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
-    exit 2
-fi
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. scripts/venv.sh
 .venv/bin/python -m pip install -q .
 certmgr=.venv/bin/certmgr
 

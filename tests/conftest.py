@@ -6,6 +6,8 @@ and ``ca.generate_rsa_key`` is served from it so the suite stays fast.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import itertools
 import json
 import os
@@ -191,3 +193,29 @@ def certmgr(tmp_path, database_url) -> Certmgr:
 def initialised(certmgr) -> Certmgr:
     certmgr("init", "--ca-name", "Plant CA", "--org", "Plant", "--ca-key-size", "2048")
     return certmgr
+
+
+class Mailbox:
+    """aiosmtpd handler keeping every mail it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 collecting the mails it receives."""
+    from aiosmtpd.controller import Controller
+
+    from tests.helpers import free_port
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.port = controller.port
+    yield box
+    controller.stop()

@@ -30,3 +30,37 @@ def der(obj) -> bytes:
 
     return obj.public_bytes(serialization.Encoding.DER)
 
+
+
+def utc():
+    """Now, timezone-aware."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def configure(cm, text: str) -> None:
+    """Append settings to a home's certmgr.toml."""
+    with open(cm.home / "certmgr.toml", "a") as handle:
+        handle.write("\n" + text + "\n")
+
+
+def smtp_channel(port: int, min_level: str = "warning") -> str:
+    return f'''
+[[alerts.channel]]
+name = "ops-mail"
+type = "smtp"
+min_level = "{min_level}"
+host = "127.0.0.1"
+port = {port}
+from = "certmgr@plant.local"
+to = ["ops@plant.local"]
+'''

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
-import re
 import json
-import socket
+import re
 import threading
 import time
 import urllib.request
@@ -16,33 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.conftest import Certmgr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.Message] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    from aiosmtpd.controller import Controller
-
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    box.port = controller.port
-    yield box
-    controller.stop()
+from tests.helpers import configure, free_port, smtp_channel
 
 
 class Receiver:
@@ -79,24 +50,6 @@ class Receiver:
 
     def close(self) -> None:
         self.server.shutdown()
-
-
-def configure(cm: Certmgr, text: str) -> None:
-    with open(cm.home / "certmgr.toml", "a") as handle:
-        handle.write("\n" + text + "\n")
-
-
-def smtp_channel(port: int, min_level: str = "warning") -> str:
-    return f'''
-[[alerts.channel]]
-name = "ops-mail"
-type = "smtp"
-min_level = "{min_level}"
-host = "127.0.0.1"
-port = {port}
-from = "certmgr@plant.local"
-to = ["ops@plant.local"]
-'''
 
 
 def travel(monkeypatch, moment: datetime) -> None:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,14 +20,11 @@ import db
 import pki
 from certmgr.opcua.channel import LoopbackServer, try_channel
 from certmgr.opcua.identities import identity_from_store
-from tests.helpers import der
 from tests.conftest import PASSPHRASE, Certmgr
+from tests.helpers import der, utc
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @pytest.fixture

@@ -7,18 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
 import db
 from tests.conftest import Certmgr
-from tests.test_alerts import configure, free_port, smtp_channel  # noqa: F401  (smtp fixture below)
-from tests.test_alerts import smtp  # noqa: F401
-
-
-def utc() -> datetime:
-    return datetime.now(timezone.utc)
+from tests.helpers import configure, free_port, smtp_channel, utc
 
 
 def start_daemon(cm: Certmgr, *args: str) -> subprocess.Popen:

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 import ca
 import pki
 from pki import store as store_module
-from tests.helpers import der
 from tests.conftest import T0, make_identity
+from tests.helpers import der
 
 
 def issue(test_ca, key_pool, cn="app", uri="urn:test:app"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timezone
 import subprocess
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest

@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,15 +14,13 @@ from cryptography import x509
 
 import ca
 import pki
-from certmgr.opcua.channel import LoopbackServer, try_channel
+from certmgr.opcua.channel import LoopbackServer
 from certmgr.opcua.identities import identity_from_store
 from tests.conftest import Certmgr
+from tests.helpers import utc
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,13 +16,10 @@ from sqlalchemy import Column, Integer, MetaData, select, update
 
 import db
 from tests.conftest import Certmgr
-from tests.test_alerts import free_port
+from tests.helpers import free_port, utc
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def test_db_check_fails_on_a_model_change_without_migration(certmgr: Certmgr):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
@@ -12,12 +12,10 @@ import pki
 from certmgr.opcua.channel import POLICY_NAMES, Identity, LoopbackServer, prove_pair, try_channel
 from certmgr.opcua.identities import identity_from_store
 from certmgr.opcua.validator import StoreValidator
-from tests.helpers import der
 from tests.conftest import Certmgr, make_identity
+from tests.helpers import der, utc
 
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+now = utc
 
 
 @pytest.fixture

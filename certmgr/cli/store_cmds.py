@@ -125,61 +125,38 @@ def _triage(app, store_dir, layout, prefix, kinds, to_kind, action, question, ye
     emit_json(result) if app.json else click.echo(f"{result['from']} -> {result['to'] or 'removed'}")
 
 
-@store_group.command("trust")
-@store_argument
-@click.argument("thumbprint")
-@layout_of_store
-@yes_option
-@json_option
-@click.pass_obj
-def store_trust(app, store_dir, thumbprint, layout, yes) -> None:
-    """Move a rejected certificate to trusted/certs (thumbprint prefix of 8+ hex digits).
+def _triage_command(name: str, help_text: str, kinds: tuple[str, ...], to_kind: str | None, question: str):
+    """trust, reject and remove differ only in where they look, where the certificate goes, and the question."""
 
-    \b
-    Example:
-      certmgr store trust /opt/historian/pki 35FE16F0E016BFF2
-    """
-    import pki
+    @store_group.command(name, help=help_text)
+    @store_argument
+    @click.argument("thumbprint")
+    @layout_of_store
+    @yes_option
+    @json_option
+    @click.pass_obj
+    def command(app, store_dir, thumbprint, layout, yes) -> None:
+        _triage(app, store_dir, layout, thumbprint, kinds, to_kind, f"store.{name}", question, yes)
 
-    _triage(app, store_dir, layout, thumbprint, (pki.REJECTED,), pki.TRUSTED, "store.trust", "Trust {subject}?", yes)
+    return command
 
 
-@store_group.command("reject")
-@store_argument
-@click.argument("thumbprint")
-@layout_of_store
-@yes_option
-@json_option
-@click.pass_obj
-def store_reject(app, store_dir, thumbprint, layout, yes) -> None:
-    """Move a trusted certificate back to rejected.
-
-    \b
-    Example:
-      certmgr store reject /opt/historian/pki 35FE16F0E016BFF2 --yes
-    """
-    import pki
-
-    _triage(app, store_dir, layout, thumbprint, (pki.TRUSTED,), pki.REJECTED, "store.reject", "Stop trusting {subject}?", yes)
-
-
-@store_group.command("remove")
-@store_argument
-@click.argument("thumbprint")
-@layout_of_store
-@yes_option
-@json_option
-@click.pass_obj
-def store_remove(app, store_dir, thumbprint, layout, yes) -> None:
-    """Delete a trusted, issuer or rejected certificate from a store.
-
-    \b
-    Example:
-      certmgr store remove /opt/historian/pki 35FE16F0E016BFF2
-    """
-    import pki
-
-    _triage(app, store_dir, layout, thumbprint, (pki.TRUSTED, pki.ISSUER, pki.REJECTED), None, "store.remove", "Remove {subject}?", yes)
+store_trust = _triage_command(
+    "trust",
+    "Move a rejected certificate to trusted/certs (thumbprint prefix of 8+ hex digits).\n\n"
+    "\b\nExample:\n  certmgr store trust /opt/historian/pki 35FE16F0E016BFF2",
+    ("rejected",), "trusted", "Trust {subject}?",
+)
+store_reject = _triage_command(
+    "reject",
+    "Move a trusted certificate back to rejected.\n\n\b\nExample:\n  certmgr store reject /opt/historian/pki 35FE16F0E016BFF2 --yes",
+    ("trusted",), "rejected", "Stop trusting {subject}?",
+)
+store_remove = _triage_command(
+    "remove",
+    "Delete a trusted, issuer or rejected certificate from a store.\n\n\b\nExample:\n  certmgr store remove /opt/historian/pki 35FE16F0E016BFF2",
+    ("trusted", "issuer", "rejected"), None, "Remove {subject}?",
+)
 
 
 @store_group.command("import")

@@ -65,11 +65,10 @@ class ThirdPartyServer:
         return f"opc.tcp://127.0.0.1:{self.port}/"
 
     async def _validate(self, cert: x509.Certificate, description) -> None:
-        from asyncua.crypto.truststore import TrustStore
-        from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
-
         from asyncua import ua
         from asyncua.common.utils import ServiceError
+        from asyncua.crypto.truststore import TrustStore
+        from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
         try:
             if not any((self.root / "trusted" / "certs").iterdir()):

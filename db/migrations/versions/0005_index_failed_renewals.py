@@ -6,7 +6,6 @@ Create Date: 2026-11-26 19:11:54.386247
 """
 
 from alembic import op
-import sqlalchemy as sa
 
 
 revision = '0005'
