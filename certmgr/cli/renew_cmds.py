@@ -23,6 +23,25 @@ def _parse_at(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+class _Progress:
+    """A progress bar on a terminal, sized once the batch is known (batches of more than one)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def start(self, total: int) -> None:
+        if total > 1:
+            self.bar = click.progressbar(length=total, label="renewing", file=sys.stderr)
+
+    def advance(self, _app_uri: str) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.render_finish()
+
+
 @click.command()
 @click.option("--app-uri", "app_uris", multiple=True, help="Renew this application (repeatable).")
 @click.option("--all-due", is_flag=True, help="Renew every certificate inside its renewal window.")
@@ -58,12 +77,10 @@ def renew(app, app_uris, all_due, force, no_verify, dry_run, at_text, verify_tim
     if at is not None and not dry_run:
         raise InputError("--at only rehearses a selection", "add --dry-run, or drop --at")
     options = RenewOptions(app_uris, all_due, force, not no_verify, dry_run, verify_timeout)
-    bar = None
-    if sys.stderr.isatty() and not app.json and not dry_run:
-        bar = click.progressbar(length=max(1, len(app_uris) or 1), label="renewing", file=sys.stderr)
-    results = renew_service(app, options, at=at, progress=(lambda _uri: bar.update(1)) if bar else None)
-    if bar:
-        bar.render_finish()
+    progress = _Progress() if sys.stderr.isatty() and not app.json and not dry_run else None
+    results = renew_service(app, options, at=at, progress=progress)
+    if progress is not None:
+        progress.finish()
     if app.json:
         emit_json([r.as_dict() for r in results])
     elif results:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -102,12 +101,13 @@ def renew(
     options: RenewOptions,
     *,
     at: datetime | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress=None,
     timings: dict[str, float] | None = None,
 ) -> list[RenewalResult]:
     """Renew what ``options`` selects; returns one result per selected application.
 
-    ``timings``, if given, receives the seconds spent per phase (keygen, verify, switch) for benchmarks.
+    ``progress``, if given, gets ``start(total)`` once the batch is claimed and ``advance(app_uri)`` per
+    application. ``timings``, if given, receives the seconds spent per phase (keygen, verify, switch).
     """
     with exclusive(ctx.home.lock_path, "certmgr renew"):
         now = at or ctx.now()
@@ -127,6 +127,8 @@ def renew(
         claimed.abandoned_revoked += swept
         results += [RenewalResult(c.app_uri, SKIPPED, why, c.thumbprint) for c, why in claimed.skipped]
         work = [_Work(c, RenewalResult(c.app_uri, RENEWED, c.reason, c.thumbprint)) for c in claimed.claimed]
+        if progress is not None:
+            progress.start(len(work))
         try:
             _run(ctx, issuer, work, options, progress, timings if timings is not None else {})
         finally:
@@ -143,7 +145,7 @@ def _run(ctx: AppContext, issuer: ca.Issuer, work: list[_Work], options: RenewOp
     for item in pushed:
         _push(ctx, item, options)
         if progress:
-            progress(item.candidate.app_uri)
+            progress.advance(item.candidate.app_uri)
     _run_files(ctx, issuer, [w for w in work if w.candidate.deploy != "push"], options, progress, timings)
 
 
@@ -171,6 +173,8 @@ def _run_files(ctx: AppContext, issuer: ca.Issuer, work: list[_Work], options: R
         else:
             item.key = key
             _issue_and_stage(ctx, issuer, item)
+        if item.failed and progress:
+            progress.advance(item.candidate.app_uri)
     staged = [w for w in work if not w.failed]
     timings["stage"] = time.perf_counter() - started - timings["keygen"]
     started = time.perf_counter()
@@ -194,7 +198,7 @@ def _run_files(ctx: AppContext, issuer: ca.Issuer, work: list[_Work], options: R
         if item.failed and item.switched:
             _roll_back(ctx, item, options)
         if progress and not options.verify:
-            progress(item.candidate.app_uri)
+            progress.advance(item.candidate.app_uri)
 
 
 def _identity(c: Candidate) -> ca.ApplicationIdentity:
@@ -257,7 +261,7 @@ async def _verify_all(ctx: AppContext, items: list[_Work], progress) -> None:
             if not proof.ok:
                 item.fail("verify", f"loopback proof failed: {proof.summary()}")
             if progress:
-                progress(c.app_uri)
+                progress.advance(c.app_uri)
 
         await asyncio.gather(*(one(item) for item in items))
 
