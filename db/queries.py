@@ -155,5 +155,12 @@ def revoked_entries(session: Session, authority_id: int, now: datetime) -> list[
     return rows.all()
 
 
+def revoked_since(session: Session, authority_id: int, moment: datetime) -> bool:
+    """Whether a certificate was revoked after ``moment`` (the latest CRL's thisUpdate): a CRL is owed."""
+    return session.scalar(
+        select(Certificate.id).where(Certificate.authority_id == authority_id, Certificate.revoked_at > moment).limit(1)
+    ) is not None
+
+
 def add_audit(session: Session, *, at: datetime, actor: str, action: str, target: str | None, **details: Any) -> None:
     session.add(AuditEvent(at=at, actor=actor, action=action, target=target, details=details))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class PublishResult:
     path: Path
     written: bool
     removed: list[Path] = field(default_factory=list)
+    newer_present: bool = False  # the store holds a higher CRL number of this CA; nothing was changed
 
 
 class ApplicationStore:
@@ -335,44 +337,85 @@ class ApplicationStore:
         """Write a CA's CRL under a new name carrying its number, then remove that CA's older CRLs.
 
         node-opcua watches ``crl`` folders and misses a file overwritten in place or renamed onto an
-        existing name, so the new CRL always arrives as a new file. Files of other CAs are never touched.
+        existing name, so the new CRL always arrives as a new file. Only files of this CA (by its name
+        pattern, or by AKI and issuer) are removed. A store that already holds a higher CRL number of this
+        CA, correctly signed, is left alone: publishing never rolls revocations back.
         The CRL comes as DER bytes: re-encoding a large CRL object costs more than writing it.
         """
         folder = self.crl_dir(kind)
         ensure_dir(folder, DIR_MODE)
         ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
-        der = crl_der
         target = folder / self.layout.crl_name(ca_cert, number)
+        files = self.ca_crl_files(ca_cert, kind)
+        newer = self._newer_crl(files, ca_cert, number)
+        if newer is not None:
+            return PublishResult(newer, False, [], newer_present=True)
         written = False
-        if not (target.exists() and target.read_bytes() == der):
+        if not (target.exists() and target.read_bytes() == crl_der):
             if target.exists():  # same number, different bytes: a tampered or foreign file holds our name
                 target.unlink()
-            atomic_write(target, der, CERT_MODE, self.staging_dir)
+            atomic_write(target, crl_der, CERT_MODE, self.staging_dir)
             written = True
         removed = []
-        for path in self.ca_crl_files(ca_cert, kind):
+        for path in files:
             if path != target:
                 path.unlink(missing_ok=True)
                 removed.append(path)
         return PublishResult(target, written, removed)
 
+    def _newer_crl(self, files: list[Path], ca_cert: x509.Certificate, number: int) -> Path | None:
+        """A file of this CA with a higher CRL number that the CA really signed (a forged one does not count)."""
+        for path in files:
+            match = _CRL_NUMBER_IN_NAME.search(path.name)
+            if match is not None and int(match.group(1)) <= number:
+                continue  # the name says older: no need to read a possibly large file
+            loaded = read_crl_file(path)
+            crl = loaded.value
+            if crl is None or (crl_number_of(crl) or 0) <= number:
+                continue
+            try:
+                if crl.issuer == ca_cert.subject and crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
+                    return path
+            except (TypeError, ValueError):
+                continue
+        return None
+
     def ca_crl_files(self, ca_cert: x509.Certificate, kind: str = TRUSTED) -> list[Path]:
         """Every CRL file in a folder that belongs to, or claims to come from, one CA.
 
-        Files carrying the CA's CRL name are attributed by name without parsing them (a large CRL is
-        megabytes); others are parsed and attributed by issuer name, so a copy of the CA's CRL under another
-        name, or a CRL forged in its name, is found too. Files of other CAs are never included.
+        Files carrying the CA's CRL name (which holds its thumbprint) are attributed by name without
+        parsing them (a large CRL is megabytes). Others are parsed and attributed when they name the CA as
+        issuer and carry its key identifier (AKI = the CA's SKI), so a copy of the CA's CRL under another
+        name, or one forged in its name, is found; a CRL of another CA that merely has the same subject
+        name is not.
         """
         own_prefix = self.layout.crl_name(ca_cert, None)[: -len(".crl")]
+        ski = _subject_key_id(ca_cert)
         found = []
         for path in list_files(self.crl_dir(kind), CRL_SUFFIXES):
             if path.name.startswith(own_prefix):
                 found.append(path)
                 continue
-            loaded = read_crl_file(path)
-            if loaded.value is not None and loaded.value.issuer == ca_cert.subject:
+            crl = read_crl_file(path).value
+            if crl is None or crl.issuer != ca_cert.subject:
+                continue
+            aki = _authority_key_id(crl)
+            if aki is not None and aki == ski:
                 found.append(path)
+            elif aki is None:
+                try:
+                    if crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
+                        found.append(path)
+                except (TypeError, ValueError):
+                    pass
         return found
+
+    def remove_crl_file(self, path: Path) -> None:
+        """Remove one file from a crl folder of this store (a forged or unreadable CRL found by an audit)."""
+        path = Path(path)
+        if path.parent not in (self.crl_dir(TRUSTED), self.crl_dir(ISSUER)):
+            raise StoreError(f"{path} is not in a CRL folder of {self.root}")
+        path.unlink(missing_ok=True)
 
     def holds_certificate(self, cert: x509.Certificate, kind: str) -> bool:
         der = cert.public_bytes(serialization.Encoding.DER)
@@ -395,3 +438,27 @@ class ApplicationStore:
 def _pair_stem(cert: x509.Certificate) -> str:
     """File stem for a certificate and its key kept aside (history, staged): "<CN> [<THUMBPRINT>]"."""
     return f"{safe_stem(common_name(cert) or 'certificate')} [{thumbprint(cert)}]"
+
+
+_CRL_NUMBER_IN_NAME = re.compile(r" crl(\d+)\.crl$")
+
+
+def crl_number_of(crl: x509.CertificateRevocationList) -> int | None:
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _subject_key_id(cert: x509.Certificate) -> bytes:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest  # type: ignore[arg-type]
+
+
+def _authority_key_id(crl: x509.CertificateRevocationList) -> bytes | None:
+    try:
+        return crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return None

@@ -309,3 +309,66 @@ def test_crl_numbers_strictly_increasing_across_two_processes(initialised: Certm
     counts = [r[2] for r in rows]
     assert counts == sorted(counts) and counts[-1] == 10  # a later CRL never omits an earlier revocation
     assert all(ca.crl_number(x509.load_der_x509_crl(r[1])) == r[0] for r in rows)
+
+
+def test_an_interrupted_revocation_still_reaches_the_crl(plant: Certmgr, tmp_path, monkeypatch):
+    """A revoke interrupted after its commit and before its CRL: revoking again, or crl refresh, signs it."""
+    from certmgr.services import revocation
+
+    serial = plant.json("show", "urn:plant:hmi")["active"]["serial"]
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(revocation, "sign_crl", crash)
+    assert plant("revoke", "--serial", serial, "--yes", code=130).exit_code == 130
+    monkeypatch.undo()
+    assert plant.json("ca", "show")["crl_number"] == 1  # committed, but on no CRL yet
+    again = plant.json("revoke", "--serial", serial, "--yes")
+    assert again["already_revoked"] and again["crl_number"] == 2
+    crl = x509.load_der_x509_crl(crl_files(tmp_path / "server")[0].read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
+    # the same gap is closed by a refresh
+    serial2 = plant.json("show", "urn:plant:mes")["active"]["serial"]
+    monkeypatch.setattr(revocation, "sign_crl", crash)
+    plant("revoke", "--serial", serial2, "--yes", code=130)
+    monkeypatch.undo()
+    assert plant.json("crl", "refresh")["resigned"] is True
+    crl = x509.load_der_x509_crl(crl_files(tmp_path / "server")[0].read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(int(serial2, 16)) is not None
+
+
+def test_publishing_never_rolls_a_store_back_to_an_older_crl(plant: Certmgr, tmp_path):
+    from certmgr.context import AppContext
+    from certmgr.services.crls import sign_crl
+    from certmgr.services.publishing import publish_everywhere
+
+    ctx = AppContext(plant.home, db_url=plant.db_url)
+    issuer = ctx.issuer(passphrase=PASSPHRASE.encode())
+    older = sign_crl(ctx, issuer, utc())  # signed, but its publisher is slow
+    serial = plant.json("show", "urn:plant:hmi")["active"]["serial"]
+    plant("revoke", "--serial", serial, "--reason", "keyCompromise", "--yes")  # CRL 3 reaches every store
+    publications = publish_everywhere(ctx, older, issuer.certificate, utc())
+    assert all("newer CRL" in p.message for p in publications if p.store == str(tmp_path / "server"))
+    names = [p.name for p in crl_files(tmp_path / "server")]
+    assert names == [n for n in names if "crl3" in n] and len(names) == 1
+    held = dict(plant.sql("SELECT store_path, crl_number FROM store_crls"))
+    assert held[str(tmp_path / "server")] == 3
+
+
+def test_a_ca_with_the_same_name_keeps_its_crl(plant: Certmgr, tmp_path, key_pool):
+    """Two CAs named alike (the defaults, or a re-keyed CA): publishing one never deletes the other's CRL."""
+    store = pki.ApplicationStore(tmp_path / "server")
+    ours = x509.load_der_x509_certificate((plant.home / "ca" / "ca.der").read_bytes())
+    twin_key = key_pool.get()
+    twin = ca.Issuer(ca.build_root_ca(twin_key, ca.SubjectFields("Plant CA", "Plant"), now=utc()), twin_key)
+    assert twin.certificate.subject == ours.subject
+    store.add_certificate(twin.certificate, pki.TRUSTED)
+    twin_crl = tmp_path / "twin-crl.der"
+    twin_crl.write_bytes(der(ca.build_crl(twin, number=7, this_update=utc(), next_update=utc() + timedelta(days=10))))
+    (store.crl_dir(pki.TRUSTED) / "twin.crl").write_bytes(twin_crl.read_bytes())
+    report = plant.json("crl", "refresh", "--force")
+    assert (store.crl_dir(pki.TRUSTED) / "twin.crl").exists()
+    assert next(c for c in report["stores"] if c["store"] == str(tmp_path / "server"))["ok"]
+    statuses = {s.thumbprint: s.status(utc()) for s in pki.audit_crls(store).cas}
+    assert set(statuses.values()) == {pki.OK}

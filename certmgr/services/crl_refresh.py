@@ -35,9 +35,14 @@ from .publishing import (
 )
 
 
-def needs_resign(crl_row: db.Crl, now: datetime) -> bool:
+def needs_resign(ctx: AppContext, crl_row: db.Crl, now: datetime) -> bool:
+    """Re-sign when a third of the validity is left, or when a revocation is not on the CRL yet (a revoke
+    interrupted between its commit and its CRL)."""
     lifetime = crl_row.next_update - crl_row.this_update
-    return crl_row.next_update - now < lifetime / 3
+    if crl_row.next_update - now < lifetime / 3:
+        return True
+    with ctx.database().read() as session:
+        return queries.revoked_since(session, crl_row.authority_id, crl_row.this_update)
 
 
 @dataclass
@@ -113,8 +118,8 @@ def check_store(target: StoreTarget, our_ca: x509.Certificate, crl_row: db.Crl, 
         publication.kinds.append(state.kind)
         debris = state.forged + [u.path for u in audit.unreadable if u.path.parent == store.crl_dir(state.kind) and u.path.name.startswith(our_prefix)]
         newest = state.newest()
-        if status == pki.OK and not debris and newest.number == crl_row.number:
-            continue
+        if status == pki.OK and not debris and (newest.number or 0) >= crl_row.number:
+            continue  # current (or newer: another process published after this refresh began)
         if status == pki.OK and not debris:
             problem = None  # a routine update: the store holds our previous, still valid CRL
         elif status != pki.OK:
@@ -122,6 +127,8 @@ def check_store(target: StoreTarget, our_ca: x509.Certificate, crl_row: db.Crl, 
         else:
             problem = f"forged, tampered or unreadable CRL files {', '.join(p.name for p in debris)}"
         try:
+            for path in debris:  # signed by no CA of this store, or unreadable under our name
+                store.remove_crl_file(path)
             result = store.publish_crl(crl_row.der, our_ca, crl_row.number, state.kind)
         except (OSError, pki.StoreError) as exc:
             check.problems.append(f"{problem or 'update'}; writing CRL {crl_row.number} failed: {exc}")
@@ -153,7 +160,7 @@ def check_store(target: StoreTarget, our_ca: x509.Certificate, crl_row: db.Crl, 
 def refresh(ctx: AppContext, *, force: bool = False, now: datetime | None = None) -> RefreshReport:
     now = now or ctx.now()
     crl_row = current_crl(ctx)
-    resigned = force or needs_resign(crl_row, now)
+    resigned = force or needs_resign(ctx, crl_row, now)
     issuer_cert = pki.parse_certificate(ctx.home.ca_cert_path.read_bytes())
     if resigned:
         crl_row = sign_crl(ctx, ctx.issuer(), now)

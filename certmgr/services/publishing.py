@@ -71,7 +71,10 @@ def publish_to_store(target: StoreTarget, crl_der: bytes, ca_cert: x509.Certific
     except (OSError, pki.StoreError) as exc:
         return StorePublication(target.path, ERROR, message=str(exc))
     status = PUBLISHED if any(r.written or r.removed for r in results) else UNCHANGED
-    return StorePublication(target.path, status, kinds, [str(p) for r in results for p in r.removed])
+    newer = [r for r in results if r.newer_present]
+    message = f"holds a newer CRL ({newer[0].path.name}); left as it is" if newer else ""
+    return StorePublication(target.path, status, [k for k, r in zip(kinds, results) if not r.newer_present],
+                            [str(p) for r in results for p in r.removed], message)
 
 
 def publish_everywhere(ctx: AppContext, crl_row: db.Crl, ca_cert: x509.Certificate, now: datetime) -> list[StorePublication]:
@@ -101,7 +104,7 @@ def record_publications(ctx: AppContext, crl_row: db.Crl, publications: list[Sto
                         authority_id=crl_row.authority_id, store_path=store_path, kind=kind, crl_number=crl_row.number, published_at=now
                     )
                 )
-            elif row.crl_number != crl_row.number:
+            elif row.crl_number < crl_row.number:  # only forward: a slower publisher never records an older CRL
                 row.crl_number = crl_row.number
                 row.published_at = now
 

@@ -388,7 +388,7 @@ def _ensure_current_crl(ctx: AppContext, issuer: ca.Issuer) -> None:
     from .crl_refresh import needs_resign
     from .crls import current_crl
 
-    if needs_resign(current_crl(ctx), ctx.now()):
+    if needs_resign(ctx, current_crl(ctx), ctx.now()):
         log.info("re-signing the CRL before renewing: less than a third of its validity is left")
         _publish_revocations(ctx, issuer)
 

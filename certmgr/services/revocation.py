@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cryptography import x509
+
 import ca
 import db
 import pki
@@ -76,33 +78,46 @@ def find_certificate(ctx: AppContext, *, thumbprint: str | None, serial: str | N
 
 
 def revoke(ctx: AppContext, certificate_id: int, reason: str, *, now: datetime | None = None) -> RevokeOutcome:
-    """Revoke, then sign and publish a CRL holding it. Revoking twice changes nothing."""
+    """Revoke, then sign and publish a CRL holding it. Revoking twice changes nothing, unless the first
+    revocation never reached a CRL (interrupted between its commit and its CRL): then its CRL is signed."""
     ca.reason_flag(reason)  # refuse unknown reasons before anything changes
     now = now or ctx.now()
     with ctx.database().read() as session:
-        already = session.get(db.Certificate, certificate_id).revoked_at is not None
-    issuer = None if already else ctx.issuer()  # the passphrase first: never a revocation without its CRL
+        row = session.get(db.Certificate, certificate_id)
+        already = row.revoked_at is not None
+        missing = already and not _on_latest_crl(session, row)
+    issuer = None if already and not missing else ctx.issuer()  # the passphrase first: never a revocation without its CRL
     with ctx.database().write() as session:
         cert = session.get(db.Certificate, certificate_id)
         app = cert.application
         outcome = RevokeOutcome(app.app_uri, cert.thumbprint, cert.serial_hex, reason, now)
         if cert.revoked_at is not None:
             outcome.already, outcome.reason, outcome.revoked_at = True, cert.revocation_reason or "unspecified", cert.revoked_at
-            return outcome
-        outcome.was_active = cert.status == db.CertStatus.ACTIVE
-        cert.revoked_at = now
-        cert.revocation_reason = reason
-        if cert.status != db.CertStatus.FAILED:
-            cert.status = db.CertStatus.REVOKED
-        queries.add_audit(
-            session, at=now, actor=ctx.actor, action="certificate.revoke", target=app.app_uri,
-            thumbprint=cert.thumbprint, serial=cert.serial_hex, reason=reason,
-        )
+            if not missing:
+                return outcome
+        if not outcome.already:  # (an earlier revocation whose run never signed its CRL gets its CRL below)
+            outcome.was_active = cert.status == db.CertStatus.ACTIVE
+            cert.revoked_at = now
+            cert.revocation_reason = reason
+            if cert.status != db.CertStatus.FAILED:
+                cert.status = db.CertStatus.REVOKED
+            queries.add_audit(
+                session, at=now, actor=ctx.actor, action="certificate.revoke", target=app.app_uri,
+                thumbprint=cert.thumbprint, serial=cert.serial_hex, reason=reason,
+            )
     issuer = issuer or ctx.issuer()
     crl_row = sign_crl(ctx, issuer, now)
     outcome.crl_number = crl_row.number
     outcome.stores = publish_everywhere(ctx, crl_row, issuer.certificate, now)
     return outcome
+
+
+def _on_latest_crl(session, cert: db.Certificate) -> bool:
+    latest = queries.latest_crl(session, cert.authority_id)
+    if latest is None:
+        return False
+    crl = x509.load_der_x509_crl(latest.der)
+    return crl.get_revoked_certificate_by_serial_number(int(cert.serial_hex, 16)) is not None
 
 
 def certificate_summary(cert: db.Certificate) -> dict:

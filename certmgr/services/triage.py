@@ -106,8 +106,11 @@ def import_certificate(
             raise InputError(f"{crl_path} is not a readable CRL", "give the CRL the CA publishes") from None
         if crl.issuer != cert.subject or not crl.is_signature_valid(cert.public_key()):
             raise InputError(f"the CRL {crl_path} was not signed by {cert.subject.rfc4514_string()}", "give that CA's CRL")
-        if crl.next_update_utc is None or crl.next_update_utc <= ctx.now():
-            raise InputError(f"the CRL {crl_path} is not current", "get a fresh CRL from the CA")
+        now = ctx.now()
+        if crl.next_update_utc is None or crl.next_update_utc <= now or crl.last_update_utc > now:
+            raise InputError(f"the CRL {crl_path} is not current (valid {crl.last_update_utc:%Y-%m-%d %H:%M} to "
+                             f"{crl.next_update_utc:%Y-%m-%d %H:%M} UTC)" if crl.next_update_utc else f"the CRL {crl_path} has no nextUpdate",
+                             "get a fresh CRL from the CA, and check this host's clock")
         crl_der, number = crl.public_bytes(serialization.Encoding.DER), ca.crl_number(crl)
     elif is_ca(cert):
         warn(
@@ -116,6 +119,9 @@ def import_certificate(
         )
     result["file"] = str(store.add_certificate(cert, kind))
     if crl_der is not None:
-        result["crl"] = str(store.publish_crl(crl_der, cert, number or 0, kind).path)
+        published = store.publish_crl(crl_der, cert, number or 0, kind)
+        if published.newer_present:
+            raise InputError(f"the store already holds a newer CRL of this CA ({published.path.name})", "import the newest CRL")
+        result["crl"] = str(published.path)
     audit(ctx, "store.import", store, thumbprint=pki.thumbprint(cert), subject=cert.subject.rfc4514_string(), part=kind, crl=result["crl"])
     return result
