@@ -89,7 +89,10 @@ def validity_window(now: datetime, days: int, not_after_limit: datetime | None =
     if now.tzinfo is None:
         raise ProfileError("the current time must be timezone-aware (UTC)")
     not_before = now - NOT_BEFORE_BACKDATE
-    not_after = now + timedelta(days=_check_days(days))
+    try:
+        not_after = now + timedelta(days=_check_days(days))
+    except OverflowError:
+        raise ProfileError(f"validity of {days} days reaches past the year 9999; give fewer days") from None
     if not_after_limit is not None:
         if not_after_limit <= now:
             raise ProfileError("the CA certificate has expired; create a new CA before issuing")

@@ -9,6 +9,7 @@ from .errors import InputError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART = re.compile(r"(\d+)([smhdw])")
+MAX_SECONDS = 100 * 365 * 86400
 
 
 def parse_duration(text: str) -> timedelta:
@@ -16,6 +17,8 @@ def parse_duration(text: str) -> timedelta:
     if not value or _PART.sub("", value):
         raise InputError(f"{text!r} is not a duration", "write it like 30d, 12h, 2w or 1d12h")
     seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(value))
+    if seconds > MAX_SECONDS:
+        raise InputError(f"duration {text!r} is longer than 100 years", "write it like 30d or 12h")
     if seconds <= 0:
         raise InputError(f"duration {text!r} must be greater than zero", "write it like 30d or 12h")
     return timedelta(seconds=seconds)

@@ -21,7 +21,13 @@ DIR_MODE = 0o755
 
 
 def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
-    """Create ``path`` (and parents) and give the leaf exactly ``mode``, whatever the umask."""
+    """Create ``path`` (and parents) and give the leaf exactly ``mode``, whatever the umask.
+
+    A symbolic link is refused: stores are often writable by the application's user, and following a link
+    there would let certmgr (perhaps root) write into, or chmod, any folder the link points to.
+    """
+    if path.is_symlink():
+        raise StoreError(f"{path} is a symbolic link; certmgr does not follow links in stores: give the real folder")
     try:
         path.mkdir(parents=True, exist_ok=True, mode=mode)
         if (path.stat().st_mode & 0o777) != mode:

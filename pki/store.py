@@ -264,6 +264,33 @@ class ApplicationStore:
                     pair.key_path.unlink(missing_ok=True)
         return InstallResult(cert_target, key_target, archived)
 
+    def repair_own_pair(self, key_matches) -> list[str]:
+        """After a crash in the middle of a switch: put back a consistent own pair.
+
+        ``key_matches(key_pem, certificate)`` says whether a key belongs to a certificate (the crypto lives in
+        ``ca``). A fixed-name layout may hold the new key beside the old certificate: the old pair comes back
+        from history. A key file that belongs to no own certificate (ua-net names) is removed.
+        """
+        done = []
+        own = self.own()
+        if own is not None:
+            try:
+                consistent = key_matches(own.key_path.read_bytes(), own.certificate)
+            except OSError:
+                consistent = False
+            if not consistent:
+                restored = self.history_pair(own.thumbprint)
+                if restored is not None:
+                    self.install_own(*restored)
+                    done.append(f"restored the pair of {own.thumbprint} from history (its key had been replaced)")
+        if not self.layout.own_fixed_names and self.own_private_dir.is_dir():
+            stems = {p.cert_path.stem for p in self.own_pairs()}
+            for key_file in self.own_private_dir.iterdir():
+                if key_file.suffix == ".pem" and key_file.stem not in stems:
+                    key_file.unlink(missing_ok=True)
+                    done.append(f"removed {key_file.name}, a key without its certificate")
+        return done
+
     def history(self) -> list[Loaded[x509.Certificate]]:
         return read_certificates(self.history_dir)
 

@@ -119,3 +119,29 @@ metrics_listen = ""
     assert daemon.returncode == 0, err
     assert re.search(r'job=expiry-scan next_run=\S+ msg="kept schedule every 1h"', err), err
     assert err.count("job=expiry-scan outcome=started") == 1, err  # coalesced: once, not three times
+
+
+def test_each_node_loads_only_its_own_jobs(initialised: Certmgr):
+    """Nodes share one job table; each node's scheduler must see only its own jobs."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from certmgr.daemon.runner import JOB_FUNCTION, node_job_store
+
+    engine = db.make_engine(initialised.url)
+    schedulers = {}
+    for node in ("a", "b"):
+        scheduler = BackgroundScheduler(jobstores={"default": node_job_store(engine, node)})
+        scheduler.start(paused=True)
+        scheduler.add_job(JOB_FUNCTION, "interval", hours=1, args=["expiry-scan"], id=f"{node}:expiry-scan",
+                          next_run_time=utc() - timedelta(minutes=1))
+        schedulers[node] = scheduler
+    try:
+        for node, scheduler in schedulers.items():
+            store = scheduler._lookup_jobstore("default")
+            assert [job.id for job in store.get_all_jobs()] == [f"{node}:expiry-scan"]
+            assert [job.id for job in store.get_due_jobs(utc())] == [f"{node}:expiry-scan"]
+        assert initialised.sql("SELECT count(*) FROM apscheduler_jobs")[0][0] == 2
+    finally:
+        for scheduler in schedulers.values():
+            scheduler.shutdown(wait=False)
+        engine.dispose()

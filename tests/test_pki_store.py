@@ -224,3 +224,30 @@ def test_readers_skip_lookalike_names_and_report_garbage(tmp_path, test_ca):
     assert sorted(p.path.name for p in loaded) == sorted(["broken.der", store.layout.peer_cert_name(test_ca.certificate)])
     broken = next(p for p in loaded if p.path.name == "broken.der")
     assert broken.value is None and "not a certificate" in broken.error
+
+
+def test_repair_after_a_crash_between_key_and_certificate(tmp_path, test_ca, key_pool, monkeypatch):
+    """node-opcua's fixed names: the new key landed, the certificate did not, and the process died."""
+    store = pki.ApplicationStore(tmp_path / "pki", "node-opcua")
+    old, old_key = issue(test_ca, key_pool)
+    store.install_own(old, old_key)
+    new, new_key = issue(test_ca, key_pool)
+    real_replace = store_module.replace_into
+
+    def die_after_key(temp, target):
+        real_replace(temp, target)
+        if target.parent == store.own_private_dir:
+            raise SystemExit("killed")  # no cleanup handler runs for a killed process; SystemExit skips except OSError
+
+    monkeypatch.setattr(store_module, "replace_into", die_after_key)
+    with pytest.raises(SystemExit):
+        store._archive(store.own().cert_path, store.own().key_path)
+        store_module.replace_into(store_module.write_temp(store.staging_dir, new_key, 0o600), store.own_private_dir / "private_key.pem")
+    monkeypatch.undo()
+    own = store.own()
+    matches = lambda pem, cert: ca.key_matches_certificate(ca.load_private_key_pem(pem), cert.public_key())  # noqa: E731
+    assert own.certificate == old and not matches(store.read_own_key(own), old)
+    repairs = store.repair_own_pair(matches)
+    assert repairs and "restored" in repairs[0]
+    assert store.read_own_key(store.own()) == old_key and store.own().certificate == old
+    assert store.repair_own_pair(matches) == []

@@ -338,3 +338,21 @@ def test_service_fault_at_open_secure_channel_is_decoded(fleet: Certmgr, tmp_pat
     plain, decoded = asyncio.run(scenario())
     assert plain.startswith("AssertionError")
     assert decoded == f"BadCertificateChainIncomplete {ua.StatusCodes.BadCertificateChainIncomplete}"
+
+
+def test_an_unexpected_error_mid_batch_leaves_nothing_half_done(fleet: Certmgr, tmp_path):
+    """The verifier's key is unreadable: the proof phase raises. Nothing stays pending, staged or 'renewed'."""
+    private = fleet.home / "verifier" / "own" / "private"
+    aside = tmp_path / "private-aside"
+    private.rename(aside)
+    try:
+        result = fleet("renew", "--app-uri", "urn:plant:server", "--force", "--json", code=1).json()[0]
+    finally:
+        aside.rename(private)
+    assert result["outcome"] == "failed" and result["failed_stage"] == "internal"
+    assert fleet.sql("SELECT count(*) FROM certificates WHERE status = 'pending'")[0][0] == 0
+    failed = fleet.sql("SELECT revoked_at FROM certificates WHERE thumbprint = :t", t=result["new_thumbprint"])
+    assert failed[0][0] is not None
+    store = pki.ApplicationStore(tmp_path / "server")
+    assert not store.staged_dir.exists() or list(store.staged_dir.iterdir()) == []
+    assert fleet.sql("SELECT last_renewal_status, renewal_claimed_by FROM applications WHERE app_uri = 'urn:plant:server'") == [("failed", None)]

@@ -190,3 +190,40 @@ def test_a_killed_node_leaves_nothing_pending_and_nothing_renewed_twice(two_node
     assert abandoned == pending_before
     actions = [row[0] for row in a.sql("SELECT action FROM audit_events WHERE action = 'renewal.recover'")]
     assert len(actions) == pending_before
+
+
+def test_batch_row_with_a_wrong_type_is_reported_and_the_rest_goes_on(initialised: Certmgr, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"app_uri": "urn:fleet:typo", "store": 5}) + "\n"
+                    + json.dumps({"app_uri": "urn:fleet:fine", "store": str(tmp_path / "fine")}) + "\n")
+    report = [json.loads(line) for line in initialised("issue", "--batch", str(rows), "--json", code=1).stdout.splitlines()]
+    assert [r["outcome"] for r in report] == ["failed", "issued"]
+
+
+def test_limits_and_shared_stores_are_refused(initialised: Certmgr, tmp_path):
+    initialised("issue", "--app-uri", "urn:plant:a", "--store", str(tmp_path / "a"))
+    taken = initialised("issue", "--app-uri", "urn:plant:b", "--store", str(tmp_path / "a"), code=2)
+    assert "belongs to urn:plant:a" in taken.stderr
+    assert "100 years" in initialised("issue", "--app-uri", "urn:plant:c", "--store", str(tmp_path / "c"), "--days", "100000000", code=2).stderr
+    assert "100 years" in initialised("list", "--expiring", "99999999999d", code=2).stderr
+    initialised("app", "update", "--app-uri", "urn:plant:a", "--renew-before", "30d")
+    nightly = initialised("app", "update", "--app-uri", "urn:plant:a", "--days", "10", code=2)
+    assert "every night" in nightly.stderr
+    link = tmp_path / "linked"
+    (tmp_path / "elsewhere").mkdir()
+    link.symlink_to(tmp_path / "elsewhere")
+    refused = initialised("issue", "--app-uri", "urn:plant:d", "--store", str(link), code=None)
+    assert refused.exit_code in (1, 2) and "symbolic link" in refused.stderr
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.pg_only
+def test_join_with_a_wrong_passphrase_leaves_no_half_home(initialised: Certmgr, tmp_path):
+    b = Certmgr(tmp_path / "home-b", initialised.db_url)
+    b.env["CERTMGR_CA_PASSPHRASE"] = "wrong"
+    ca_dir = initialised.home / "ca"
+    args = ["init", "--join", "--ca-cert", str(ca_dir / "ca.der"), "--ca-key", str(ca_dir / "private" / "ca-key.pem"), "--node", "b"]
+    assert "wrong CA passphrase" in b(*args, code=2).stderr
+    assert not (b.home / "certmgr.toml").exists()
+    b.env["CERTMGR_CA_PASSPHRASE"] = initialised.env["CERTMGR_CA_PASSPHRASE"]
+    b(*args)

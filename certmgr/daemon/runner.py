@@ -23,13 +23,46 @@ log = logging.getLogger("certmgr.daemon")
 JOB_FUNCTION = "certmgr.daemon.jobs:scheduled"
 
 
-def _scheduler(ctx: AppContext):
-    from apscheduler.executors.pool import ThreadPoolExecutor
+def node_job_store(engine, node: str):
+    """APScheduler's SQLAlchemy job store limited to this node's jobs ("<node>:<job>").
+
+    All nodes share one migrated job table; unfiltered, every node's scheduler would load and run every
+    node's jobs. APScheduler 3 has no such filter, so it is added here, in one place."""
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from sqlalchemy import and_, select
+
+    prefix = f"{node}:"
+
+    class NodeJobStore(SQLAlchemyJobStore):
+        def _get_jobs(self, *conditions):
+            return super()._get_jobs(self.jobs_t.c.id.startswith(prefix), *conditions)
+
+        def get_next_run_time(self):
+            statement = (
+                select(self.jobs_t.c.next_run_time)
+                .where(and_(self.jobs_t.c.next_run_time.isnot(None), self.jobs_t.c.id.startswith(prefix)))
+                .order_by(self.jobs_t.c.next_run_time)
+                .limit(1)
+            )
+            with self.engine.begin() as connection:
+                value = connection.execute(statement).scalar()
+            from apscheduler.util import utc_timestamp_to_datetime
+
+            return utc_timestamp_to_datetime(value)
+
+        def remove_all_jobs(self):
+            with self.engine.begin() as connection:
+                connection.execute(self.jobs_t.delete().where(self.jobs_t.c.id.startswith(prefix)))
+
+    return NodeJobStore(engine=engine)
+
+
+def _scheduler(ctx: AppContext, node: str):
+    from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
 
     return BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=ctx.database().engine)},
+        jobstores={"default": node_job_store(ctx.database().engine, node)},
         executors={"default": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1},
     )
@@ -73,7 +106,7 @@ def _serve_locked(ctx: AppContext, settings: DaemonSettings) -> int:
 
     ctx.issuer()  # the passphrase now, not at 02:00
     jobs.bind(ctx)
-    scheduler = _scheduler(ctx)
+    scheduler = _scheduler(ctx, settings.node)
     scheduler.add_listener(
         lambda e: event(log, "missed run (outside the misfire grace time)", logging.WARNING, job=e.job_id.split(":")[-1], outcome="missed"),
         EVENT_JOB_MISSED,

@@ -90,8 +90,12 @@ def update_application(ctx: AppContext, app_uri: str, changes: AppChanges) -> di
         if app is None:
             raise InputError(f"no application {app_uri!r} is registered", "register it with `certmgr issue`")
         days = changes.days or app.validity_days
-        if seconds is not None and seconds >= days * 86400:
-            raise InputError(f"--renew-before {changes.renew_before} is not shorter than the {days}-day lifetime", "choose a shorter window")
+        if days > 36500:
+            raise InputError(f"--days {days} is more than 36500 (100 years)", "give a realistic validity, e.g. 365")
+        window = seconds if seconds is not None else (None if changes.renew_before == "" else app.renew_before_seconds)
+        if window is not None and window >= days * 86400:
+            raise InputError(f"the renewal window ({window // 86400} days) is not shorter than the {days}-day lifetime: "
+                             "the certificate would renew every night", "choose a shorter --renew-before or a longer --days")
 
         def put(field: str, value) -> None:
             old = getattr(app, field)

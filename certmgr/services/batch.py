@@ -116,6 +116,10 @@ def issue_batch(ctx: AppContext, path: Path, progress: Callable[[], None] | None
             report.append(BatchRow(line, uri, "failed", exc.one_line()))
             if progress:
                 progress()
+        except (TypeError, ValueError, AttributeError) as exc:  # a value of the wrong type in a JSON row
+            report.append(BatchRow(line, str(uri) if uri else None, "failed", f"bad value: {exc}"))
+            if progress:
+                progress()
     if ready:
         ctx.issuer()  # the passphrase once, before the keys
     keys = generate_keys([size for _, _, size in ready])

@@ -22,6 +22,7 @@ from . import windows
 from .crls import current_crl, install_ca_and_crl
 
 ROLES = ("server", "client", "both")
+MAX_DAYS = 36500
 
 
 @dataclass
@@ -143,14 +144,17 @@ def _plan(ctx: AppContext, req: IssueRequest) -> _Plan:
         store.check_usable()
     except pki.StoreError as exc:
         raise InputError(str(exc)) from None
-    renew_before = req.renew_before or None
+    if days > MAX_DAYS:
+        raise InputError(f"--days {days} is more than {MAX_DAYS} (100 years)", "give a realistic validity, e.g. 365")
+    renew_before = req.renew_before or defaults.renew_before or None
     seconds = int(parse_duration(renew_before).total_seconds()) if renew_before else None
     if seconds is not None and seconds >= days * 86400:
         raise InputError(
             f"--renew-before {renew_before} is not shorter than the {days}-day lifetime",
             "choose a window shorter than the validity, e.g. a third of it",
         )
-    return _Plan(identity, store, key_size, days, seconds)
+    explicit = int(parse_duration(req.renew_before).total_seconds()) if req.renew_before else None
+    return _Plan(identity, store, key_size, days, explicit)
 
 
 def issue_application(ctx: AppContext, req: IssueRequest, *, key=None) -> IssueOutcome:
@@ -159,6 +163,14 @@ def issue_application(ctx: AppContext, req: IssueRequest, *, key=None) -> IssueO
     with database.read() as session:
         existing = queries.application_by_uri(session, req.app_uri)
         previous = queries.active_certificate(session, existing.id) if existing else None
+    with database.read() as session:
+        from sqlalchemy import select
+
+        owner = session.scalars(
+            select(db.Application.app_uri).where(db.Application.store_path == str(plan.store.root), db.Application.app_uri != req.app_uri)
+        ).first()
+    if owner is not None:
+        raise InputError(f"store {plan.store.root} belongs to {owner}", "give each application its own store folder")
     if existing is not None and not req.force:
         raise InputError(
             f"application {req.app_uri} is already registered"

@@ -53,6 +53,7 @@ class PushReport:
     not_after: str | None = None
     failed_step: str | None = None
     message: str = ""
+    served: bool = False  # the server presents the new certificate although the proof failed
 
     def add(self, name: str, status: str, detail: str = "") -> None:
         self.steps.append(Step(name, status, detail))
@@ -185,6 +186,7 @@ async def _push(ctx, app: _App, issuer, report: PushReport, cert_id: list, regen
     live = await await_new_certificate(app.endpoint, identity, report.new_thumbprint, timeout=timeout, user=app.user)
     if not live.ok:
         report.fail("live proof", "Failed", live.message)
+        report.served = live.seen == report.new_thumbprint
         return
     report.add("live proof", "Good", live.message)
     report.ok = True
@@ -239,12 +241,14 @@ def _record(ctx: AppContext, app: _App, report: PushReport, cert_id: int | None,
         application.last_renewal_error = None if report.ok else f"{report.failed_step}: {report.message}"[:2000]
         if cert_id is not None:
             new = session.get(db.Certificate, cert_id)
-            if report.ok:
+            if report.ok or report.served:  # served: revoking it would cut the server off; it is in use
                 previous = queries.active_certificate(session, app.id)
                 if previous is not None:
                     previous.status = db.CertStatus.SUPERSEDED
                     previous.status_reason = f"pushed {new.thumbprint}"
                 new.status = db.CertStatus.ACTIVE
+                if not report.ok:
+                    new.status_reason = f"served, but the live proof failed: {report.message}"[:2000]
             else:
                 new.status = db.CertStatus.FAILED
                 new.status_reason = f"{report.failed_step}: {report.message}"[:2000]
@@ -252,7 +256,7 @@ def _record(ctx: AppContext, app: _App, report: PushReport, cert_id: int | None,
         queries.add_audit(session, at=now, actor=ctx.actor, action="certificate.push", target=app.uri, ok=report.ok,
                           thumbprint=report.new_thumbprint, failed_step=report.failed_step,
                           steps=[s.as_dict() for s in report.steps])
-    if cert_id is not None and not report.ok:
+    if cert_id is not None and not report.ok and not report.served:
         crl = sign_crl(ctx, issuer, now)
         publish_everywhere(ctx, crl, issuer.certificate, now)
 

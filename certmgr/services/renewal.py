@@ -86,6 +86,8 @@ class _Work:
     store: pki.ApplicationStore | None = None
     previous: str | None = None  # thumbprint of the pair the store held before the switch
     switched: bool = False
+    done: bool = False  # finished: renewed, or failed and cleaned up (staged files gone, certificate revoked)
+    token: str = ""  # the claim this run holds on the application
 
     @property
     def failed(self) -> bool:
@@ -126,17 +128,21 @@ def renew(
         claimed = claim(ctx, selection.due, token, ctx.now())
         claimed.abandoned_revoked += swept
         results += [RenewalResult(c.app_uri, SKIPPED, why, c.thumbprint) for c, why in claimed.skipped]
-        work = [_Work(c, RenewalResult(c.app_uri, RENEWED, c.reason, c.thumbprint)) for c in claimed.claimed]
+        work = [_Work(c, RenewalResult(c.app_uri, RENEWED, c.reason, c.thumbprint), token=token) for c in claimed.claimed]
         if progress is not None:
             progress.start(len(work))
         try:
             _run(ctx, issuer, work, options, progress, timings if timings is not None else {})
+        except Exception as exc:  # an unexpected error: nothing may stay half-done or be recorded as renewed
+            log.exception("renewal batch interrupted")
+            _abort_unfinished(ctx, work, options, f"unexpected {type(exc).__name__}: {exc}")
         finally:
             revoked = claimed.abandoned_revoked + sum(1 for w in work if w.failed and w.cert_id is not None)
             if revoked:
                 _publish_revocations(ctx, issuer)
-            _record_outcomes(ctx, work)
-            release(ctx, [w.candidate.app_id for w in work], token)
+            _record_outcomes(ctx, [w for w in work if w.done])
+            # an interrupted run (Ctrl-C, kill) keeps its claims: they time out and the next run recovers them
+            release(ctx, [w.candidate.app_id for w in work if w.done], token)
         return results + [w.result for w in work]
 
 
@@ -163,6 +169,33 @@ def _push(ctx: AppContext, item: _Work, options: RenewOptions) -> None:
         item.cert_id = None  # push recorded, revoked and published the failure itself
 
 
+def _abort_unfinished(ctx: AppContext, work: list[_Work], options: RenewOptions, reason: str) -> None:
+    for item in work:
+        if item.done:
+            continue
+        if not item.failed:
+            item.fail("internal", reason)
+        try:
+            if item.switched:
+                _roll_back(ctx, item, options)
+            elif item.cert_id is not None:
+                _discard(ctx, item)
+            item.done = True
+        except Exception:  # left claimed: the claim times out and the next run recovers it
+            log.exception("could not clean up the renewal of %s", item.candidate.app_uri)
+
+
+def _touch_claims(ctx: AppContext, work: list[_Work]) -> None:
+    """Keep this run's claims fresh through a long batch (hooks, live proofs), so no other run takes
+    them for abandoned."""
+    if not work:
+        return
+    with ctx.database().write() as session:
+        for app in session.scalars(select(db.Application).where(db.Application.id.in_([w.candidate.app_id for w in work]))):
+            if app.renewal_claimed_by == work[0].token:
+                app.renewal_claimed_at = ctx.now()
+
+
 def _run_files(ctx: AppContext, issuer: ca.Issuer, work: list[_Work], options: RenewOptions, progress, timings: dict) -> None:
     started = time.perf_counter()
     keys = generate_keys([w.candidate.key_size for w in work])
@@ -173,8 +206,11 @@ def _run_files(ctx: AppContext, issuer: ca.Issuer, work: list[_Work], options: R
         else:
             item.key = key
             _issue_and_stage(ctx, issuer, item)
-        if item.failed and progress:
-            progress.advance(item.candidate.app_uri)
+        if item.failed:
+            item.done = item.cert_id is None  # nothing was staged or recorded
+            if progress:
+                progress.advance(item.candidate.app_uri)
+    _touch_claims(ctx, work)
     staged = [w for w in work if not w.failed]
     timings["stage"] = time.perf_counter() - started - timings["keygen"]
     started = time.perf_counter()
@@ -183,6 +219,7 @@ def _run_files(ctx: AppContext, issuer: ca.Issuer, work: list[_Work], options: R
     else:
         _audit(ctx, "renewal.verification_skipped", None, apps=[w.candidate.app_uri for w in staged])
     timings["verify"] = time.perf_counter() - started
+    _touch_claims(ctx, work)
     started = time.perf_counter()
     for item in staged:
         if item.failed:
@@ -193,10 +230,12 @@ def _run_files(ctx: AppContext, issuer: ca.Issuer, work: list[_Work], options: R
     timings["switch"] = time.perf_counter() - started
     live = [w for w in staged if not w.failed and w.switched and w.candidate.endpoint and options.verify]
     if live:
+        _touch_claims(ctx, work)
         asyncio.run(_live_all(ctx, live, options))
     for item in staged:
         if item.failed and item.switched:
             _roll_back(ctx, item, options)
+        item.done = True
         if progress and not options.verify:
             progress.advance(item.candidate.app_uri)
 
@@ -286,10 +325,30 @@ def _mark_failed(ctx: AppContext, item: _Work) -> None:
         )
 
 
+def _still_ours(ctx: AppContext, item: _Work) -> str | None:
+    """Before touching the store: the claim must still be this run's and the certificate still pending
+    (a run taken for dead may have been recovered by another node meanwhile). Refreshes the claim."""
+    with ctx.database().write() as session:
+        app = session.get(db.Application, item.candidate.app_id)
+        row = session.get(db.Certificate, item.cert_id)
+        if app.renewal_claimed_by != item.token:
+            return f"this run lost its claim to {app.renewal_claimed_by or 'a recovery'}"
+        if row.status != db.CertStatus.PENDING:
+            return f"the staged certificate is {row.status.value} now ({row.status_reason})"
+        app.renewal_claimed_at = ctx.now()
+    return None
+
+
 def _switch(ctx: AppContext, item: _Work) -> None:
     """Make the new pair current (files, then database); the old pair goes to history."""
     store, now = item.store, ctx.now()
     thumb = pki.thumbprint(item.cert)
+    lost = _still_ours(ctx, item)
+    if lost is not None:
+        item.fail("switch", lost)
+        item.store.unstage(thumb)
+        item.cert_id = None  # whoever took it over recorded and revoked it
+        return
     try:
         with store.locked():
             before = store.own()

@@ -193,6 +193,9 @@ def _recover(session, app: db.Application, now: datetime) -> int:
         select(db.Certificate).where(db.Certificate.application_id == app.id, db.Certificate.status == db.CertStatus.PENDING)
     ).all()
     store = pki.ApplicationStore(app.store_path, app.layout) if app.store_path else None
+    if store is not None and store.root.is_dir():
+        for repair in store.repair_own_pair(_key_matches):
+            queries.add_audit(session, at=now, actor="certmgr", action="renewal.recover", target=app.app_uri, repair=repair)
     own = store.own() if store is not None and store.root.is_dir() else None
     for pending in pending_rows:
         if own is not None and own.thumbprint == pending.thumbprint:
@@ -215,6 +218,15 @@ def _recover(session, app: db.Application, now: datetime) -> int:
         queries.add_audit(session, at=now, actor="certmgr", action="renewal.recover", target=app.app_uri,
                           thumbprint=pending.thumbprint, abandoned_by=app.renewal_claimed_by, completed=False)
     return revoked
+
+
+def _key_matches(key_pem: bytes, certificate) -> bool:
+    import ca
+
+    try:
+        return ca.key_matches_certificate(ca.load_private_key_pem(key_pem), certificate.public_key())
+    except ca.CAError:
+        return False
 
 
 def release(ctx: AppContext, app_ids: list[int], token: str) -> None:

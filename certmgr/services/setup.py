@@ -184,6 +184,14 @@ def join(ctx: AppContext, *, node: str, ca_cert: Path, ca_key: Path, passphrase:
         raise InputError(f"the database's CA is not {ca_cert}", "give the CA certificate the first node created")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,62}", node):
         raise InputError(f"node name {node!r} is not a plain name", "use letters, digits, '.' and '-'")
+    try:  # the passphrase and the key before anything is written: a failed join leaves no half home
+        key = ca.load_private_key_pem(ca_key.read_bytes(), passphrase)
+    except OSError as exc:
+        raise InputError(f"cannot read the CA key {ca_key}: {exc.strerror}", "give the shared encrypted CA key file") from None
+    except ca.PassphraseError as exc:
+        raise InputError(str(exc), "give the passphrase used at the first node's `certmgr init`") from None
+    if not ca.key_matches_certificate(key, cert.public_key()):
+        raise InputError(f"{ca_key} is not the key of {ca_cert}", "give the matching pair")
     settings = ctx.settings
     settings.ca.cert_file, settings.ca.key_file = str(ca_cert), str(ca_key)
     settings.database_url = _url_without_password(ctx.db_url_option)
