@@ -83,17 +83,24 @@ def due_statement(now: datetime):
     )
 
 
+# What the expiry scan reads: columns, not entities (1,500 rows of a 100,000 fleet in a few milliseconds).
+ATTENTION_COLUMNS = (
+    Certificate.id, Certificate.thumbprint, Certificate.not_after, Certificate.renew_after, Application.app_uri,
+    Application.store_path, Application.warn_before_seconds, Application.crit_before_seconds,
+    Application.last_renewal_status, Application.last_renewal_error,
+)
+
+
 def attention_statement(now: datetime, widest: timedelta):
     """Active certificates close to notAfter or inside their renewal window. Written as a union of two
     index range scans: SQLite cannot use two indexes for an OR and would walk every active certificate."""
     near = select(Certificate.id).where(Certificate.status == CertStatus.ACTIVE, Certificate.not_after < now + widest)
     due = select(Certificate.id).where(Certificate.status == CertStatus.ACTIVE, Certificate.renew_after <= now)
     return (
-        select(Certificate, Application)
+        select(*ATTENTION_COLUMNS)
         .join(Application, Certificate.application_id == Application.id)
         .where(Certificate.id.in_(union(near, due)))
         .order_by(Certificate.not_after)
-        .options(defer(Certificate.der))
     )
 
 
@@ -102,10 +109,9 @@ def failed_renewal_statement():
     (index on last_renewal_status), then their certificates (index on application_id, status)."""
     failed = select(Application.id).where(Application.last_renewal_status == "failed")
     return (
-        select(Certificate, Application)
+        select(*ATTENTION_COLUMNS)
         .join(Application, Certificate.application_id == Application.id)
         .where(Certificate.application_id.in_(failed), Certificate.status == CertStatus.ACTIVE)
-        .options(defer(Certificate.der))
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from .errors import StoreError
@@ -26,8 +27,17 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
     A symbolic link is refused: stores are often writable by the application's user, and following a link
     there would let certmgr (perhaps root) write into, or chmod, any folder the link points to.
     """
-    if path.is_symlink():
-        raise StoreError(f"{path} is a symbolic link; certmgr does not follow links in stores: give the real folder")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except NotADirectoryError:
+        raise StoreError(f"a parent of {path} is a file; choose a store path inside a folder") from None
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise StoreError(f"{path} is a symbolic link; certmgr does not follow links in stores: give the real folder")
+        if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == mode:
+            return path  # the common case, one system call
     try:
         path.mkdir(parents=True, exist_ok=True, mode=mode)
         if (path.stat().st_mode & 0o777) != mode:

@@ -94,20 +94,19 @@ def scan(ctx: AppContext, now: datetime, settings: AlertSettings) -> Iterator[Su
         widest = max(settings.warning, settings.critical, timedelta(seconds=overrides[0] or 0), timedelta(seconds=overrides[1] or 0))
         seen: set[int] = set()
         near = session.execute(queries.attention_statement(now, widest).execution_options(yield_per=1000))
-        for cert, app in _chain(near, session.execute(queries.failed_renewal_statement())):
-            if cert.id in seen:
+        for row in _chain(near, session.execute(queries.failed_renewal_statement())):
+            if row.id in seen:
                 continue
-            seen.add(cert.id)
-            warn = timedelta(seconds=app.warn_before_seconds) if app.warn_before_seconds else settings.warning
-            crit = timedelta(seconds=app.crit_before_seconds) if app.crit_before_seconds else settings.critical
-            level, reason = certificate_level(
-                cert.not_after, cert.renew_after, now, warn, crit, app.last_renewal_status == "failed"
-            )
+            seen.add(row.id)
+            warn = timedelta(seconds=row.warn_before_seconds) if row.warn_before_seconds else settings.warning
+            crit = timedelta(seconds=row.crit_before_seconds) if row.crit_before_seconds else settings.critical
+            failed = row.last_renewal_status == "failed"
+            level, reason = certificate_level(row.not_after, row.renew_after, now, warn, crit, failed)
             if level != "ok":
-                if app.last_renewal_status == "failed" and app.last_renewal_error:
-                    reason += f" ({app.last_renewal_error[:200]})"
-                yield Subject(f"cert:{cert.thumbprint}", "certificate", app.app_uri, cert.thumbprint, cert.not_after,
-                              _days(cert.not_after - now), level, reason, app.store_path)
+                if failed and row.last_renewal_error:
+                    reason += f" ({row.last_renewal_error[:200]})"
+                yield Subject(f"cert:{row.thumbprint}", "certificate", row.app_uri, row.thumbprint, row.not_after,
+                              _days(row.not_after - now), level, reason, row.store_path)
         authority = queries.authority(session)
         latest = queries.latest_crl(session, authority.id) if authority else None
         if latest is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
 
 import ca
 import db
@@ -19,7 +20,7 @@ from ..context import AppContext
 from ..durations import parse_duration
 from ..errors import InputError, OperationFailed
 from . import windows
-from .crls import current_crl, install_ca_and_crl
+from .crls import install_ca_and_crl
 
 ROLES = ("server", "client", "both")
 MAX_DAYS = 36500
@@ -163,12 +164,11 @@ def issue_application(ctx: AppContext, req: IssueRequest, *, key=None) -> IssueO
     with database.read() as session:
         existing = queries.application_by_uri(session, req.app_uri)
         previous = queries.active_certificate(session, existing.id) if existing else None
-    with database.read() as session:
-        from sqlalchemy import select
-
         owner = session.scalars(
             select(db.Application.app_uri).where(db.Application.store_path == str(plan.store.root), db.Application.app_uri != req.app_uri)
         ).first()
+        authority = queries.authority(session)
+        crl_row = queries.latest_crl(session, authority.id)
     if owner is not None:
         raise InputError(f"store {plan.store.root} belongs to {owner}", "give each application its own store folder")
     if existing is not None and not req.force:
@@ -184,8 +184,6 @@ def issue_application(ctx: AppContext, req: IssueRequest, *, key=None) -> IssueO
         cert = ca.build_application_certificate(plan.identity, private_key.public_key(), issuer, now=now, days=plan.days)
     except ca.ProfileError as exc:
         raise InputError(str(exc)) from None
-    crl_row = current_crl(ctx)
-
     store = plan.store
     before = store.own()
     try:
@@ -195,7 +193,7 @@ def issue_application(ctx: AppContext, req: IssueRequest, *, key=None) -> IssueO
         raise OperationFailed(f"cannot write store {store.root}: {exc}", "check the folder's owner and free space") from None
 
     try:
-        outcome = _record(ctx, req, plan, cert, now)
+        outcome = _record(ctx, req, plan, cert, now, authority.id, existing is not None)
     except BaseException:
         _undo_install(store, installed, before)
         raise
@@ -214,14 +212,16 @@ def _undo_install(store: pki.ApplicationStore, installed: pki.InstallResult, bef
     installed.key_path.unlink(missing_ok=True)
 
 
-def _record(ctx: AppContext, req: IssueRequest, plan: _Plan, cert: x509.Certificate, now: datetime) -> IssueOutcome:
+def _record(
+    ctx: AppContext, req: IssueRequest, plan: _Plan, cert: x509.Certificate, now: datetime, authority_id: int, registered: bool
+) -> IssueOutcome:
     identity = plan.identity
     with ctx.database().write() as session:
-        authority = queries.authority(session)
-        application = queries.application_by_uri(session, req.app_uri)
+        # a new application needs no lookup: the unique app_uri refuses a registration that raced this one
+        application = queries.application_by_uri(session, req.app_uri) if registered else None
         replaced = None
         if application is None:
-            application = db.Application(app_uri=req.app_uri, authority_id=authority.id, created_at=now, internal=req.internal)
+            application = db.Application(app_uri=req.app_uri, authority_id=authority_id, created_at=now, internal=req.internal)
             session.add(application)
         else:
             old = queries.active_certificate(session, application.id)
@@ -243,7 +243,7 @@ def _record(ctx: AppContext, req: IssueRequest, plan: _Plan, cert: x509.Certific
         due = windows.renew_after(
             cert.not_valid_before_utc, cert.not_valid_after_utc, plan.renew_before_seconds, windows.default_window(ctx)
         )
-        session.add(certificate_record(cert, application, authority.id, db.CertStatus.ACTIVE, now, due))
+        session.add(certificate_record(cert, application, authority_id, db.CertStatus.ACTIVE, now, due))
         queries.add_audit(
             session,
             at=now,

@@ -106,7 +106,7 @@ def plan(ctx, statement) -> list[str]:
     event.listen(engine, "before_cursor_execute", capture)
     try:
         with ctx.database().read() as session:
-            session.execute(statement.limit(1)).all()
+            session.execute(statement).all()
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     sql, params = captured["sql"]
