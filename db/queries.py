@@ -72,14 +72,24 @@ def active_statement(expiring_before: datetime | None = None):
     return statement
 
 
+# What a renewal needs of a due certificate and its application: columns, not entities (ORM objects for
+# 1,500 due rows of a 100,000 fleet cost more than the query itself).
+DUE_COLUMNS = (
+    Application.id.label("app_id"), Application.app_uri, Application.role, Application.store_path, Application.layout,
+    Application.key_size, Application.validity_days, Application.name, Application.organization,
+    Application.dns_names, Application.ip_addresses, Application.endpoint, Application.deploy_hook,
+    Application.renew_before_seconds, Application.internal, Application.deploy, Certificate.id.label("cert_id"),
+    Certificate.thumbprint, Certificate.not_before, Certificate.not_after, Certificate.renew_after,
+)
+
+
 def due_statement(now: datetime):
     """Active certificates whose renewal window has opened (index status, renew_after)."""
     return (
-        select(Certificate, Application)
+        select(*DUE_COLUMNS)
         .join(Application, Certificate.application_id == Application.id)
         .where(Certificate.status == CertStatus.ACTIVE, Certificate.renew_after <= now)
         .order_by(Certificate.renew_after)
-        .options(defer(Certificate.der))
     )
 
 

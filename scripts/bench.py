@@ -11,6 +11,7 @@ Numbers are wall-clock on this machine; compare ratios, not absolute times, acro
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -37,6 +38,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; see --list")
     os.environ.setdefault("CERTMGR_CA_PASSPHRASE", "bench passphrase")
+    # as the CLI does: asyncua's per-connection warnings (session timeout, missing DNS name) would bury the numbers
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="certmgr-bench-") as scratch:
         for name in args.sections or list(SECTIONS):
             function, doc = SECTIONS[name]

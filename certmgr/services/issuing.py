@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,10 @@ from .crls import install_ca_and_crl
 
 ROLES = ("server", "client", "both")
 MAX_DAYS = 36500
+
+# cryptography releases the GIL while it generates an RSA key, so the key is made in this thread while the
+# issuing thread reads the database and prepares the store: the bookkeeping hides behind the ~70 ms keygen.
+_KEYGEN = ThreadPoolExecutor(max_workers=1, thread_name_prefix="certmgr-keygen")
 
 
 @dataclass
@@ -160,6 +165,15 @@ def _plan(ctx: AppContext, req: IssueRequest) -> _Plan:
 
 def issue_application(ctx: AppContext, req: IssueRequest, *, key=None) -> IssueOutcome:
     plan = _plan(ctx, req)
+    pending: Future | None = _KEYGEN.submit(ca.generate_rsa_key, plan.key_size) if key is None else None
+    try:
+        return _issue(ctx, req, plan, key if pending is None else pending)
+    finally:
+        if pending is not None:
+            pending.cancel()  # refused before the key was needed: do not start it if it has not started
+
+
+def _issue(ctx: AppContext, req: IssueRequest, plan: _Plan, key) -> IssueOutcome:
     database = ctx.database()
     with database.read() as session:
         existing = queries.application_by_uri(session, req.app_uri)
@@ -179,16 +193,17 @@ def issue_application(ctx: AppContext, req: IssueRequest, *, key=None) -> IssueO
         )
     issuer = ctx.issuer()
     now = ctx.now()
-    private_key = key if key is not None else ca.generate_rsa_key(plan.key_size)
-    try:
-        cert = ca.build_application_certificate(plan.identity, private_key.public_key(), issuer, now=now, days=plan.days)
-    except ca.ProfileError as exc:
-        raise InputError(str(exc)) from None
     store = plan.store
     before = store.own()
     try:
-        installed = store.install_own(cert, ca.private_key_pem(private_key))
+        # trusting the CA and carrying its CRL is a complete state of its own, so it may come first
         install_ca_and_crl(store, issuer.certificate, crl_row)
+        private_key = key.result() if isinstance(key, Future) else key
+        try:
+            cert = ca.build_application_certificate(plan.identity, private_key.public_key(), issuer, now=now, days=plan.days)
+        except ca.ProfileError as exc:
+            raise InputError(str(exc)) from None
+        installed = store.install_own(cert, ca.private_key_pem(private_key))
     except (OSError, pki.StoreError) as exc:
         raise OperationFailed(f"cannot write store {store.root}: {exc}", "check the folder's owner and free space") from None
 

@@ -62,6 +62,13 @@ class Candidate:
             cert.not_after if cert else None, reason,
         )
 
+    @classmethod
+    def of_row(cls, row, reason: str = "") -> Candidate:
+        """From a row of ``queries.due_statement`` (columns named as the fields)."""
+        values = {name: getattr(row, name) for name in cls.__dataclass_fields__ if name != "reason"}
+        values.update(role=row.role.value, dns_names=list(row.dns_names or []), ip_addresses=list(row.ip_addresses or []))
+        return cls(**values, reason=reason)
+
 
 @dataclass
 class Selection:
@@ -108,11 +115,12 @@ def select_candidates(ctx: AppContext, *, app_uris: tuple[str, ...], all_due: bo
             seen = {c.app_id for c in selection.due + selection.not_due}
             rows = session.execute(queries.due_statement(now)).all()
             own_verifier = str(ctx.home.verifier_store)
-            for cert, app in rows:
-                if app.internal and app.store_path != own_verifier:
+            for row in rows:
+                if row.internal and row.store_path != own_verifier:
                     continue  # another node's verification identity: that node renews it
-                if app.id not in seen:
-                    selection.due.append(Candidate.of(app, cert, _due_reason(cert, app, default, now)[1]))
+                if row.app_id not in seen:
+                    # the row carries the certificate's dates and the application's window under their own names
+                    selection.due.append(Candidate.of_row(row, _due_reason(row, row, default, now)[1]))
     return selection
 
 

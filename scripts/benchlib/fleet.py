@@ -158,11 +158,12 @@ def run_backend(name: str, work: Path, url: str | None, count: int, now: datetim
     subjects = sum(1 for _ in scan(ctx, now, settings))
     print(f"{'expiry scan with levels':28} {(time.perf_counter() - started) * 1000:7.1f} ms, {subjects:,} subjects above ok")
     db_url = url or ctx.db_url
-    for label, args in (("--version (baseline)", ["--version"]),
-                        ("list --expiring 30d --json", ["list", "--expiring", "30d", "--json"]),
-                        ("list --jsonl (all)", ["list", "--jsonl"])):
+    # the listing target is `list --expiring 30d --json`; every row is shown for scale and memory
+    for label, args, target in (("--version (baseline)", ["--version"], "baseline"),
+                                ("list --expiring 30d --json", ["list", "--expiring", "30d", "--json"], "target < 3 s, flat memory"),
+                                ("list --jsonl (all)", ["list", "--jsonl"], "every row: no time target, flat memory")):
         wall, rss, lines = cli_run(ctx.home.root, db_url, *args)
-        print(f"{'certmgr ' + label:34} {wall:5.2f} s end to end, peak RSS {rss:5.0f} MB, {lines:,} lines (target < 3 s, flat memory)")
+        print(f"{'certmgr ' + label:34} {wall:5.2f} s end to end, peak RSS {rss:5.0f} MB, {lines:,} lines ({target})")
     ctx.close()
 
 
