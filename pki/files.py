@@ -21,6 +21,10 @@ PRIVATE_DIR_MODE = 0o700
 DIR_MODE = 0o755
 
 
+def link_refused(path: Path) -> StoreError:
+    return StoreError(f"{path} is a symbolic link; certmgr does not follow links in stores: give the real folder")
+
+
 def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
     """Create ``path`` (and parents) and give the leaf exactly ``mode``, whatever the umask.
 
@@ -35,7 +39,7 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
         raise StoreError(f"a parent of {path} is a file; choose a store path inside a folder") from None
     if st is not None:
         if stat.S_ISLNK(st.st_mode):
-            raise StoreError(f"{path} is a symbolic link; certmgr does not follow links in stores: give the real folder")
+            raise link_refused(path)
         if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == mode:
             return path  # the common case, one system call
     try:
@@ -49,6 +53,18 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
     except PermissionError:
         raise StoreError(f"cannot create {path}: permission denied; fix the owner or choose another path") from None
     return path
+
+
+def ensure_dir_within(root: Path, path: Path, mode: int = DIR_MODE) -> Path:
+    """ensure_dir for a folder inside a store: the root and every level between it and ``path`` must not be
+    a symbolic link either (ensure_dir alone checks the leaf; creating trusted/certs under a linked root would
+    write wherever the link points). Existing levels keep their modes; only the leaf gets ``mode``."""
+    level = root
+    for part in (None, *path.relative_to(root).parts[:-1]):
+        level = level if part is None else level / part
+        if level.is_symlink():
+            raise link_refused(level)
+    return ensure_dir(path, mode)
 
 
 def fsync_dir(path: Path) -> None:

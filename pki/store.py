@@ -25,7 +25,8 @@ from .files import (
     KEY_MODE,
     PRIVATE_DIR_MODE,
     atomic_write,
-    ensure_dir,
+    ensure_dir_within,
+    link_refused,
     replace_into,
     write_temp,
 )
@@ -123,6 +124,8 @@ class ApplicationStore:
     def check_usable(self) -> None:
         """Fail before any work when the store path cannot become a writable folder."""
         path = self.root
+        if path.is_symlink():
+            raise link_refused(path)
         if path.exists() and not path.is_dir():
             raise StoreError(f"store path {path} is a file, not a folder; give a folder path")
         probe = path
@@ -133,22 +136,25 @@ class ApplicationStore:
         if not os.access(probe, os.W_OK | os.X_OK):
             raise StoreError(f"store folder {probe} is not writable; fix its owner or mode, or choose another path")
 
+    def _dir(self, path: Path, mode: int) -> Path:
+        return ensure_dir_within(self.root, path, mode)
+
     def create(self) -> None:
         self.check_usable()
-        ensure_dir(self.root, DIR_MODE)
-        ensure_dir(self.own_certs_dir, DIR_MODE)
-        ensure_dir(self.own_private_dir, PRIVATE_DIR_MODE)
-        ensure_dir(self.history_dir, PRIVATE_DIR_MODE)
-        ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
+        self._dir(self.root, DIR_MODE)
+        self._dir(self.own_certs_dir, DIR_MODE)
+        self._dir(self.own_private_dir, PRIVATE_DIR_MODE)
+        self._dir(self.history_dir, PRIVATE_DIR_MODE)
+        self._dir(self.staging_dir, PRIVATE_DIR_MODE)
         for kind in (TRUSTED, ISSUER):
-            ensure_dir(self.certs_dir(kind), DIR_MODE)
-            ensure_dir(self.crl_dir(kind), DIR_MODE)
-        ensure_dir(self.rejected_dir, DIR_MODE)
+            self._dir(self.certs_dir(kind), DIR_MODE)
+            self._dir(self.crl_dir(kind), DIR_MODE)
+        self._dir(self.rejected_dir, DIR_MODE)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive access for a multi-step change (switch, rollback) against other certmgr processes."""
-        ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
+        self._dir(self.staging_dir, PRIVATE_DIR_MODE)
         fd = os.open(self.staging_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -163,7 +169,7 @@ class ApplicationStore:
 
     def stage_own(self, cert: x509.Certificate, key_pem: bytes) -> tuple[Path, Path]:
         """Write a new pair beside the current one without touching it."""
-        ensure_dir(self.staged_dir, PRIVATE_DIR_MODE)
+        self._dir(self.staged_dir, PRIVATE_DIR_MODE)
         stem = _pair_stem(cert)
         key_path = atomic_write(self.staged_dir / f"{stem}.pem", key_pem, KEY_MODE, self.staging_dir)
         cert_path = atomic_write(self.staged_dir / f"{stem}.der", cert.public_bytes(serialization.Encoding.DER), CERT_MODE, self.staging_dir)
@@ -310,8 +316,8 @@ class ApplicationStore:
     def add_certificate(self, cert: x509.Certificate, kind: str = TRUSTED) -> Path:
         """Add a peer or CA certificate; writing the same certificate again changes nothing."""
         folder = self.certs_dir(kind)
-        ensure_dir(folder, DIR_MODE)
-        ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
+        self._dir(folder, DIR_MODE)
+        self._dir(self.staging_dir, PRIVATE_DIR_MODE)
         der = cert.public_bytes(serialization.Encoding.DER)
         for loaded in read_certificates(folder):
             if loaded.value is not None and loaded.value.public_bytes(serialization.Encoding.DER) == der:
@@ -349,8 +355,8 @@ class ApplicationStore:
         return read_certificates(self.rejected_dir)
 
     def add_rejected(self, cert: x509.Certificate) -> Path:
-        ensure_dir(self.rejected_dir, DIR_MODE)
-        ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
+        self._dir(self.rejected_dir, DIR_MODE)
+        self._dir(self.staging_dir, PRIVATE_DIR_MODE)
         target = self.rejected_dir / self.layout.rejected_name(cert)
         if not target.exists():
             atomic_write(target, self.layout.rejected_bytes(cert), CERT_MODE, self.staging_dir)
@@ -370,8 +376,8 @@ class ApplicationStore:
         The CRL comes as DER bytes: re-encoding a large CRL object costs more than writing it.
         """
         folder = self.crl_dir(kind)
-        ensure_dir(folder, DIR_MODE)
-        ensure_dir(self.staging_dir, PRIVATE_DIR_MODE)
+        self._dir(folder, DIR_MODE)
+        self._dir(self.staging_dir, PRIVATE_DIR_MODE)
         target = folder / self.layout.crl_name(ca_cert, number)
         files = self.ca_crl_files(ca_cert, kind)
         newer = self._newer_crl(files, ca_cert, number)

@@ -162,6 +162,31 @@ def test_store_path_that_is_a_file_or_unwritable(tmp_path):
         pki.ApplicationStore(tmp_path, "open62541")
 
 
+@pytest.mark.parametrize("linked", [".", "trusted", "trusted/crl"])
+def test_a_link_anywhere_inside_the_store_is_refused(tmp_path, test_ca, linked):
+    """Stores are often writable by the application's user: a link planted at any level (the root included)
+    must not make certmgr write the CA, its CRL or anything else where the link points."""
+    root, outside = tmp_path / "pki", tmp_path / "outside"
+    outside.mkdir()
+    if linked == ".":
+        root.symlink_to(outside)
+    else:
+        (root / linked).parent.mkdir(parents=True, exist_ok=True)
+        (root / linked).symlink_to(outside)
+    store = pki.ApplicationStore(root)
+    if linked == "trusted/crl":  # the certificate folder is real: that write may go on
+        assert store.add_certificate(test_ca.certificate, pki.TRUSTED).parent == root / "trusted" / "certs"
+    else:
+        with pytest.raises(pki.StoreError, match="symbolic link"):
+            store.add_certificate(test_ca.certificate, pki.TRUSTED)
+    with pytest.raises(pki.StoreError, match="symbolic link"):
+        store.publish_crl(der(crl_for(test_ca, 1)), test_ca.certificate, 1)
+    if linked == ".":
+        with pytest.raises(pki.StoreError, match="symbolic link"):
+            store.check_usable()
+    assert list(outside.iterdir()) == []
+
+
 def crl_for(issuer, number, days=30, revoked=()):
     return ca.build_crl(issuer, number=number, this_update=T0, next_update=T0 + timedelta(days=days), revoked=revoked)
 
