@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -81,12 +82,19 @@ def _is_self_signed(cert: x509.Certificate) -> bool:
 
 
 def check_application_certificate(
-    cert: x509.Certificate, *, app_uri: str | None = None, at: datetime | None = None
+    cert: x509.Certificate, *, app_uri: str | None = None, at: datetime | None = None,
+    issuer: x509.Certificate | None = None,
 ) -> list[Finding]:
-    """Every deviation from the RsaSha256ApplicationCertificateType profile; empty when conformant."""
+    """Every deviation from the RsaSha256ApplicationCertificateType profile; empty when conformant.
+    With ``issuer``, also whether its signature holds (a tampered certificate is otherwise well-formed)."""
     findings: list[Finding] = []
     add = findings.append
     _common_checks(cert, at, findings)
+    if issuer is not None:
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            add(Finding("signature-invalid", ERROR, f"not validly signed by {issuer.subject.rfc4514_string()}: {exc or 'bad signature'}"))
     names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     if not names:
         add(Finding("subject-cn-missing", ERROR, "subject has no CN"))

@@ -83,10 +83,11 @@ class Layout:
         pem = self.rejected_name(cert).endswith(".pem")
         return cert.public_bytes(serialization.Encoding.PEM if pem else serialization.Encoding.DER)
 
-    def crl_name(self, ca_cert: x509.Certificate, number: int | None) -> str:
-        """A CRL name carrying the CRL number, so each new CRL is a new file (watchers miss overwrites)."""
+    def crl_name(self, ca_cert: x509.Certificate, number: int | None, variant: int = 1) -> str:
+        """A CRL name carrying the CRL number, so each new CRL is a new file (watchers miss overwrites).
+        ``variant`` > 1 names a second file of the same number, for when the first name is taken by other bytes."""
         stem = safe_stem(common_name(ca_cert) or "ca")
-        suffix = f" crl{number}" if number is not None else ""
+        suffix = (f" crl{number}" + (f"-{variant}" if variant > 1 else "")) if number is not None else ""
         return f"{stem} [{thumbprint(ca_cert)}]{suffix}.crl"
 
 

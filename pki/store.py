@@ -383,10 +383,16 @@ class ApplicationStore:
         newer = self._newer_crl(files, ca_cert, number)
         if newer is not None:
             return PublishResult(newer, False, [], newer_present=True)
+        same = [p for p in files if _number_in_name(p) == number and p.read_bytes() == crl_der]
+        target = same[0] if same else target
+        variant = 1
+        while target.exists() and target.read_bytes() != crl_der:
+            # other bytes hold our name (tampered, or a foreign file): never delete and re-create a name
+            # node-opcua watches, take the next free one; the old file goes with the CA's other CRLs below
+            variant += 1
+            target = folder / self.layout.crl_name(ca_cert, number, variant)
         written = False
-        if not (target.exists() and target.read_bytes() == crl_der):
-            if target.exists():  # same number, different bytes: a tampered or foreign file holds our name
-                target.unlink()
+        if not target.exists():
             atomic_write(target, crl_der, CERT_MODE, self.staging_dir)
             written = True
         removed = []
@@ -399,8 +405,8 @@ class ApplicationStore:
     def _newer_crl(self, files: list[Path], ca_cert: x509.Certificate, number: int) -> Path | None:
         """A file of this CA with a higher CRL number that the CA really signed (a forged one does not count)."""
         for path in files:
-            match = _CRL_NUMBER_IN_NAME.search(path.name)
-            if match is not None and int(match.group(1)) <= number:
+            named = _number_in_name(path)
+            if named is not None and named <= number:
                 continue  # the name says older: no need to read a possibly large file
             loaded = read_crl_file(path)
             crl = loaded.value
@@ -473,7 +479,12 @@ def _pair_stem(cert: x509.Certificate) -> str:
     return f"{safe_stem(common_name(cert) or 'certificate')} [{thumbprint(cert)}]"
 
 
-_CRL_NUMBER_IN_NAME = re.compile(r" crl(\d+)\.crl$")
+_CRL_NUMBER_IN_NAME = re.compile(r" crl(\d+)(?:-\d+)?\.crl$")
+
+
+def _number_in_name(path: Path) -> int | None:
+    match = _CRL_NUMBER_IN_NAME.search(path.name)
+    return int(match.group(1)) if match else None
 
 
 def crl_number_of(crl: x509.CertificateRevocationList) -> int | None:

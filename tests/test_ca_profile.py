@@ -121,6 +121,15 @@ def test_cryptography_verifier_refuses_expired_tampered_and_wrong_uri(leaf, test
         server.verify(foreign, [])
 
 
+def test_conformance_checker_refuses_tampered_expired_and_wrong_uri(leaf, test_ca, foreign_ca, key_pool):
+    assert ca.check_application_certificate(leaf, app_uri=URI, at=T0, issuer=test_ca.certificate) == []
+    codes = lambda findings: {f.code for f in ca.errors_only(findings)}  # noqa: E731
+    assert "signature-invalid" in codes(ca.check_application_certificate(tamper(leaf), at=T0, issuer=test_ca.certificate))
+    assert "signature-invalid" in codes(ca.check_application_certificate(leaf, at=T0, issuer=foreign_ca.certificate))
+    assert "expired" in codes(ca.check_application_certificate(leaf, at=T0 + timedelta(days=400)))
+    assert "san-uri-mismatch" in codes(ca.check_application_certificate(leaf, app_uri="urn:plant1:other", at=T0))
+
+
 def tamper(cert: x509.Certificate) -> x509.Certificate:
     """Change one byte inside the signed part (the last byte of the SAN), keeping the DER parseable."""
     der = bytearray(cert.public_bytes(serialization.Encoding.DER))

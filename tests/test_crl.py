@@ -219,7 +219,10 @@ def test_refresh_finds_and_repairs_bad_crls_of_our_ca(plant: Certmgr, tmp_path, 
         assert server_check["ok"] and publication["status"] == "published", report
     else:
         assert server_check["ok"] and server_check["repaired"], server_check
-    assert [p.name for p in folder.iterdir() if p.suffix == ".crl"] == [store.layout.crl_name(home_ca, 2)]
+    # one CRL file of our CA; where other bytes held the usual name, the CRL arrives under the next one
+    names = [p.name for p in folder.iterdir() if p.suffix == ".crl"]
+    taken = case == "expired"  # that case put its old CRL 2 under the name of the new CRL 2
+    assert names == [store.layout.crl_name(home_ca, 2, 2 if taken else 1)]
     assert pki.validate(peer, pki.load_trust_material(store), at=utc()).ok
 
 

@@ -223,6 +223,21 @@ def test_publish_crl_replaces_a_forged_file_under_our_name(tmp_path, test_ca, fo
     assert sorted(result.removed) == sorted([forged_name, garbage])
 
 
+def test_a_foreign_file_under_the_new_crls_name_is_never_recreated_in_place(tmp_path, test_ca, foreign_ca):
+    """node-opcua misses a CRL deleted and at once re-created under the same name: the new CRL takes another."""
+    store = pki.ApplicationStore(tmp_path / "pki")
+    store.create()
+    squatter = store.crl_dir(pki.TRUSTED) / store.layout.crl_name(test_ca.certificate, 3)
+    squatter.write_bytes(der(crl_for(foreign_ca, 3)))
+    result = store.publish_crl(der(crl_for(test_ca, 3)), test_ca.certificate, 3)
+    assert result.written and result.path != squatter and "crl3-2" in result.path.name
+    assert result.path.read_bytes() == der(crl_for(test_ca, 3)) and not squatter.exists()
+    assert store.publish_crl(der(crl_for(test_ca, 3)), test_ca.certificate, 3).written is False
+    assert [p.name for p in store.crl_dir(pki.TRUSTED).iterdir()] == [result.path.name]
+    newer = store.publish_crl(der(crl_for(test_ca, 4)), test_ca.certificate, 4)
+    assert newer.removed == [result.path] and "crl4.crl" in newer.path.name
+
+
 def test_atomic_write_never_exposes_a_partial_file(tmp_path):
     from pki.files import atomic_write
 

@@ -127,6 +127,21 @@ def _weakness(cert: x509.Certificate, where: str) -> list[Problem]:
     return problems
 
 
+def _issuer_in_store(store: pki.ApplicationStore, cert) -> object | None:
+    """The CA the store holds for ``cert`` (trusted or issuer folder), so a tampered own certificate shows."""
+    if cert.issuer == cert.subject:
+        return cert
+    named = [loaded.value for kind in (pki.TRUSTED, pki.ISSUER) for loaded in store.certificates(kind)
+             if loaded.value is not None and loaded.value.subject == cert.issuer]
+    for candidate in named:  # two CAs may share a name: the one that signed it, if any did
+        try:
+            cert.verify_directly_issued_by(candidate)
+            return candidate
+        except Exception:
+            continue
+    return named[0] if named else None
+
+
 def _inspect_own(store: pki.ApplicationStore, report: StoreReport, now: datetime) -> None:
     pairs = store.own_pairs()
     unreadable = [loaded for loaded in store.own_certificates() if loaded.value is None]
@@ -141,7 +156,7 @@ def _inspect_own(store: pki.ApplicationStore, report: StoreReport, now: datetime
     pair = store.own()
     where = str(pair.cert_path)
     info = describe(pair.certificate)
-    findings = ca.check_application_certificate(pair.certificate, at=now)
+    findings = ca.check_application_certificate(pair.certificate, at=now, issuer=_issuer_in_store(store, pair.certificate))
     info["conformance"] = [str(f) for f in findings]
     report.own = info
     for finding in findings:
