@@ -375,3 +375,15 @@ def test_a_ca_with_the_same_name_keeps_its_crl(plant: Certmgr, tmp_path, key_poo
     assert next(c for c in report["stores"] if c["store"] == str(tmp_path / "server"))["ok"]
     statuses = {s.thumbprint: s.status(utc()) for s in pki.audit_crls(store).cas}
     assert set(statuses.values()) == {pki.OK}
+
+
+def test_crl_days_edited_after_init_is_in_force(plant: Certmgr, tmp_path):
+    toml = plant.home / "certmgr.toml"
+    assert "crl_days = 30" in toml.read_text()
+    toml.write_text(toml.read_text().replace("crl_days = 30", "crl_days = 3"))
+    plant("crl", "refresh", "--force")
+    crl = x509.load_der_x509_crl(crl_files(tmp_path / "server")[0].read_bytes())
+    assert crl.next_update_utc - crl.last_update_utc == timedelta(days=3)
+    toml.write_text(toml.read_text().replace("crl_days = 3", "crl_days = 0"))
+    refused = plant("crl", "refresh", "--force", code=2)
+    assert "crl_days" in refused.stderr and "between 1 and 3650" in refused.stderr

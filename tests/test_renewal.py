@@ -98,8 +98,17 @@ def listing(cm: Certmgr, tmp_path: Path) -> tuple:
 
 
 def test_dry_run_changes_nothing(fleet: Certmgr, tmp_path, monkeypatch):
-    fleet("renew", "--all-due")  # brings renew_after up to date before the snapshot
     before = listing(fleet, tmp_path)
+    everything = [fleet.sql(f"SELECT * FROM {table}") for table in ("meta", "applications", "audit_events")]
+    # a new default window: a real run would recompute renew_after; the dry run sees it and writes nothing
+    toml = fleet.home / "certmgr.toml"
+    toml.write_text(toml.read_text().replace('# renew_before = "30d"', 'renew_before = "89d"'))
+    travel(monkeypatch, 2)
+    early = fleet.json("renew", "--all-due", "--dry-run")
+    assert {r["app_uri"] for r in early if r["outcome"] == "would-renew"} == {"urn:plant:server", "urn:plant:client"}
+    assert listing(fleet, tmp_path) == before
+    assert [fleet.sql(f"SELECT * FROM {table}") for table in ("meta", "applications", "audit_events")] == everything
+    toml.write_text(toml.read_text().replace('renew_before = "89d"', '# renew_before = "30d"'))
     travel(monkeypatch, 70)
     plan = fleet.json("renew", "--all-due", "--dry-run")
     assert {r["app_uri"] for r in plan} == {"urn:plant:server", "urn:plant:client"}

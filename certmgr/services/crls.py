@@ -13,6 +13,7 @@ import pki
 from db import queries
 
 from ..context import AppContext
+from ..errors import InputError
 
 
 def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
@@ -32,7 +33,7 @@ def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
             ca.RevokedEntry(int(serial, 16), revoked_at, reason)
             for serial, revoked_at, reason in queries.revoked_entries(session, authority.id, now)
         ]
-        this_update, next_update = ca.crl_validity(now, authority.crl_days)
+        this_update, next_update = ca.crl_validity(now, crl_days(ctx, authority))
         crl = ca.build_crl(issuer, number=number, this_update=this_update, next_update=next_update, revoked=entries)
         row = db.Crl(
             authority_id=authority.id,
@@ -48,6 +49,17 @@ def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
             session, at=now, actor=ctx.actor, action="crl.sign", target=authority.name, number=number, revoked=len(entries)
         )
     return row
+
+
+def crl_days(ctx: AppContext, authority: db.Authority) -> int:
+    """[ca] crl_days of this node's certmgr.toml when it sets one (an operator may shorten or lengthen the
+    CRL's validity after init), else the value chosen at init and kept with the authority."""
+    configured = (ctx.settings.raw.get("ca", {}) or {}).get("crl_days")
+    if configured is None:
+        return authority.crl_days
+    if not isinstance(configured, int) or isinstance(configured, bool) or not 0 < configured <= 3650:
+        raise InputError(f"[ca] crl_days = {configured!r} in certmgr.toml is not allowed", "give whole days between 1 and 3650")
+    return configured
 
 
 def current_crl(ctx: AppContext) -> db.Crl:

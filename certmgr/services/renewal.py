@@ -113,7 +113,8 @@ def renew(
     """
     with exclusive(ctx.home.lock_path, "certmgr renew"):
         now = at or ctx.now()
-        selection = select_candidates(ctx, app_uris=options.app_uris, all_due=options.all_due, force=options.force, now=now)
+        selection = select_candidates(ctx, app_uris=options.app_uris, all_due=options.all_due, force=options.force, now=now,
+                                      dry_run=options.dry_run)
         results = [RenewalResult(c.app_uri, SKIPPED, f"not due: {c.reason}", c.thumbprint) for c in selection.not_due]
         if options.dry_run:
             return results + [RenewalResult(c.app_uri, WOULD_RENEW, c.reason, c.thumbprint, not_after=c.not_after) for c in selection.due]

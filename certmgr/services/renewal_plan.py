@@ -88,39 +88,53 @@ def _due_reason(cert: db.Certificate, app: db.Application, default, now: datetim
     return False, f"{days:.1f} days left; due in {(left - window).total_seconds() / 86400:.1f} days (window {label})"
 
 
-def select_candidates(ctx: AppContext, *, app_uris: tuple[str, ...], all_due: bool, force: bool, now: datetime) -> Selection:
+def select_candidates(
+    ctx: AppContext, *, app_uris: tuple[str, ...], all_due: bool, force: bool, now: datetime, dry_run: bool = False
+) -> Selection:
     if not app_uris and not all_due:
         raise InputError("nothing selected", "give --app-uri URI (repeatable) or --all-due")
-    windows.sync_renew_after(ctx)
+    if not dry_run:
+        windows.sync_renew_after(ctx)
+        with ctx.database().read() as session:
+            return _select(ctx, session, app_uris, all_due, force, now)
+    # a dry run sees the renewal dates as a real run would, and then rolls them back: it changes nothing
+    with ctx.database().write() as session:
+        windows.sync_renew_after(ctx, session)
+        session.flush()
+        selection = _select(ctx, session, app_uris, all_due, force, now)
+        session.rollback()
+    return selection
+
+
+def _select(ctx: AppContext, session, app_uris: tuple[str, ...], all_due: bool, force: bool, now: datetime) -> Selection:
     default = windows.default_window(ctx)
     selection = Selection()
-    with ctx.database().read() as session:
-        if app_uris:
-            for uri in dict.fromkeys(app_uris):
-                app = queries.application_by_uri(session, uri)
-                if app is None:
-                    raise InputError(f"no application {uri!r} is registered", "see `certmgr list`")
-                cert = queries.active_certificate(session, app.id)
-                if cert is None:
-                    target = selection.due if force else selection.not_due
-                    reason = "no active certificate (forced)" if force else "no active certificate; renew it with --force"
-                    target.append(Candidate.of(app, None, reason))
-                    continue
-                due, reason = _due_reason(cert, app, default, now)
-                if force:
-                    selection.due.append(Candidate.of(app, cert, "forced" + ("" if due else f" ({reason})")))
-                else:
-                    (selection.due if due else selection.not_due).append(Candidate.of(app, cert, reason))
-        if all_due:
-            seen = {c.app_id for c in selection.due + selection.not_due}
-            rows = session.execute(queries.due_statement(now)).all()
-            own_verifier = str(ctx.home.verifier_store)
-            for row in rows:
-                if row.internal and row.store_path != own_verifier:
-                    continue  # another node's verification identity: that node renews it
-                if row.app_id not in seen:
-                    # the row carries the certificate's dates and the application's window under their own names
-                    selection.due.append(Candidate.of_row(row, _due_reason(row, row, default, now)[1]))
+    if app_uris:
+        for uri in dict.fromkeys(app_uris):
+            app = queries.application_by_uri(session, uri)
+            if app is None:
+                raise InputError(f"no application {uri!r} is registered", "see `certmgr list`")
+            cert = queries.active_certificate(session, app.id)
+            if cert is None:
+                target = selection.due if force else selection.not_due
+                reason = "no active certificate (forced)" if force else "no active certificate; renew it with --force"
+                target.append(Candidate.of(app, None, reason))
+                continue
+            due, reason = _due_reason(cert, app, default, now)
+            if force:
+                selection.due.append(Candidate.of(app, cert, "forced" + ("" if due else f" ({reason})")))
+            else:
+                (selection.due if due else selection.not_due).append(Candidate.of(app, cert, reason))
+    if all_due:
+        seen = {c.app_id for c in selection.due + selection.not_due}
+        rows = session.execute(queries.due_statement(now)).all()
+        own_verifier = str(ctx.home.verifier_store)
+        for row in rows:
+            if row.internal and row.store_path != own_verifier:
+                continue  # another node's verification identity: that node renews it
+            if row.app_id not in seen:
+                # the row carries the certificate's dates and the application's window under their own names
+                selection.due.append(Candidate.of_row(row, _due_reason(row, row, default, now)[1]))
     return selection
 
 

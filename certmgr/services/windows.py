@@ -8,6 +8,8 @@ the window) so selecting what is due is one indexed query; the rows are recomput
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -49,14 +51,15 @@ def _rule(default: timedelta | None) -> str:
     return f"fixed:{int(default.total_seconds())}" if default is not None else "third"
 
 
-def sync_renew_after(ctx: AppContext) -> int:
-    """Recompute ``renew_after`` of active certificates if the default rule changed; returns rows changed."""
+def sync_renew_after(ctx: AppContext, session=None) -> int:
+    """Recompute ``renew_after`` of active certificates if the default rule changed; returns rows changed.
+    With ``session``, the work happens in that (write) session and the caller decides to commit or not."""
     default = default_window(ctx)
     rule = _rule(default)
     database = ctx.database()
-    with database.read() as session:
-        stored = session.get(db.Meta, RULE_KEY)
-        missing = session.scalar(
+    with (nullcontext(session) if session is not None else database.read()) as session_:
+        stored = session_.get(db.Meta, RULE_KEY)
+        missing = session_.scalar(
             select(db.Certificate.id).where(
                 db.Certificate.status.in_([db.CertStatus.ACTIVE, db.CertStatus.PENDING]), db.Certificate.renew_after.is_(None)
             ).limit(1)
@@ -64,7 +67,7 @@ def sync_renew_after(ctx: AppContext) -> int:
     if stored is not None and stored.value == rule and missing is None:
         return 0
     changed = 0
-    with database.write() as session:
+    with (nullcontext(session) if session is not None else database.write()) as session:
         rows = session.execute(
             select(db.Certificate.id, db.Certificate.not_before, db.Certificate.not_after, db.Application.renew_before_seconds)
             .join(db.Application, db.Certificate.application_id == db.Application.id)
