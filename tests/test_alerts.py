@@ -66,8 +66,11 @@ def test_one_mail_per_level_change(initialised: Certmgr, tmp_path, smtp, monkeyp
     assert first["Subject"].startswith("[certmgr] WARNING: 1 warning")
     body = first.get_content()
     assert "urn:plant:hmi" in body and re.search(r"(19|20)\.\d days left", body) and "urn:plant:fine" not in body
+    passphrase = initialised.env.pop("CERTMGR_CA_PASSPHRASE")  # as from cron: the scan needs no CA key
     initialised("daemon", "--once", "expiry-scan")
     assert len(smtp.messages) == 1  # nothing changed: no mail
+    assert "passphrase" in initialised("daemon", "--once", "crl-refresh", code=2).stderr  # signing does
+    initialised.env["CERTMGR_CA_PASSPHRASE"] = passphrase
     now = datetime.now(timezone.utc)
     travel(monkeypatch, now + timedelta(days=14))
     initialised("daemon", "--once", "expiry-scan")
@@ -164,6 +167,10 @@ def test_check_exit_codes(initialised: Certmgr, tmp_path, monkeypatch):
     assert critical["status"] == "CRITICAL" and critical["counts"]["critical"] == 1
     travel(monkeypatch, datetime.now(timezone.utc) + timedelta(days=6))
     assert "expired" in initialised("check", code=2).stdout
+    # a mistyped check command is UNKNOWN (3), never CRITICAL (2)
+    assert "--warn" in initialised("check", "--warn", code=3).stderr
+    assert "UNKNOWN" in initialised("check", "--warn", "soon", code=3).stdout
+    initialised("check", "--bogus", code=3)
     initialised.env["CERTMGR_DB"] = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none"
     unknown = initialised("check", code=3)
     assert unknown.stdout.startswith("CERTMGR UNKNOWN - cannot open database") and "Traceback" not in unknown.stdout + unknown.stderr

@@ -43,6 +43,16 @@ def test_init_refuses_to_overwrite_a_ca(initialised: Certmgr):
     assert {p: p.read_bytes() for p in (initialised.home / "ca").rglob("*") if p.is_file()} == before
 
 
+def test_init_against_a_database_that_holds_a_ca_leaves_no_settings(initialised: Certmgr, tmp_path):
+    shared = initialised.db_url or f"sqlite:///{initialised.home / 'certmgr.db'}"
+    second = Certmgr(tmp_path / "home-b", shared)
+    refused = second("init", code=2)
+    assert "already holds a CA" in refused.stderr
+    # no certmgr.toml naming the refused database, no CA files: a retry with another --db starts clean
+    assert not (second.home / "certmgr.toml").exists()
+    assert not [p for p in second.home.rglob("*") if p.is_file()]
+
+
 def test_init_refuses_empty_or_missing_passphrase(certmgr: Certmgr):
     certmgr.env["CERTMGR_CA_PASSPHRASE"] = ""
     result = certmgr("init", "--ca-key-size", "2048", code=2)

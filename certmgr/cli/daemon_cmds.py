@@ -49,14 +49,26 @@ def daemon(app, once) -> None:
     _structured_logging()
     settings = daemon_settings(app.settings.raw)
     if once:
-        app.issuer()
+        if once != "expiry-scan":
+            app.issuer()  # renewal and CRL signing need the CA key: ask now, not halfway; the scan only reads
         if not run_locked(app, once):
             raise OperationFailed(f"job {once} failed", "see the log lines above")
         return
     sys.exit(serve(app, settings))
 
 
-@click.command()
+class MonitoringCommand(click.Command):
+    """Usage errors exit 3 (UNKNOWN) instead of click's 2, which a monitoring system reads as CRITICAL."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.exit_code = 3
+            raise
+
+
+@click.command(cls=MonitoringCommand)
 @click.option("--warn", "warn", default=None, metavar="DURATION", help="WARNING below this much validity (default [alerts] warning, 30d).")
 @click.option("--crit", "crit", default=None, metavar="DURATION", help="CRITICAL below this (default [alerts] critical, 7d).")
 @json_option

@@ -95,8 +95,6 @@ def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=
         ensure_dir(home.ca_key_path.parent, PRIVATE_DIR_MODE)
         ensure_dir(home.ca_cert_path.parent, 0o755)
         ensure_dir(home.log_dir, HOME_MODE)
-        if not home.config_path.exists():
-            atomic_write(home.config_path, render_settings(settings).encode(), 0o600)
     except (OSError, pki.StoreError) as exc:
         raise OperationFailed(f"cannot create certmgr home {home.root}: {exc}", "check the path's permissions") from None
 
@@ -111,6 +109,9 @@ def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=
                 "use an empty database, or point --home at the existing CA's home",
             )
 
+    if not home.config_path.exists():
+        # only now: a refused init must not leave a certmgr.toml pointing at the database it refused
+        atomic_write(home.config_path, render_settings(settings).encode(), 0o600)
     now = ctx.now()
     ca_key = key if key is not None else ca.generate_rsa_key(settings.ca.key_size)
     ca_cert = ca.build_root_ca(ca_key, subject, now=now, days=settings.ca.days)

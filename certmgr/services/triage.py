@@ -70,8 +70,7 @@ def move(ctx: AppContext, store: pki.ApplicationStore, match: Match, to_kind: st
 
 
 def audit(ctx: AppContext, action: str, store: pki.ApplicationStore, **details) -> None:
-    if not ctx.home.is_initialised():
-        return
+    """Every change to a store is audited: the commands that call this require an initialised home."""
     with ctx.database().write() as session:
         queries.add_audit(session, at=ctx.now(), actor=ctx.actor, action=action, target=str(store.root), **details)
 
