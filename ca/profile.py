@@ -183,7 +183,12 @@ def sign_csr(
     if not csr.is_signature_valid:
         raise ProfileError("the CSR's signature does not verify: it was not made with the key it carries")
     requested = csr_application_uris(csr)
-    if requested and identity.app_uri not in requested:
+    if not requested:
+        raise ProfileError(
+            f"the CSR carries no application URI in its subjectAltName, so certmgr cannot tell it is {identity.app_uri}'s; "
+            "check the server's certificate configuration (Part 12 servers put their ApplicationUri in the CSR)"
+        )
+    if identity.app_uri not in requested:
         raise ProfileError(
             f"the CSR asks for URI {', '.join(requested)} but the application is registered as {identity.app_uri}; "
             "fix the server's ApplicationUri or the registration"

@@ -292,3 +292,31 @@ def test_encrypted_key_round_trip_and_wrong_passphrase(key_pool):
         ca.load_private_key_pem(pem, b"wrong")
     with pytest.raises(ca.PassphraseError):
         ca.encrypted_private_key_pem(key, b"")
+
+
+def csr(key, uri: str | None, key_cert_sign: bool = True) -> x509.CertificateSigningRequest:
+    """A CSR as Part 12 servers make them: only the URI in the SAN, and a CA-like keyUsage."""
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "srv")]))
+    if uri is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False)
+    builder = builder.add_extension(x509.KeyUsage(True, False, True, True, False, key_cert_sign, False, False, False), critical=True)
+    return builder.sign(key, hashes.SHA256())
+
+
+def test_sign_csr_uses_the_profile_and_refuses_a_foreign_uri_no_uri_or_a_bad_signature(test_ca, key_pool):
+    key = key_pool.get()
+    identity = make_identity(URI, "historian", dns=("hist01",), ips=("10.0.0.5",))
+    cert = ca.sign_csr(csr(key, URI), identity, test_ca, now=T0)
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    assert ca.check_application_certificate(cert, app_uri=URI, at=T0, issuer=test_ca.certificate) == []
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["hist01"]  # from the registration, not the CSR
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign is False
+    with pytest.raises(ca.ProfileError, match="urn:plant1:other"):
+        ca.sign_csr(csr(key, "urn:plant1:other"), identity, test_ca, now=T0)
+    with pytest.raises(ca.ProfileError, match="no application URI"):
+        ca.sign_csr(csr(key, None), identity, test_ca, now=T0)
+    der = bytearray(csr(key, URI).public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01  # inside the signature
+    with pytest.raises(ca.ProfileError, match="signature"):
+        ca.sign_csr(x509.load_der_x509_csr(bytes(der)), identity, test_ca, now=T0)

@@ -33,10 +33,17 @@ FIXES = {
 }
 
 
+def fix_for(status: str) -> str:
+    """What to do about a status from a Part 12 session or call: the push-specific advice, else the general one."""
+    from .faults import fix_for as general
+
+    return FIXES.get(status) or general(status)
+
+
 class PushError(Exception):
     def __init__(self, step: str, status: str, detail: str = "") -> None:
         self.step, self.status = step, status
-        fix = FIXES.get(status, "see the server's log")
+        fix = fix_for(status)
         super().__init__(f"{step}: {status}{': ' + detail if detail else ''}; {fix}")
 
 

@@ -22,7 +22,7 @@ import pki
 from db import queries
 
 from ..context import AppContext
-from ..errors import InputError
+from ..errors import InputError, OperationFailed
 from . import windows
 from .crls import current_crl, sign_crl
 from .issuing import certificate_record
@@ -126,7 +126,7 @@ async def _push(ctx, app: _App, issuer, report: PushReport, cert_id: list, regen
     from ..opcua.faults import describe_failure
     from ..opcua.identities import identity_from_store
     from ..opcua.proofs import await_new_certificate, endpoint_certificate
-    from ..opcua.push import PushClient, PushError
+    from ..opcua.push import PushClient, PushError, fix_for
     from ..opcua.session import attempt_session, close_attempt
 
     store = verifier_store(ctx)
@@ -152,7 +152,8 @@ async def _push(ctx, app: _App, issuer, report: PushReport, cert_id: list, regen
     attempt = await attempt_session(app.endpoint, identity, policy, server_cert, user=app.user, server_app_uri=None,
                                     sign_only=sign_only, keep=True)
     if not attempt.ok:
-        report.fail("session", attempt.status, f"{attempt.stage}: {attempt.message}")
+        refused = f" (refused by the {attempt.side})" if attempt.side else ""
+        report.fail("session", attempt.status, f"{attempt.stage}{refused}: {attempt.message}; {fix_for(attempt.status)}")
         return
     mode = "Sign" if sign_only else "SignAndEncrypt"
     report.add("session", "Good", f"{policy} {mode} as {app.user[0] if app.user else 'anonymous'}")
@@ -173,7 +174,8 @@ async def _push(ctx, app: _App, issuer, report: PushReport, cert_id: list, regen
         ca_der = issuer.certificate.public_bytes(serialization.Encoding.DER)
         apply_required = await client.update_certificate(der, [ca_der])
         report.add("UpdateCertificate", "Good", f"applyChangesRequired={apply_required}")
-        await _trust_list(client, report, ca_der, current_crl(ctx).der)
+        # CloseAndUpdate has its own applyChangesRequired: either one means ApplyChanges
+        apply_required = await _trust_list(client, report, ca_der, current_crl(ctx).der) or apply_required
         if apply_required:
             await client.apply_changes()
             report.add("ApplyChanges", "Good")
@@ -192,26 +194,33 @@ async def _push(ctx, app: _App, issuer, report: PushReport, cert_id: list, regen
     report.ok = True
 
 
-async def _trust_list(client, report: PushReport, ca_der: bytes, crl_der: bytes) -> None:
+async def _trust_list(client, report: PushReport, ca_der: bytes, crl_der: bytes) -> bool:
     """Make the server's TrustList hold certmgr's CA and current CRL, and read it back: some servers
-    answer Good and change nothing (node-opcua 2.157 ignores Write)."""
+    answer Good and change nothing (node-opcua 2.157 ignores Write). Returns applyChangesRequired of the write.
+
+    A read-back without them is a warning, not a failure: the server already trusts certmgr's CA (the session
+    that got here proves it), and the live proof that follows fails if the CRL it holds does not do."""
     from ..opcua.push import TrustList
 
     lists = await client.read_trust_list()
+    apply_required = False
     if ca_der not in lists.trusted:
         await client.add_certificate(ca_der, trusted=True)
     if crl_der not in lists.trusted_crls:
         others = [c for c in lists.trusted_crls if not _same_issuer(c, crl_der)]
-        await client.write_trust_list(TrustList(lists.trusted + ([ca_der] if ca_der not in lists.trusted else []),
-                                                others + [crl_der], lists.issuers, lists.issuer_crls))
+        apply_required = await client.write_trust_list(TrustList(lists.trusted + ([ca_der] if ca_der not in lists.trusted else []),
+                                                                 others + [crl_der], lists.issuers, lists.issuer_crls))
     after = await client.read_trust_list()
     missing = [what for what, present in (("CA certificate", ca_der in after.trusted), ("current CRL", crl_der in after.trusted_crls))
                if not present]
     if missing:
-        report.add("TrustList", "Warning", f"read back without certmgr's {' and '.join(missing)}: the server ignored the update; "
-                   "peers of certmgr's CA will fail with BadCertificateRevocationUnknown until it is placed in the server's store")
+        pending = " (the server asked for ApplyChanges, which follows)" if apply_required else ""
+        report.add("TrustList", "Warning", f"read back without certmgr's {' and '.join(missing)}{pending}: the server ignored the "
+                   "update; peers of certmgr's CA will fail with BadCertificateRevocationUnknown until it is placed in the "
+                   "server's store (`certmgr store import` where the server's PKI folder is reachable)")
     else:
         report.add("TrustList", "Good", "holds certmgr's CA certificate and current CRL (read back)")
+    return apply_required
 
 
 def _same_issuer(crl_a: bytes, crl_b: bytes) -> bool:
@@ -265,7 +274,7 @@ def rejected_list(ctx: AppContext, app_uri: str) -> list[bytes]:
     """GetRejectedList of a push-managed server."""
     from ..opcua.identities import identity_from_store
     from ..opcua.proofs import endpoint_certificate
-    from ..opcua.push import PushClient
+    from ..opcua.push import PushClient, fix_for
     from ..opcua.session import attempt_session, close_attempt
 
     app = _load(ctx, app_uri)
@@ -274,13 +283,11 @@ def rejected_list(ctx: AppContext, app_uri: str) -> list[bytes]:
     async def run() -> list[bytes]:
         server_cert, policies = await endpoint_certificate(app.endpoint)
         if not identity.validator.check(server_cert, app.uri).ok:
-            raise InputError(f"certmgr does not trust the server certificate of {app.endpoint}", "push a certificate first")
+            raise OperationFailed(f"certmgr does not trust the server certificate of {app.endpoint}", "push a certificate first")
         policy = next((p for p in PREFERENCE if p in policies), "Basic256Sha256")
         attempt = await attempt_session(app.endpoint, identity, policy, server_cert, user=app.user, keep=True)
         if not attempt.ok:
-            from ..errors import OperationFailed
-
-            raise OperationFailed(f"no session with {app.endpoint}: {attempt.status} ({attempt.message})")
+            raise OperationFailed(f"no session with {app.endpoint}: {attempt.status} ({attempt.message})", fix_for(attempt.status))
         try:
             return await PushClient(attempt.client).rejected_list()
         finally:
