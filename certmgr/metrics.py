@@ -51,13 +51,14 @@ class CertmgrCollector:
             last_success = session.scalar(
                 select(func.max(db.Application.last_renewal_at)).where(db.Application.last_renewal_status == "renewed")
             )
-            failures = session.scalar(select(func.count()).select_from(db.Certificate).where(db.Certificate.status == db.CertStatus.FAILED))
+            # every failed renewal leaves one audit event (append-only), also those that failed before a certificate existed
+            failures = session.scalar(select(func.count()).select_from(db.AuditEvent).where(db.AuditEvent.action == queries.RENEWAL_FAILED))
         yield not_after
         yield crl
         last = GaugeMetricFamily("certmgr_renewal_last_success_timestamp_seconds", "When a renewal last succeeded (Unix time; 0: never).")
         last.add_metric([], _timestamp(last_success))
         yield last
-        failed = CounterMetricFamily("certmgr_renewal_failures", "Renewals that failed (certificates left in status failed).")
+        failed = CounterMetricFamily("certmgr_renewal_failures", "Renewals that failed, at any stage (file or push deployment).")
         failed.add_metric([], float(failures or 0))
         yield failed
 

@@ -173,7 +173,7 @@ class AuditEvent(Base):
     id: Mapped[intpk]
     at: Mapped[utc] = mapped_column(index=True)
     actor: Mapped[str] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
     target: Mapped[str | None] = mapped_column(String(1024))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

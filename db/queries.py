@@ -178,5 +178,8 @@ def revoked_since(session: Session, authority_id: int, moment: datetime) -> bool
     ) is not None
 
 
+RENEWAL_FAILED = "renewal.fail"  # one audit event per failed renewal, whatever the stage or deployment
+
+
 def add_audit(session: Session, *, at: datetime, actor: str, action: str, target: str | None, **details: Any) -> None:
     session.add(AuditEvent(at=at, actor=actor, action=action, target=target, details=details))

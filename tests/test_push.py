@@ -4,6 +4,7 @@ node-opcua-server-configuration 2.157.0, installed here with npm from tests/apps
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -146,6 +147,10 @@ def test_push_renewal_end_to_end_and_refusals(initialised: Certmgr, tmp_path, no
     assert pki.thumbprint(cert) in [r["thumbprint"] for r in rejected]
 
     # refusals: no SecurityAdmin role, anonymous, Sign-only, a CSR whose URI is not the registered one
+    def failures() -> float:  # the Prometheus counter counts failed push renewals too, whatever the step
+        return float(re.search(r"^certmgr_renewal_failures_total (\S+)$", initialised("metrics").stdout, re.M).group(1))
+
+    failures_before = failures()
     initialised("app", "update", "--app-uri", SERVER_URI, "--admin-user", "operator", "--admin-password-file", str(operator))
     refused = initialised("push", "--app-uri", SERVER_URI, "--json", code=1).json()
     assert refused["failed_step"] == "CreateSigningRequest" and "BadUserAccessDenied" in refused["message"]
@@ -156,6 +161,7 @@ def test_push_renewal_end_to_end_and_refusals(initialised: Certmgr, tmp_path, no
     initialised("app", "update", "--app-uri", SERVER_URI, "--admin-user", "admin", "--admin-password-file", str(admin))
     sign_only = initialised("push", "--app-uri", SERVER_URI, "--security-mode", "Sign", "--json", code=1).json()
     assert "BadSecurityModeInsufficient" in sign_only["message"]
+    assert failures() == failures_before + 3
 
     other = "urn:certmgr:test:registered-differently"
     initialised("app", "add", "--app-uri", other, "--endpoint", server.url, "--deploy", "push", "--admin-user", "admin",

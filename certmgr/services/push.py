@@ -265,6 +265,9 @@ def _record(ctx: AppContext, app: _App, report: PushReport, cert_id: int | None,
         queries.add_audit(session, at=now, actor=ctx.actor, action="certificate.push", target=app.uri, ok=report.ok,
                           thumbprint=report.new_thumbprint, failed_step=report.failed_step,
                           steps=[s.as_dict() for s in report.steps])
+        if not report.ok:
+            queries.add_audit(session, at=now, actor=ctx.actor, action=queries.RENEWAL_FAILED, target=app.uri,
+                              stage=report.failed_step, reason=report.message, deploy="push")
     if cert_id is not None and not report.ok and not report.served:
         crl = sign_crl(ctx, issuer, now)
         publish_everywhere(ctx, crl, issuer.certificate, now)

@@ -88,6 +88,7 @@ class _Work:
     switched: bool = False
     done: bool = False  # finished: renewed, or failed and cleaned up (staged files gone, certificate revoked)
     token: str = ""  # the claim this run holds on the application
+    failure_audited: bool = False
 
     @property
     def failed(self) -> bool:
@@ -321,9 +322,10 @@ def _mark_failed(ctx: AppContext, item: _Work) -> None:
         row.revoked_at = now
         row.revocation_reason = "superseded"
         queries.add_audit(
-            session, at=now, actor=ctx.actor, action="renewal.fail", target=item.candidate.app_uri,
+            session, at=now, actor=ctx.actor, action=queries.RENEWAL_FAILED, target=item.candidate.app_uri,
             thumbprint=row.thumbprint, stage=item.result.stage, reason=item.result.reason,
         )
+    item.failure_audited = True
 
 
 def _still_ours(ctx: AppContext, item: _Work) -> str | None:
@@ -469,6 +471,9 @@ def _record_outcomes(ctx: AppContext, work: list[_Work]) -> None:
             app.last_renewal_at = now
             app.last_renewal_status = FAILED if item.failed else RENEWED
             app.last_renewal_error = item.result.reason if item.failed else None
+            if item.failed and not item.failure_audited:  # failed before a certificate existed (keygen, store)
+                queries.add_audit(session, at=now, actor=ctx.actor, action=queries.RENEWAL_FAILED, target=item.candidate.app_uri,
+                                  stage=item.result.stage, reason=item.result.reason)
 
 
 def _audit(ctx: AppContext, action: str, target: str | None, **details) -> None:
