@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -150,6 +151,24 @@ class ApplicationStore:
             self._dir(self.certs_dir(kind), DIR_MODE)
             self._dir(self.crl_dir(kind), DIR_MODE)
         self._dir(self.rejected_dir, DIR_MODE)
+
+    def revert_own(self, previous_thumbprint: str | None, current_thumbprint: str) -> None:
+        """Undo an install whose follow-up failed: the previous pair (from own/history) becomes current again;
+        with none to restore, the pair ``current_thumbprint`` is removed."""
+        restored = self.history_pair(previous_thumbprint) if previous_thumbprint else None
+        if restored is not None:
+            self.install_own(restored[0], restored[1])
+            return
+        own = self.own()
+        if own is not None and own.thumbprint == current_thumbprint:
+            own.cert_path.unlink(missing_ok=True)
+            own.key_path.unlink(missing_ok=True)
+
+    def discard_created(self) -> None:
+        """Remove a store folder that the failing operation itself created: nothing partial is left."""
+        if self.root.is_symlink():
+            raise link_refused(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     @contextmanager
     def locked(self) -> Iterator[None]:

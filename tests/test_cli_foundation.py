@@ -202,6 +202,12 @@ def test_database_failure_after_store_write_restores_store(initialised: Certmgr,
     visible = {k: v for k, v in store.file_listing().items() if not k.startswith("own/history")}
     assert visible == {k: v for k, v in before.items() if not k.startswith("own/history")}
 
+    # a first issue into a new folder: the database failure leaves no folder, no CA or CRL copy behind
+    monkeypatch.setattr(issuing, "_record", broken_record)
+    initialised("issue", "--app-uri", "urn:plant:new", "--store", str(tmp_path / "new"), code=1)
+    monkeypatch.undo()
+    assert not (tmp_path / "new").exists()
+
 
 def test_list_expiring_uses_the_clock(initialised: Certmgr, tmp_path, monkeypatch):
     initialised("issue", "--app-uri", "urn:app:short", "--store", str(tmp_path / "s"), "--days", "20")

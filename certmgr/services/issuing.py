@@ -195,36 +195,31 @@ def _issue(ctx: AppContext, req: IssueRequest, plan: _Plan, key) -> IssueOutcome
     now = ctx.now()
     store = plan.store
     before = store.own()
+    fresh = not store.root.exists()  # a store this issue creates goes away whole if the issue fails
+    installed = None
     try:
-        # trusting the CA and carrying its CRL is a complete state of its own, so it may come first
-        install_ca_and_crl(store, issuer.certificate, crl_row)
-        private_key = key.result() if isinstance(key, Future) else key
         try:
-            cert = ca.build_application_certificate(plan.identity, private_key.public_key(), issuer, now=now, days=plan.days)
-        except ca.ProfileError as exc:
-            raise InputError(str(exc)) from None
-        installed = store.install_own(cert, ca.private_key_pem(private_key))
-    except (OSError, pki.StoreError) as exc:
-        raise OperationFailed(f"cannot write store {store.root}: {exc}", "check the folder's owner and free space") from None
-
-    try:
+            # trusting the CA and carrying its CRL is a complete state of its own, so it may come first
+            install_ca_and_crl(store, issuer.certificate, crl_row)
+            private_key = key.result() if isinstance(key, Future) else key
+            try:
+                cert = ca.build_application_certificate(plan.identity, private_key.public_key(), issuer, now=now, days=plan.days)
+            except ca.ProfileError as exc:
+                raise InputError(str(exc)) from None
+            with store.locked():  # a renewal switching this store's pair (issue --force) waits, and vice versa
+                installed = store.install_own(cert, ca.private_key_pem(private_key))
+        except (OSError, pki.StoreError) as exc:
+            raise OperationFailed(f"cannot write store {store.root}: {exc}", "check the folder's owner and free space") from None
         outcome = _record(ctx, req, plan, cert, now, authority.id, existing is not None)
     except BaseException:
-        _undo_install(store, installed, before)
+        if fresh:
+            store.discard_created()
+        elif installed is not None:
+            with store.locked():
+                store.revert_own(before.thumbprint if before else None, pki.thumbprint(cert))
         raise
     outcome.files = [str(installed.cert_path), str(installed.key_path)]
     return outcome
-
-
-def _undo_install(store: pki.ApplicationStore, installed: pki.InstallResult, before: pki.OwnPair | None) -> None:
-    """The database refused the new certificate: put the store back as it was."""
-    if before is not None:
-        restored = store.history_pair(before.thumbprint)
-        if restored is not None:
-            store.install_own(restored[0], restored[1])
-            return
-    installed.cert_path.unlink(missing_ok=True)
-    installed.key_path.unlink(missing_ok=True)
 
 
 def _record(

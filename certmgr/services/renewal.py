@@ -422,15 +422,8 @@ async def _live_all(ctx: AppContext, items: list[_Work], options: RenewOptions) 
 def _roll_back(ctx: AppContext, item: _Work, options: RenewOptions) -> None:
     """After a switch: the previous pair becomes current again, the new certificate failed and revoked."""
     store = item.store
-    restored = store.history_pair(item.previous) if item.previous else None
     with store.locked():
-        if restored is not None:
-            store.install_own(restored[0], restored[1])
-        else:
-            own = store.own()
-            if own is not None and own.thumbprint == pki.thumbprint(item.cert):
-                own.cert_path.unlink(missing_ok=True)
-                own.key_path.unlink(missing_ok=True)
+        store.revert_own(item.previous, pki.thumbprint(item.cert))
     with ctx.database().write() as session:
         if item.previous:
             old = session.scalars(select(db.Certificate).where(db.Certificate.thumbprint == item.previous)).first()
