@@ -102,6 +102,9 @@ def test_issue_writes_store_database_and_reports(initialised: Certmgr, tmp_path)
     assert by_thumb["app_uri"] == "urn:plant:historian"
     text = initialised("list").stdout
     assert "urn:plant:historian" in text and out["thumbprint"] in text
+    # the database knows which CRL the new store holds from the start, not only after the next publication
+    held = initialised.sql("SELECT store_path, kind, crl_number FROM store_crls")
+    assert (out["store"], "trusted", initialised.json("ca", "show")["crl_number"]) in held
 
 
 def test_node_opcua_layout_through_cli(initialised: Certmgr, tmp_path):

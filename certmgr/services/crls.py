@@ -71,10 +71,10 @@ def current_crl(ctx: AppContext) -> db.Crl:
     return row
 
 
-def install_ca_and_crl(store: pki.ApplicationStore, ca_cert: x509.Certificate, crl_row: db.Crl) -> list[pki.PublishResult | str]:
-    """Make ``store`` trust certmgr's CA: CA certificate in trusted/certs, its current CRL in trusted/crl."""
+def install_ca_and_crl(store: pki.ApplicationStore, ca_cert: x509.Certificate, crl_row: db.Crl) -> list[str]:
+    """Make ``store`` trust certmgr's CA: CA certificate in trusted/certs, its current CRL in trusted/crl
+    (and in issuer(s)/crl if the CA sits there too). Returns the kinds that now hold this CRL number."""
     store.add_certificate(ca_cert, pki.TRUSTED)
-    results = [store.publish_crl(crl_row.der, ca_cert, crl_row.number, pki.TRUSTED)]
-    if store.holds_certificate(ca_cert, pki.ISSUER):
-        results.append(store.publish_crl(crl_row.der, ca_cert, crl_row.number, pki.ISSUER))
-    return results
+    kinds = [pki.TRUSTED] + ([pki.ISSUER] if store.holds_certificate(ca_cert, pki.ISSUER) else [])
+    results = [store.publish_crl(crl_row.der, ca_cert, crl_row.number, kind) for kind in kinds]
+    return [kind for kind, result in zip(kinds, results) if not result.newer_present]

@@ -22,6 +22,7 @@ from ..durations import parse_duration
 from ..errors import InputError, OperationFailed
 from . import windows
 from .crls import install_ca_and_crl
+from .publishing import note_held
 
 ROLES = ("server", "client", "both")
 MAX_DAYS = 36500
@@ -200,7 +201,7 @@ def _issue(ctx: AppContext, req: IssueRequest, plan: _Plan, key) -> IssueOutcome
     try:
         try:
             # trusting the CA and carrying its CRL is a complete state of its own, so it may come first
-            install_ca_and_crl(store, issuer.certificate, crl_row)
+            crl_kinds = install_ca_and_crl(store, issuer.certificate, crl_row)
             private_key = key.result() if isinstance(key, Future) else key
             try:
                 cert = ca.build_application_certificate(plan.identity, private_key.public_key(), issuer, now=now, days=plan.days)
@@ -210,7 +211,7 @@ def _issue(ctx: AppContext, req: IssueRequest, plan: _Plan, key) -> IssueOutcome
                 installed = store.install_own(cert, ca.private_key_pem(private_key))
         except (OSError, pki.StoreError) as exc:
             raise OperationFailed(f"cannot write store {store.root}: {exc}", "check the folder's owner and free space") from None
-        outcome = _record(ctx, req, plan, cert, now, authority.id, existing is not None)
+        outcome = _record(ctx, req, plan, cert, now, authority.id, existing is not None, (crl_row.number, crl_kinds))
     except BaseException:
         if fresh:
             store.discard_created()
@@ -223,10 +224,13 @@ def _issue(ctx: AppContext, req: IssueRequest, plan: _Plan, key) -> IssueOutcome
 
 
 def _record(
-    ctx: AppContext, req: IssueRequest, plan: _Plan, cert: x509.Certificate, now: datetime, authority_id: int, registered: bool
+    ctx: AppContext, req: IssueRequest, plan: _Plan, cert: x509.Certificate, now: datetime, authority_id: int, registered: bool,
+    crl_held: tuple[int, list[str]],
 ) -> IssueOutcome:
     identity = plan.identity
     with ctx.database().write() as session:
+        number, kinds = crl_held
+        note_held(session, authority_id, number, [(str(plan.store.root), kind) for kind in kinds], now)
         # a new application needs no lookup: the unique app_uri refuses a registration that raced this one
         application = queries.application_by_uri(session, req.app_uri) if registered else None
         replaced = None

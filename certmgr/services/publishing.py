@@ -92,21 +92,25 @@ def record_publications(ctx: AppContext, crl_row: db.Crl, publications: list[Sto
     if not held:
         return
     with ctx.database().write() as session:
-        existing = {
-            (row.store_path, row.kind): row
-            for row in session.scalars(select(db.StoreCrl).where(db.StoreCrl.authority_id == crl_row.authority_id))
-        }
-        for store_path, kind in held:
-            row = existing.get((store_path, kind))
-            if row is None:
-                session.add(
-                    db.StoreCrl(
-                        authority_id=crl_row.authority_id, store_path=store_path, kind=kind, crl_number=crl_row.number, published_at=now
-                    )
-                )
-            elif row.crl_number < crl_row.number:  # only forward: a slower publisher never records an older CRL
-                row.crl_number = crl_row.number
-                row.published_at = now
+        note_held(session, crl_row.authority_id, crl_row.number, held, now)
+
+
+def note_held(session, authority_id: int, number: int, held: list[tuple[str, str]], now: datetime) -> None:
+    """In ``session``: these (store, kind) folders now hold CRL ``number`` of the authority."""
+    paths = {store_path for store_path, _ in held}
+    existing = {
+        (row.store_path, row.kind): row
+        for row in session.scalars(
+            select(db.StoreCrl).where(db.StoreCrl.authority_id == authority_id, db.StoreCrl.store_path.in_(paths))
+        )
+    }
+    for store_path, kind in held:
+        row = existing.get((store_path, kind))
+        if row is None:
+            session.add(db.StoreCrl(authority_id=authority_id, store_path=store_path, kind=kind, crl_number=number, published_at=now))
+        elif row.crl_number < number:  # only forward: a slower publisher never records an older CRL
+            row.crl_number = number
+            row.published_at = now
 
 
 def held_numbers(ctx: AppContext) -> dict[tuple[str, str], int]:
