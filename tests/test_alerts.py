@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 import time
 import urllib.request
@@ -211,3 +212,25 @@ def test_metrics_scraped_over_http_match_the_database(initialised: Certmgr, tmp_
     out.parent.mkdir()
     initialised("metrics", "--textfile", str(out))
     assert "certmgr_renewal_failures_total 0.0" in out.read_text()
+
+
+def test_scan_levels_a_stale_crl_and_a_failed_renewal(initialised: Certmgr, tmp_path, monkeypatch):
+    initialised("issue", "--app-uri", "urn:plant:a", "--store", str(tmp_path / "a"), "--days", "365")
+    now = datetime.now(timezone.utc)
+    travel(monkeypatch, now + timedelta(days=27))  # certmgr's CRL (30 days) has 3 days left
+    stale = initialised("check", "--json", code=1).json()
+    crl = next(s for s in stale["subjects"] if s["kind"] == "crl")
+    assert crl["level"] == "warning" and "goes stale" in crl["reason"]
+    travel(monkeypatch, now + timedelta(days=31))
+    gone = next(s for s in initialised("check", "--json", code=2).json()["subjects"] if s["kind"] == "crl")
+    assert gone["level"] == "expired" and "BadCertificateRevocationUnknown" in gone["reason"]
+    initialised("crl", "refresh")
+    assert initialised("check").stdout.startswith("CERTMGR OK")
+    # a renewal that fails (here: the store folder became a file) makes its certificate critical at once
+    monkeypatch.undo()
+    shutil.rmtree(tmp_path / "a")
+    (tmp_path / "a").write_text("not a folder")
+    initialised("renew", "--app-uri", "urn:plant:a", "--force", code=1)
+    failed = initialised("check", "--json", code=2).json()
+    subject = next(s for s in failed["subjects"] if s["app_uri"] == "urn:plant:a")
+    assert subject["level"] == "critical" and "last renewal failed" in subject["reason"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from datetime import datetime, timedelta, timezone
@@ -221,6 +222,9 @@ def test_list_expiring_uses_the_clock(initialised: Certmgr, tmp_path, monkeypatc
     expiring = initialised.json("list", "--expiring", "30d")
     assert [r["app_uri"] for r in expiring] == ["urn:app:short", "urn:app:long"]
     assert expiring[0]["days_left"] < 0
+    lines = initialised("list", "--jsonl").stdout.splitlines()  # one object per line, for large fleets
+    assert [json.loads(line) for line in lines] == initialised.json("list")
+    assert [json.loads(line)["app_uri"] for line in lines][:2] == ["urn:app:short", "urn:app:long"]
     bad = initialised("list", "--expiring", "soon", code=2)
     assert "not a duration" in bad.stderr
 

@@ -248,3 +248,30 @@ def test_diagnose_unreachable_server(initialised: Certmgr):
     assert result["connection"]["failed_stage"] == "tcp"
     assert "reachable" in result["fix"]
     assert "opc.tcp URL" in initialised("diagnose", "http://x", code=2).stderr
+
+
+def test_endpoint_audit_flags_a_weak_server_certificate(tmp_path, test_ca, key_pool):
+    """What old devices present: SHA-1, RSA 1024, no SAN, a month left; and an announced URI that differs."""
+    from types import SimpleNamespace
+
+    from certmgr.services.diagnose import Diagnosis, _audit_certificate
+
+    weak, _, _ = legacy_certificate(tmp_path)
+    now = datetime.now(timezone.utc)
+    diagnosis = Diagnosis("opc.tcp://plc7.plant.local:4840")
+    _audit_certificate(diagnosis, weak, None, "plc7.plant.local", now)
+    found = " | ".join(f["message"] for f in diagnosis.findings)
+    for expected in ("RSA 1024", "SHA-1", "expires on", "lacks plc7.plant.local"):
+        assert expected in found, found
+
+    good = ca.build_application_certificate(
+        ca.ApplicationIdentity("urn:plant:plc7", ca.SubjectFields("plc7", "Plant"), ("plc7.plant.local",), ()),
+        key_pool.get().public_key(), test_ca, now=now,
+    )
+    clean = Diagnosis("opc.tcp://plc7.plant.local:4840")
+    _audit_certificate(clean, good, SimpleNamespace(Server=SimpleNamespace(ApplicationUri="urn:plant:plc7")), "plc7.plant.local", now)
+    assert clean.findings == []
+    by_ip = Diagnosis("opc.tcp://10.0.0.7:4840")
+    _audit_certificate(by_ip, good, SimpleNamespace(Server=SimpleNamespace(ApplicationUri="urn:plant:other")), "10.0.0.7", now)
+    messages = " | ".join(f["message"] for f in by_ip.findings)
+    assert "lacks 10.0.0.7" in messages and "BadCertificateUriInvalid" in messages
