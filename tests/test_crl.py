@@ -387,3 +387,18 @@ def test_crl_days_edited_after_init_is_in_force(plant: Certmgr, tmp_path):
     toml.write_text(toml.read_text().replace("crl_days = 3", "crl_days = 0"))
     refused = plant("crl", "refresh", "--force", code=2)
     assert "crl_days" in refused.stderr and "between 1 and 3650" in refused.stderr
+
+
+def test_revocation_reaches_the_issuer_crl_folder_where_the_ca_sits_there_too(plant: Certmgr, tmp_path):
+    store = pki.ApplicationStore(tmp_path / "mes", "node-opcua")
+    home_ca = x509.load_der_x509_certificate((plant.home / "ca" / "ca.der").read_bytes())
+    store.add_certificate(home_ca, pki.ISSUER)  # as some operators lay out their chains
+    serial = plant.json("show", "urn:plant:hmi")["active"]["serial"]
+    plant("revoke", "--serial", serial, "--yes")
+    number = plant.json("ca", "show")["crl_number"]
+    for kind in (pki.TRUSTED, pki.ISSUER):
+        files = list(store.crl_dir(kind).iterdir())
+        assert len(files) == 1 and f"crl{number}" in files[0].name, (kind, files)
+        assert x509.load_der_x509_crl(files[0].read_bytes()).get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
+    held = {(kind, n) for path, kind, n in plant.sql("SELECT store_path, kind, crl_number FROM store_crls") if path == str(store.root)}
+    assert held == {(pki.TRUSTED, number), (pki.ISSUER, number)}

@@ -158,3 +158,47 @@ def test_cache_sees_store_changes_without_reload(peer, store, test_ca):
     for path in store.certs_dir(pki.TRUSTED).iterdir():
         path.unlink()
     assert pki.validate(peer, cache.material(store), at=INSIDE).status == "BadCertificateChainIncomplete"
+
+
+def intermediate_ca(root, key) -> ca.Issuer:
+    """A site CA under the root, as larger plants have (certmgr issues from a root, but stores meet these)."""
+    from cryptography.x509.oid import NameOID
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Site CA"), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Plant")]))
+        .issuer_name(root.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(T0 - timedelta(days=30))
+        .not_valid_after(T0 + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(root.authority_key_identifier(), critical=False)
+        .sign(root.private_key, hashes.SHA256())
+    )
+    return ca.Issuer(cert, key)
+
+
+def test_chain_through_an_intermediate_needs_every_crl_and_an_unrevoked_issuer(tmp_path, test_ca, key_pool):
+    site = intermediate_ca(test_ca, key_pool.get())
+    leaf = ca.build_application_certificate(make_identity(URI, "peer"), key_pool.get().public_key(), site, now=T0 - timedelta(days=2))
+    store = pki.ApplicationStore(tmp_path / "pki")
+    store.create()
+    store.add_certificate(test_ca.certificate, pki.TRUSTED)
+    store.add_certificate(site.certificate, pki.ISSUER)
+    store.publish_crl(der(crl(site, 1)), site.certificate, 1, pki.ISSUER)
+    # the root's CRL is missing: whether the site CA is revoked is unknown
+    assert check(leaf, store).status == "BadCertificateIssuerRevocationUnknown"
+    store.publish_crl(der(crl(test_ca, 1)), test_ca.certificate, 1)
+    for path in store.crl_dir(pki.ISSUER).iterdir():
+        path.unlink()
+    # the site CA's CRL is missing: whether the leaf itself is revoked is unknown
+    assert check(leaf, store).status == "BadCertificateRevocationUnknown"
+    store.publish_crl(der(crl(site, 1)), site.certificate, 1, pki.ISSUER)
+    result = check(leaf, store, app_uri=URI)
+    assert result.ok, result.message
+    assert result.chain == [leaf, site.certificate, test_ca.certificate]
+    store.publish_crl(der(crl(test_ca, 2, [ca.RevokedEntry(site.certificate.serial_number, T0, "keyCompromise")])), test_ca.certificate, 2)
+    assert check(leaf, store).status == "BadCertificateIssuerRevoked"
