@@ -238,3 +238,18 @@ def test_commands_before_init_say_what_to_do(certmgr: Certmgr, tmp_path):
 def test_show_unknown_and_ambiguous(initialised: Certmgr):
     assert "no application" in initialised("show", "urn:nope:x", code=2).stderr
     assert "8 hex digits" in initialised("show", "abc", code=2).stderr
+
+
+def test_push_admin_password_file_must_be_private_and_is_never_shown(initialised: Certmgr, tmp_path):
+    secret = tmp_path / "admin.pass"
+    secret.write_text("s3cret-Adm1n\n")
+    secret.chmod(0o644)
+    args = ["app", "add", "--app-uri", "urn:plant:plc7", "--endpoint", "opc.tcp://127.0.0.1:4840", "--deploy", "push",
+            "--admin-user", "admin", "--admin-password-file", str(secret)]
+    refused = initialised(*args, code=2)
+    assert "readable by others" in refused.stderr and f"chmod 600 {secret}" in refused.stderr
+    assert initialised.sql("SELECT app_uri FROM applications WHERE app_uri = 'urn:plant:plc7'") == []
+    secret.chmod(0o600)
+    initialised(*args)
+    shown = initialised("show", "urn:plant:plc7", "--json").stdout + initialised("show", "urn:plant:plc7").stdout
+    assert "s3cret-Adm1n" not in shown and "s3cret-Adm1n" not in str(initialised.sql("SELECT * FROM applications"))

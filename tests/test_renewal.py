@@ -365,3 +365,17 @@ def test_an_unexpected_error_mid_batch_leaves_nothing_half_done(fleet: Certmgr, 
     store = pki.ApplicationStore(tmp_path / "server")
     assert not store.staged_dir.exists() or list(store.staged_dir.iterdir()) == []
     assert fleet.sql("SELECT last_renewal_status, renewal_claimed_by FROM applications WHERE app_uri = 'urn:plant:server'") == [("failed", None)]
+
+
+def test_one_failure_does_not_stop_the_batch(fleet: Certmgr, tmp_path, monkeypatch):
+    """The server's store was moved away; the client in the same nightly batch is still renewed; exit 1."""
+    old_client = fleet.json("show", "urn:plant:client")["active"]["thumbprint"]
+    (tmp_path / "server").rename(tmp_path / "server.moved")
+    travel(monkeypatch, 70)
+    result = fleet("renew", "--all-due", "--json", code=1)
+    outcomes = {r["app_uri"]: r for r in result.json()}
+    assert outcomes["urn:plant:server"]["outcome"] == "failed" and "missing" in outcomes["urn:plant:server"]["reason"]
+    assert outcomes["urn:plant:client"]["outcome"] == "renewed"
+    assert fleet.json("show", "urn:plant:client")["active"]["thumbprint"] != old_client
+    assert pki.ApplicationStore(tmp_path / "client", "node-opcua").own().thumbprint == outcomes["urn:plant:client"]["new_thumbprint"]
+    assert "urn:plant:gateway" not in outcomes or outcomes["urn:plant:gateway"]["outcome"] == "skipped"

@@ -275,3 +275,32 @@ def test_endpoint_audit_flags_a_weak_server_certificate(tmp_path, test_ca, key_p
     _audit_certificate(by_ip, good, SimpleNamespace(Server=SimpleNamespace(ApplicationUri="urn:plant:other")), "10.0.0.7", now)
     messages = " | ".join(f["message"] for f in by_ip.findings)
     assert "lacks 10.0.0.7" in messages and "BadCertificateUriInvalid" in messages
+
+
+def test_triage_in_a_node_opcua_store_across_all_stores_and_a_ca_without_crl(initialised: Certmgr, tmp_path, foreign_ca, key_pool):
+    from tests.conftest import make_identity
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    initialised("issue", "--app-uri", "urn:plant:a", "--store", str(a), "--layout", "node-opcua")
+    initialised("issue", "--app-uri", "urn:plant:b", "--store", str(b))
+    now = datetime.now(timezone.utc)
+    vendor = ca.build_application_certificate(make_identity("urn:vendor:x", "vendor-x"), key_pool.get().public_key(), foreign_ca, now=now)
+    other = ca.build_application_certificate(make_identity("urn:vendor:y", "vendor-y"), key_pool.get().public_key(), foreign_ca, now=now)
+    store_a, store_b = pki.ApplicationStore(a, "node-opcua"), pki.ApplicationStore(b)
+    assert store_a.add_rejected(vendor).name == f"vendor-x[{pki.thumbprint(vendor).lower()}].pem"  # as node-opcua writes it
+    store_b.add_rejected(other)
+
+    everywhere = initialised.json("store", "rejected", "--all")
+    assert {(r["thumbprint"], r["store"]) for r in everywhere} == {(pki.thumbprint(vendor), str(a)), (pki.thumbprint(other), str(b))}
+    initialised("store", "trust", str(a), pki.thumbprint(vendor)[:8].lower(), "--yes")
+    assert (store_a.certs_dir(pki.TRUSTED) / f"vendor-x[{pki.thumbprint(vendor).lower()}].der").is_file()
+    assert store_a.rejected() == []
+    assert [r["store"] for r in initialised.json("store", "rejected", "--all")] == [str(b)]
+
+    # a CA imported without its CRL: a warning at import, an error in the store's status
+    ca_file = tmp_path / "vendor-ca.der"
+    ca_file.write_bytes(der(foreign_ca.certificate))
+    imported = initialised("store", "import", str(b), str(ca_file), "--trusted")
+    assert "BadCertificateRevocationUnknown" in imported.stderr
+    status = initialised("store", "status", str(b), "--json", code=1).json()
+    assert any("has no CRL" in p["message"] for p in status["problems"])
