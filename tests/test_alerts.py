@@ -234,3 +234,14 @@ def test_scan_levels_a_stale_crl_and_a_failed_renewal(initialised: Certmgr, tmp_
     failed = initialised("check", "--json", code=2).json()
     subject = next(s for s in failed["subjects"] if s["app_uri"] == "urn:plant:a")
     assert subject["level"] == "critical" and "last renewal failed" in subject["reason"]
+
+
+def test_a_failed_renewal_by_hand_alerts_at_once(initialised: Certmgr, tmp_path, smtp):
+    initialised("issue", "--app-uri", "urn:plant:a", "--store", str(tmp_path / "a"), "--days", "365")
+    configure(initialised, smtp_channel(smtp.port, min_level="critical"))
+    initialised("daemon", "--once", "expiry-scan")
+    assert smtp.messages == []  # all ok
+    (tmp_path / "a").rename(tmp_path / "a.moved")
+    initialised("renew", "--app-uri", "urn:plant:a", "--force", code=1)
+    assert len(smtp.messages) == 1  # not at tomorrow's scan: now
+    assert smtp.messages[0]["Subject"].startswith("[certmgr] CRITICAL") and "last renewal failed" in smtp.messages[0].get_content()

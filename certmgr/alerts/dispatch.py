@@ -139,3 +139,15 @@ def test_alert(ctx: AppContext, channel_name: str | None) -> dict[str, str]:
         except Exception as exc:
             results[channel.name] = str(exc)
     return results
+
+
+def alert_now(ctx: AppContext) -> None:
+    """After a failed renewal or push run by hand: send what changed at once, not at the next scheduled
+    scan. A channel that fails here is logged; it never hides the renewal's own result."""
+    try:
+        report = expiry_scan(ctx)
+    except Exception as exc:  # the renewal already failed: report that, not an alerting problem
+        log.warning("could not send alerts after the failed renewal: %s", exc)
+        return
+    for channel, error in report.failed.items():
+        log.warning("alert channel %s failed: %s", channel, error)

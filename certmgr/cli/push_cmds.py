@@ -40,6 +40,9 @@ def push(app, app_uri, regenerate_key, accept_server, security_mode, verify_time
         if report.ok:
             click.echo(f"{app_uri} now serves {report.new_thumbprint} until {report.not_after}")
     if not report.ok:
+        from ..alerts.dispatch import alert_now
+
+        alert_now(app)
         raise OperationFailed(f"push to {app_uri} failed at {report.failed_step}: {report.message}")
 
 

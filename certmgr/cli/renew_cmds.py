@@ -90,6 +90,9 @@ def renew(app, app_uris, all_due, force, no_verify, dry_run, at_text, verify_tim
         click.echo("nothing is due")
     failed = [r for r in results if r.outcome == FAILED]
     if failed:
+        from ..alerts.dispatch import alert_now
+
+        alert_now(app)  # a failed renewal is critical: say so now, through the configured channels
         raise OperationFailed(f"{len(failed)} renewal(s) failed; the old certificates stay in use", "see WHY above")
 
 
