@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -69,6 +70,15 @@ metrics_listen = "127.0.0.1:{port}"
                                 capture_output=True, text=True, timeout=60)
         assert second.returncode != 0 and "another certmgr daemon runs on" in second.stderr
         assert daemon.poll() is None
+        # Prometheus scrapes the daemon itself: the renewed certificate's notAfter, a renewal just succeeded
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        renewed = initialised.json("show", "urn:plant:gateway")["active"]
+        expected = datetime.fromisoformat(renewed["not_after"]).timestamp()
+        line = next(l for l in scraped.splitlines() if l.startswith("certmgr_certificate_not_after_timestamp_seconds{")
+                    and "urn:plant:gateway" in l and renewed["thumbprint"] in l)
+        assert float(line.rsplit(" ", 1)[1]) == expected
+        success = next(l for l in scraped.splitlines() if l.startswith("certmgr_renewal_last_success_timestamp_seconds "))
+        assert float(success.split()[1]) > time.time() - 300
     finally:
         daemon.send_signal(signal.SIGTERM)
         out, err = daemon.communicate(timeout=90)
