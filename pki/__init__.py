@@ -7,7 +7,8 @@ from .crl_audit import MISSING, MULTIPLE, NOT_YET_VALID, OK, STALE, CaCrlState, 
 from .errors import StoreError, UnsafeNameError
 from .layout import DEFAULT_LAYOUT, LAYOUTS, Layout, common_name, detect_layout, get_layout, safe_stem, thumbprint
 from .readers import Loaded, parse_certificate, parse_crl
-from .store import ISSUER, REJECTED, TRUSTED, ApplicationStore, InstallResult, OwnPair, PublishResult
+from .store import REJECTED, ApplicationStore, InstallResult, OwnPair
+from .store_crls import ISSUER, TRUSTED, PublishResult
 from .validation import GOOD, Refused, TrustCache, TrustMaterial, Validation, build_chain, load_trust_material, validate
 
 __all__ = [

@@ -1,0 +1,151 @@
+"""The CRL folders of a store: publishing a CA's CRL under a new name each time, never rolling back,
+and finding which files belong to which CA. Mixed into ApplicationStore (pki/store.py)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+
+from .errors import StoreError
+from .files import CERT_MODE, DIR_MODE, PRIVATE_DIR_MODE, atomic_write
+from .readers import CRL_SUFFIXES, Loaded, list_files, read_crl_file, read_crls
+
+TRUSTED = "trusted"
+ISSUER = "issuer"
+
+
+@dataclass
+class PublishResult:
+    path: Path
+    written: bool
+    removed: list[Path] = field(default_factory=list)
+    newer_present: bool = False  # the store holds a higher CRL number of this CA; nothing was changed
+
+
+class CrlFolders:
+    """Needs from the store: root, layout, crl_dir(kind), staging_dir and _dir(path, mode)."""
+
+    def crls(self, kind: str) -> list[Loaded[x509.CertificateRevocationList]]:
+        return read_crls(self.crl_dir(kind))
+
+    def publish_crl(self, crl_der: bytes, ca_cert: x509.Certificate, number: int, kind: str = TRUSTED) -> PublishResult:
+        """Write a CA's CRL under a new name carrying its number, then remove that CA's older CRLs.
+
+        node-opcua watches ``crl`` folders and misses a file overwritten in place or renamed onto an
+        existing name, so the new CRL always arrives as a new file. Only files of this CA (by its name
+        pattern, or by AKI and issuer) are removed. A store that already holds a higher CRL number of this
+        CA, correctly signed, is left alone: publishing never rolls revocations back.
+        The CRL comes as DER bytes: re-encoding a large CRL object costs more than writing it.
+        """
+        folder = self.crl_dir(kind)
+        self._dir(folder, DIR_MODE)
+        self._dir(self.staging_dir, PRIVATE_DIR_MODE)
+        target = folder / self.layout.crl_name(ca_cert, number)
+        files = self.ca_crl_files(ca_cert, kind)
+        newer = self._newer_crl(files, ca_cert, number)
+        if newer is not None:
+            return PublishResult(newer, False, [], newer_present=True)
+        same = [p for p in files if _number_in_name(p) == number and p.read_bytes() == crl_der]
+        target = same[0] if same else target
+        variant = 1
+        while target.exists() and target.read_bytes() != crl_der:
+            # other bytes hold our name (tampered, or a foreign file): never delete and re-create a name
+            # node-opcua watches, take the next free one; the old file goes with the CA's other CRLs below
+            variant += 1
+            target = folder / self.layout.crl_name(ca_cert, number, variant)
+        written = False
+        if not target.exists():
+            atomic_write(target, crl_der, CERT_MODE, self.staging_dir)
+            written = True
+        removed = []
+        for path in files:
+            if path != target:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return PublishResult(target, written, removed)
+
+    def _newer_crl(self, files: list[Path], ca_cert: x509.Certificate, number: int) -> Path | None:
+        """A file of this CA with a higher CRL number that the CA really signed (a forged one does not count)."""
+        for path in files:
+            named = _number_in_name(path)
+            if named is not None and named <= number:
+                continue  # the name says older: no need to read a possibly large file
+            loaded = read_crl_file(path)
+            crl = loaded.value
+            if crl is None or (crl_number_of(crl) or 0) <= number:
+                continue
+            try:
+                if crl.issuer == ca_cert.subject and crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
+                    return path
+            except (TypeError, ValueError):
+                continue
+        return None
+
+    def ca_crl_files(self, ca_cert: x509.Certificate, kind: str = TRUSTED) -> list[Path]:
+        """Every CRL file in a folder that belongs to, or claims to come from, one CA.
+
+        Files carrying the CA's CRL name (which holds its thumbprint) are attributed by name without
+        parsing them (a large CRL is megabytes). Others are parsed and attributed when they name the CA as
+        issuer and carry its key identifier (AKI = the CA's SKI), so a copy of the CA's CRL under another
+        name, or one forged in its name, is found; a CRL of another CA that merely has the same subject
+        name is not.
+        """
+        own_prefix = self.layout.crl_name(ca_cert, None)[: -len(".crl")]
+        ski = _subject_key_id(ca_cert)
+        found = []
+        for path in list_files(self.crl_dir(kind), CRL_SUFFIXES):
+            if path.name.startswith(own_prefix):
+                found.append(path)
+                continue
+            crl = read_crl_file(path).value
+            if crl is None or crl.issuer != ca_cert.subject:
+                continue
+            aki = _authority_key_id(crl)
+            if aki is not None and aki == ski:
+                found.append(path)
+            elif aki is None:
+                try:
+                    if crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
+                        found.append(path)
+                except (TypeError, ValueError):
+                    pass
+        return found
+
+    def remove_crl_file(self, path: Path) -> None:
+        """Remove one file from a crl folder of this store (a forged or unreadable CRL found by an audit)."""
+        path = Path(path)
+        if path.parent not in (self.crl_dir(TRUSTED), self.crl_dir(ISSUER)):
+            raise StoreError(f"{path} is not in a CRL folder of {self.root}")
+        path.unlink(missing_ok=True)
+
+
+_CRL_NUMBER_IN_NAME = re.compile(r" crl(\d+)(?:-\d+)?\.crl$")
+
+
+def _number_in_name(path: Path) -> int | None:
+    match = _CRL_NUMBER_IN_NAME.search(path.name)
+    return int(match.group(1)) if match else None
+
+
+def crl_number_of(crl: x509.CertificateRevocationList) -> int | None:
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _subject_key_id(cert: x509.Certificate) -> bytes:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest  # type: ignore[arg-type]
+
+
+def _authority_key_id(crl: x509.CertificateRevocationList) -> bytes | None:
+    try:
+        return crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return None
