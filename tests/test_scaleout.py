@@ -96,7 +96,7 @@ def spawn(cm: Certmgr, *args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def make_due(cm: Certmgr, uris: list[str]) -> None:
-    cm("renew", "--dry-run", "--all-due")  # settle renew_after
+    cm("renew", "--all-due")  # nothing is due yet: this only settles renew_after (a dry run writes nothing)
     engine = db.make_engine(cm.url)
     with engine.begin() as connection:
         ids = select(db.Application.id).where(db.Application.app_uri.in_(uris)).scalar_subquery()
