@@ -26,7 +26,7 @@ class PublishResult:
 
 
 class CrlFolders:
-    """Needs from the store: root, layout, crl_dir(kind), staging_dir and _dir(path, mode)."""
+    """Needs from the store: root, layout, crl_dir(kind), staging_dir, _dir(path, mode) and holds_certificate."""
 
     def crls(self, kind: str) -> list[Loaded[x509.CertificateRevocationList]]:
         return read_crls(self.crl_dir(kind))
@@ -66,6 +66,12 @@ class CrlFolders:
                 path.unlink(missing_ok=True)
                 removed.append(path)
         return PublishResult(target, written, removed)
+
+    def publish_crl_where_held(self, crl_der: bytes, ca_cert: x509.Certificate, number: int) -> dict[str, PublishResult]:
+        """publish_crl into each CRL folder whose certificate folder holds the CA: trusted, and issuer(s)
+        where the CA sits there too. An empty result: the store does not hold the CA at all."""
+        return {kind: self.publish_crl(crl_der, ca_cert, number, kind)
+                for kind in (TRUSTED, ISSUER) if self.holds_certificate(ca_cert, kind)}
 
     def _newer_crl(self, files: list[Path], ca_cert: x509.Certificate, number: int) -> Path | None:
         """A file of this CA with a higher CRL number that the CA really signed (a forged one does not count)."""

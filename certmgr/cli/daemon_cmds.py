@@ -42,15 +42,15 @@ def daemon(app, once) -> None:
     """
     from ..daemon.jobs import run_locked
     from ..daemon.runner import serve
-    from ..daemon.schedule import daemon_settings
+    from ..daemon.schedule import SIGNING_JOBS, daemon_settings
     from ..errors import OperationFailed
 
     app.require_initialised()
     _structured_logging()
     settings = daemon_settings(app.settings.raw)
     if once:
-        if once != "expiry-scan":
-            app.issuer()  # renewal and CRL signing need the CA key: ask now, not halfway; the scan only reads
+        if once in SIGNING_JOBS:
+            app.issuer()  # the passphrase before the job starts, not halfway through it
         if not run_locked(app, once):
             raise OperationFailed(f"job {once} failed", "see the log lines above")
         return

@@ -63,7 +63,7 @@ def run_locked(ctx: AppContext, name: str) -> bool:
 def run_job(ctx: AppContext, name: str) -> bool:
     event(log, "job started", job=name, outcome="started")
     try:
-        ok = {"renew-due": _renew_due, "crl-refresh": _crl_refresh, "expiry-scan": _expiry_scan}[name](ctx)
+        ok = JOBS[name](ctx)
     except CertmgrError as exc:
         event(log, exc.one_line(), logging.ERROR, job=name, outcome="failed")
         ok = False
@@ -117,3 +117,6 @@ def _expiry_scan(ctx: AppContext, job: str = "expiry-scan") -> bool:
     counts = report.counts()
     event(log, "expiry scan done", job=job, outcome="ok", **counts)
     return not report.failed
+
+
+JOBS = {"renew-due": _renew_due, "crl-refresh": _crl_refresh, "expiry-scan": _expiry_scan}

@@ -23,6 +23,7 @@ from ..errors import InputError
 JOBS = ("renew-due", "crl-refresh", "expiry-scan")
 DEFAULTS = {"renew-due": "cron 0 2 * * *", "crl-refresh": "every 6h", "expiry-scan": "cron 0 7 * * *"}
 DEFAULT_JITTER = {"renew-due": "15m"}
+SIGNING_JOBS = frozenset({"renew-due", "crl-refresh"})  # these need the CA key; the expiry scan only reads
 # A job missed while the daemon was down runs once on start if it is not older than this.
 MISFIRE_GRACE = {"renew-due": timedelta(hours=20), "crl-refresh": timedelta(hours=6), "expiry-scan": timedelta(hours=20)}
 

@@ -75,6 +75,5 @@ def install_ca_and_crl(store: pki.ApplicationStore, ca_cert: x509.Certificate, c
     """Make ``store`` trust certmgr's CA: CA certificate in trusted/certs, its current CRL in trusted/crl
     (and in issuer(s)/crl if the CA sits there too). Returns the kinds that now hold this CRL number."""
     store.add_certificate(ca_cert, pki.TRUSTED)
-    kinds = [pki.TRUSTED] + ([pki.ISSUER] if store.holds_certificate(ca_cert, pki.ISSUER) else [])
-    results = [store.publish_crl(crl_row.der, ca_cert, crl_row.number, kind) for kind in kinds]
-    return [kind for kind, result in zip(kinds, results) if not result.newer_present]
+    results = store.publish_crl_where_held(crl_row.der, ca_cert, crl_row.number)
+    return [kind for kind, result in results.items() if not result.newer_present]

@@ -64,17 +64,16 @@ def publish_to_store(target: StoreTarget, crl_der: bytes, ca_cert: x509.Certific
     if not store.root.is_dir():
         return StorePublication(target.path, ERROR, message="store folder is missing")
     try:
-        kinds = [kind for kind in (pki.TRUSTED, pki.ISSUER) if store.holds_certificate(ca_cert, kind)]
-        if not kinds:
-            return StorePublication(target.path, SKIPPED, message="the store does not hold certmgr's CA")
-        results = [store.publish_crl(crl_der, ca_cert, number, kind) for kind in kinds]
+        results = store.publish_crl_where_held(crl_der, ca_cert, number)
     except (OSError, pki.StoreError) as exc:
         return StorePublication(target.path, ERROR, message=str(exc))
-    status = PUBLISHED if any(r.written or r.removed for r in results) else UNCHANGED
-    newer = [r for r in results if r.newer_present]
+    if not results:
+        return StorePublication(target.path, SKIPPED, message="the store does not hold certmgr's CA")
+    status = PUBLISHED if any(r.written or r.removed for r in results.values()) else UNCHANGED
+    newer = [r for r in results.values() if r.newer_present]
     message = f"holds a newer CRL ({newer[0].path.name}); left as it is" if newer else ""
-    return StorePublication(target.path, status, [k for k, r in zip(kinds, results) if not r.newer_present],
-                            [str(p) for r in results for p in r.removed], message)
+    return StorePublication(target.path, status, [k for k, r in results.items() if not r.newer_present],
+                            [str(p) for r in results.values() for p in r.removed], message)
 
 
 def publish_everywhere(ctx: AppContext, crl_row: db.Crl, ca_cert: x509.Certificate, now: datetime) -> list[StorePublication]:

@@ -88,7 +88,7 @@ class _Work:
     switched: bool = False
     done: bool = False  # finished: renewed, or failed and cleaned up (staged files gone, certificate revoked)
     token: str = ""  # the claim this run holds on the application
-    failure_audited: bool = False
+    failure_audited: bool = False  # its renewal.fail audit event is written (by _mark_failed, or by push)
 
     @property
     def failed(self) -> bool:
@@ -169,6 +169,7 @@ def _push(ctx: AppContext, item: _Work, options: RenewOptions) -> None:
     if not report.ok:
         item.fail(f"push: {report.failed_step}", report.message)
         item.cert_id = None  # push recorded, revoked and published the failure itself
+        item.failure_audited = True  # and wrote its renewal.fail event: the failure counter counts it once
 
 
 def _abort_unfinished(ctx: AppContext, work: list[_Work], options: RenewOptions, reason: str) -> None:

@@ -7,6 +7,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import select
 
@@ -55,16 +56,14 @@ class Candidate:
 
     @classmethod
     def of(cls, app: db.Application, cert: db.Certificate | None, reason: str = "") -> Candidate:
-        return cls(
-            app.id, app.app_uri, app.role.value, app.store_path, app.layout, app.key_size, app.validity_days, app.name,
-            app.organization, list(app.dns_names or []), list(app.ip_addresses or []), app.endpoint, app.deploy_hook,
-            app.renew_before_seconds, app.internal, app.deploy, cert.id if cert else None, cert.thumbprint if cert else None,
-            cert.not_after if cert else None, reason,
-        )
+        own = {"app_id": app.id, "cert_id": cert.id if cert else None, "thumbprint": cert.thumbprint if cert else None,
+               "not_after": cert.not_after if cert else None}
+        fields = {name: own[name] if name in own else getattr(app, name) for name in cls.__dataclass_fields__ if name != "reason"}
+        return cls.of_row(SimpleNamespace(**fields), reason)
 
     @classmethod
     def of_row(cls, row, reason: str = "") -> Candidate:
-        """From a row of ``queries.due_statement`` (columns named as the fields)."""
+        """From a row of ``queries.due_statement`` (columns named as the fields), or anything shaped alike."""
         values = {name: getattr(row, name) for name in cls.__dataclass_fields__ if name != "reason"}
         values.update(role=row.role.value, dns_names=list(row.dns_names or []), ip_addresses=list(row.ip_addresses or []))
         return cls(**values, reason=reason)

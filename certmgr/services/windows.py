@@ -8,8 +8,6 @@ the window) so selecting what is due is one indexed query; the rows are recomput
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -54,44 +52,48 @@ def _rule(default: timedelta | None) -> str:
 def sync_renew_after(ctx: AppContext, session=None) -> int:
     """Recompute ``renew_after`` of active certificates if the default rule changed; returns rows changed.
     With ``session``, the work happens in that (write) session and the caller decides to commit or not."""
-    default = default_window(ctx)
-    rule = _rule(default)
+    if session is not None:
+        return 0 if _in_step(ctx, session) else _recompute(ctx, session)
     database = ctx.database()
-    with (nullcontext(session) if session is not None else database.read()) as session_:
-        stored = session_.get(db.Meta, RULE_KEY)
-        missing = session_.scalar(
-            select(db.Certificate.id).where(
-                db.Certificate.status.in_([db.CertStatus.ACTIVE, db.CertStatus.PENDING]), db.Certificate.renew_after.is_(None)
-            ).limit(1)
-        )
-    if stored is not None and stored.value == rule and missing is None:
-        return 0
-    changed = 0
-    with (nullcontext(session) if session is not None else database.write()) as session:
-        rows = session.execute(
-            select(db.Certificate.id, db.Certificate.not_before, db.Certificate.not_after, db.Application.renew_before_seconds)
-            .join(db.Application, db.Certificate.application_id == db.Application.id)
-            .where(db.Certificate.status.in_([db.CertStatus.ACTIVE, db.CertStatus.PENDING]))
-        ).all()
-        values = [
-            {"row_id": cid, "value": renew_after(nb, na, seconds, default)} for cid, nb, na, seconds in rows
-        ]
-        if values:
-            from sqlalchemy import bindparam
+    with database.read() as reading:
+        if _in_step(ctx, reading):
+            return 0
+    with database.write() as writing:
+        return _recompute(ctx, writing)
 
-            session.execute(
-                update(db.Certificate.__table__)
-                .where(db.Certificate.__table__.c.id == bindparam("row_id"))
-                .values(renew_after=bindparam("value")),
-                values,
-            )
-        changed = len(values)
-        row = session.get(db.Meta, RULE_KEY)
-        if row is None:
-            session.add(db.Meta(key=RULE_KEY, value=rule))
-        else:
-            row.value = rule
-    return changed
+
+def _in_step(ctx: AppContext, session) -> bool:
+    """The stored rule is the configured one and every active or pending certificate has its date."""
+    stored = session.get(db.Meta, RULE_KEY)
+    missing = session.scalar(
+        select(db.Certificate.id).where(
+            db.Certificate.status.in_([db.CertStatus.ACTIVE, db.CertStatus.PENDING]), db.Certificate.renew_after.is_(None)
+        ).limit(1)
+    )
+    return stored is not None and stored.value == _rule(default_window(ctx)) and missing is None
+
+
+def _recompute(ctx: AppContext, session) -> int:
+    from sqlalchemy import bindparam
+
+    default = default_window(ctx)
+    rows = session.execute(
+        select(db.Certificate.id, db.Certificate.not_before, db.Certificate.not_after, db.Application.renew_before_seconds)
+        .join(db.Application, db.Certificate.application_id == db.Application.id)
+        .where(db.Certificate.status.in_([db.CertStatus.ACTIVE, db.CertStatus.PENDING]))
+    ).all()
+    values = [{"row_id": cid, "value": renew_after(nb, na, seconds, default)} for cid, nb, na, seconds in rows]
+    if values:
+        session.execute(
+            update(db.Certificate.__table__).where(db.Certificate.__table__.c.id == bindparam("row_id")).values(renew_after=bindparam("value")),
+            values,
+        )
+    row = session.get(db.Meta, RULE_KEY)
+    if row is None:
+        session.add(db.Meta(key=RULE_KEY, value=_rule(default)))
+    else:
+        row.value = _rule(default)
+    return len(values)
 
 
 def set_for_application(session, ctx: AppContext, application: db.Application) -> None:
