@@ -1,15 +1,22 @@
-"""``certmgr.toml``: settings, read with the standard library's tomllib.
+"""``certmgr.toml``: every section typed, every unknown section or key refused with its line and a hint.
 
-The file is written once by ``certmgr init`` from a commented template; operators edit it by hand.
+The file is written once by ``certmgr init`` from a commented template (``render_settings``); operators edit
+it by hand, so a typo (``warnng``, ``[schedul]``) must stop every command at start instead of being ignored.
+``None`` means "not set": the feature then uses its own default (or, for ``[ca] crl_days``, the value kept
+with the authority at init).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import constants as C
 from .errors import InputError
 
 CONFIG_NAME = "certmgr.toml"
@@ -17,11 +24,11 @@ CONFIG_NAME = "certmgr.toml"
 
 @dataclass
 class CASettings:
-    name: str = "certmgr CA"
-    organization: str = "certmgr"
-    key_size: int = 4096
-    days: int = 3650
-    crl_days: int = 30
+    name: str = C.DEFAULT_CA_NAME
+    organization: str = C.DEFAULT_CA_ORGANIZATION
+    key_size: int = C.DEFAULT_CA_KEY_SIZE
+    days: int = C.DEFAULT_CA_DAYS
+    crl_days: int | None = None  # None: the value chosen at init, kept with the authority
     cert_file: str = "ca/ca.der"
     key_file: str = "ca/private/ca-key.pem"
 
@@ -29,9 +36,9 @@ class CASettings:
 @dataclass
 class Defaults:
     organization: str | None = None
-    key_size: int = 2048
-    days: int = 365
-    layout: str = "ua-net"
+    key_size: int = C.DEFAULT_KEY_SIZE
+    days: int = C.DEFAULT_APP_DAYS
+    layout: str = C.DEFAULT_LAYOUT
     renew_before: str | None = None  # None: one third of the certificate's lifetime
 
 
@@ -42,86 +49,299 @@ class VerifySettings:
 
 
 @dataclass
+class DatabaseSettings:
+    url: str | None = None  # None or "": SQLite in the home
+
+
+@dataclass
+class AlertsSection:
+    warning: str = "30d"
+    critical: str = "7d"
+    crl_warning: str = "5d"
+    crl_critical: str = "1d"
+    repeat_critical: str = "24h"
+    channel: list[dict[str, Any]] = field(default_factory=list)  # [[alerts.channel]], checked by CHANNEL_KEYS
+
+
+@dataclass
+class ScheduleSettings:
+    renew_due: str = "cron 0 2 * * *"
+    renew_due_jitter: str = "15m"
+    crl_refresh: str = "every 6h"
+    crl_refresh_jitter: str | None = None
+    expiry_scan: str = "cron 0 7 * * *"
+    expiry_scan_jitter: str | None = None
+
+
+@dataclass
+class DaemonSection:
+    node: str | None = None  # None: the host name
+    metrics_listen: str = "127.0.0.1:9464"  # "" turns the endpoint off
+
+
+@dataclass
+class RenewSettings:
+    claim_timeout: str = "30m"  # a claim older than this belongs to a node that died
+    keep_history: int = 1  # previous own pairs kept in own/history for rollback
+
+
+@dataclass
 class Settings:
     ca: CASettings = field(default_factory=CASettings)
     defaults: Defaults = field(default_factory=Defaults)
     verify: VerifySettings = field(default_factory=VerifySettings)
-    database_url: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)  # every section, for features that read their own
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    daemon: DaemonSection = field(default_factory=DaemonSection)
+    renew: RenewSettings = field(default_factory=RenewSettings)
+
+    @property
+    def database_url(self) -> str | None:
+        return self.database.url or None
+
+    @database_url.setter
+    def database_url(self, value: str | None) -> None:
+        self.database.url = value
 
 
-def _fill(target: object, values: dict[str, Any], section: str, path: Path) -> None:
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Settings)}
+# Keys of one [[alerts.channel]] table, per channel type.
+CHANNEL_COMMON = {"name": str, "type": str, "min_level": str}
+CHANNEL_KEYS: dict[str, dict[str, type | tuple]] = {
+    "smtp": {"host": str, "port": int, "ssl": bool, "starttls": bool, "username": str, "password_file": str,
+             "password_env": str, "from": str, "to": (list, str), "timeout": (int, float)},
+    "webhook": {"url": str, "token_file": str, "token_env": str, "token_header": str, "token_prefix": str,
+                "timeout": (int, float), "retries": int, "backoff": (int, float)},
+}
+DURATION_KEYS = {("alerts", k) for k in ("warning", "critical", "crl_warning", "crl_critical", "repeat_critical")} | {
+    ("defaults", "renew_before"), ("renew", "claim_timeout"),
+}
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+class _Locator:
+    """Line numbers for messages: tomllib keeps none, so the text is scanned for the header and key."""
+
+    _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def _sections(self):
+        current = ""
+        for number, line in enumerate(self.lines, start=1):
+            header = self._HEADER.match(line)
+            if header:
+                current = header.group(1).replace('"', "").replace("'", "").strip()
+                yield number, current, None
+                continue
+            key = self._KEY.match(line)
+            if key:
+                yield number, current, key.group(1).strip("\"'")
+
+    def section(self, name: str) -> int | None:
+        return next((n for n, s, k in self._sections() if k is None and s.split(".")[0] == name), None)
+
+    def key(self, section: str, key: str) -> int | None:
+        found = next((n for n, s, k in self._sections() if s == section and k == key), None)
+        return found if found is not None else self.section(section)
+
+
+def _where(path: Path, line: int | None) -> str:
+    return f"{path}" + (f" (line {line})" if line else "")
+
+
+def _hint(word: str, known, what: str) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?" if what == "key" else f"did you mean [{close[0]}]?"
+    return f"remove it; known {what}s: {', '.join(sorted(known))}"
+
+
+def _type_names(annotation: str) -> tuple[type, ...]:
+    parts = [p.strip() for p in annotation.split("|") if p.strip() != "None"]
+    types: tuple[type, ...] = ()
+    for part in parts:
+        types += _TYPES.get(part, ())
+    return types
+
+
+def _check_value(value: Any, expected: tuple[type, ...], label: str, where: str) -> None:
+    if isinstance(value, bool) and bool not in expected:
+        ok = False
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        names = " or ".join(sorted({t.__name__ for t in expected}))
+        raise InputError(f"{where}: {label} must be a {names}, not {value!r}", "fix the value in the file")
+
+
+def _fill(target: object, values: dict[str, Any], section: str, path: Path, locate: _Locator) -> None:
+    fields = {f.name: f for f in dataclasses.fields(target)}
     for key, value in values.items():
-        if not hasattr(target, key):
-            raise InputError(f"{path}: unknown setting [{section}] {key}", "remove it or check its spelling")
-        current = getattr(target, key)
-        expected = type(current) if current is not None else None
-        if expected is float and isinstance(value, int):
-            value = float(value)
-        if expected is not None and not isinstance(value, expected):
+        if key not in fields:
             raise InputError(
-                f"{path}: [{section}] {key} must be a {expected.__name__}, not {value!r}", "fix the value in the file"
+                f"{path}: unknown key `{key}` in [{section}]" + (f" (line {locate.key(section, key)})" if locate.key(section, key) else ""),
+                _hint(key, fields, "key"),
             )
+        if section == "alerts" and key == "channel":
+            _check_channels(value, path, locate)
+        else:
+            expected = _type_names(str(fields[key].type))
+            _check_value(value, expected, f"[{section}] {key}", _where(path, locate.key(section, key)))
+            if isinstance(getattr(target, key), float) and isinstance(value, int):
+                value = float(value)
+        if (section, key) in DURATION_KEYS and value not in (None, ""):
+            from .durations import parse_duration
+
+            try:
+                parse_duration(str(value))
+            except InputError as exc:
+                raise InputError(f"{_where(path, locate.key(section, key))}: [{section}] {key}: {exc.message}", exc.hint) from None
         setattr(target, key, value)
 
 
-def load_settings(path: Path) -> Settings:
-    settings = Settings()
-    if not path.exists():
-        return settings
+def _check_channels(value: Any, path: Path, locate: _Locator) -> None:
+    where = _where(path, locate.section("alerts"))
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise InputError(f"{where}: alert channels are written [[alerts.channel]]", "see the README's alert section")
+    for entry in value:
+        kind = entry.get("type")
+        if kind not in CHANNEL_KEYS:
+            raise InputError(f"{where}: [[alerts.channel]] {entry.get('name')!r} has type {kind!r}",
+                             f"use one of {', '.join(CHANNEL_KEYS)}")
+        known = {**CHANNEL_COMMON, **CHANNEL_KEYS[kind]}
+        for key, item in entry.items():
+            if key not in known:
+                line = locate.key("alerts.channel", key)
+                raise InputError(f"{_where(path, line)}: unknown key `{key}` in [[alerts.channel]] {entry.get('name')!r} ({kind})",
+                                 _hint(key, known, "key"))
+            expected = known[key] if isinstance(known[key], tuple) else (known[key],)
+            _check_value(item, expected, f"[[alerts.channel]] {key}", _where(path, locate.key("alerts.channel", key)))
+
+
+def parse_settings(text: str, path: Path) -> Settings:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path} is not valid TOML: {exc}", "fix the file or restore it from the README example") from None
-    settings.raw = data
-    for section, target in (("ca", settings.ca), ("defaults", settings.defaults), ("verify", settings.verify)):
-        value = data.get(section, {})
+    locate = _Locator(text)
+    settings = Settings()
+    for name, value in data.items():
+        if name not in SECTIONS:
+            raise InputError(f"{path}: unknown section [{name}]" + (f" (line {locate.section(name)})" if locate.section(name) else ""),
+                             _hint(name, SECTIONS, "section"))
         if not isinstance(value, dict):
-            raise InputError(f"{path}: [{section}] must be a table", "fix the file")
-        _fill(target, value, section, path)
-    database = data.get("database", {})
-    if isinstance(database, dict) and database.get("url"):
-        settings.database_url = str(database["url"])
+            raise InputError(f"{_where(path, locate.key('', name))}: [{name}] must be a table", "write it as a [section] with keys")
+        _fill(getattr(settings, name), value, name, path, locate)
     return settings
 
 
-def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def load_settings(path: Path) -> Settings:
+    if not path.exists():
+        return Settings()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text", "restore it from the README example") from None
+    return parse_settings(text, path)
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string; control characters are escaped so the file always parses back."""
+    out = []
+    for char in value:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _line(key: str, value: Any, example: Any = None) -> str:
+    """``key = value``, or, when it is not set, the key commented out with an example value."""
+    if value is None:
+        return "# " + (_line(key, example) if example is not None else f"{key} =")
+    if isinstance(value, bool):
+        return f"{key} = {'true' if value else 'false'}"
+    if isinstance(value, int | float):
+        return f"{key} = {value}"
+    return f"{key} = {toml_string(str(value))}"
 
 
 def render_settings(settings: Settings) -> str:
-    """The commented file ``certmgr init`` writes."""
-    ca = settings.ca
-    d = settings.defaults
-    org = _toml_string(d.organization) if d.organization else _toml_string(ca.organization)
-    return f"""# certmgr settings. Every key is optional; the values shown are the ones in force.
+    """The commented file ``certmgr init`` writes: every section, every key (unset ones commented)."""
+    ca, d, v, a, s, dm, r = (settings.ca, settings.defaults, settings.verify, settings.alerts, settings.schedule,
+                             settings.daemon, settings.renew)
+    return f"""# certmgr settings. The values shown are the ones in force; a commented key is not set.
+# An unknown section or key stops every command with its line number.
 
 [ca]
-name = {_toml_string(ca.name)}
-organization = {_toml_string(ca.organization)}
-key_size = {ca.key_size}
-days = {ca.days}
+{_line("name", ca.name)}
+{_line("organization", ca.organization)}
+{_line("key_size", ca.key_size)}
+{_line("days", ca.days)}
 # Days between a CRL's thisUpdate and nextUpdate; certmgr re-signs when a third is left.
-crl_days = {ca.crl_days}
+{_line("crl_days", ca.crl_days, 30)}
 # CA certificate and encrypted private key, relative to this folder (or absolute, for shared nodes).
-cert_file = {_toml_string(ca.cert_file)}
-key_file = {_toml_string(ca.key_file)}
+{_line("cert_file", ca.cert_file)}
+{_line("key_file", ca.key_file)}
 
 [defaults]
 # Used by `certmgr issue` when an option is not given.
-organization = {org}
-key_size = {d.key_size}
-days = {d.days}
-layout = {_toml_string(d.layout)}
+{_line("organization", d.organization, "Plant 1")}
+{_line("key_size", d.key_size)}
+{_line("days", d.days)}
+{_line("layout", d.layout)}
 # Renew when less than this is left (e.g. "30d"); unset means one third of the lifetime.
-# renew_before = "30d"
+{_line("renew_before", d.renew_before, "30d")}
 
 [verify]
-timeout = {settings.verify.timeout}
-concurrency = {settings.verify.concurrency}
+# Seconds a live proof waits for a server to present its new certificate; loopback proofs run at once.
+{_line("timeout", v.timeout)}
+{_line("concurrency", v.concurrency)}
 
 [database]
-# Empty: SQLite in this folder. For several nodes: "postgresql+psycopg://user@host/certmgr"
+# Unset: SQLite in this folder. For several nodes: "postgresql+psycopg://user@host/certmgr"
 # (no password here: libpq reads PGPASSWORD or ~/.pgpass)
-url = {_toml_string(settings.database_url or "")}
+{_line("url", settings.database.url or None, "postgresql+psycopg://certmgr@db1.plant1.local/certmgr")}
+
+[alerts]
+# Levels: warning / critical below these, CRL levels by nextUpdate; critical alerts repeat.
+{_line("warning", a.warning)}
+{_line("critical", a.critical)}
+{_line("crl_warning", a.crl_warning)}
+{_line("crl_critical", a.crl_critical)}
+{_line("repeat_critical", a.repeat_critical)}
+# Channels (see the README):
+# [[alerts.channel]]
+# name = "ops-mail"
+# type = "smtp"                 # smtp | webhook
+# min_level = "warning"         # warning | critical | expired
+# host = "smtp.plant1.local"
+# from = "certmgr@plant1.local"
+# to = ["ot-ops@plant1.local"]
+
+[schedule]
+# "cron M H DOM MON DOW" (crontab semantics) or "every 6h"; jitter spreads a job's start.
+{_line("renew_due", s.renew_due)}
+{_line("renew_due_jitter", s.renew_due_jitter)}
+{_line("crl_refresh", s.crl_refresh)}
+{_line("crl_refresh_jitter", s.crl_refresh_jitter, "10m")}
+{_line("expiry_scan", s.expiry_scan)}
+{_line("expiry_scan_jitter", s.expiry_scan_jitter, "10m")}
+
+[daemon]
+# Unset node: the host name (job ids and log lines carry it). metrics_listen "" turns the endpoint off.
+{_line("node", dm.node, "plant1-a")}
+{_line("metrics_listen", dm.metrics_listen)}
+
+[renew]
+# A renewal claim older than this belongs to a node that died; previous own pairs kept for rollback.
+{_line("claim_timeout", r.claim_timeout)}
+{_line("keep_history", r.keep_history)}
 """

@@ -146,6 +146,12 @@ class Certificate(Base):
     der: Mapped[bytes] = mapped_column(LargeBinary)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    # While pending: the change this certificate is part of (issue, renew, push), the process doing it and the
+    # thumbprint of the pair it replaces. Committed before any file is touched, so a command that finds it
+    # after a crash can finish or undo the change.
+    intent: Mapped[str | None] = mapped_column(String(16))
+    intent_owner: Mapped[str | None] = mapped_column(String(200))
+    intent_previous: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[utc]
 
     application: Mapped[Application] = relationship(back_populates="certificates")

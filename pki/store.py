@@ -275,6 +275,47 @@ class ApplicationStore(CrlFolders):
                     pair.key_path.unlink(missing_ok=True)
         return InstallResult(cert_target, key_target, archived)
 
+    def keep_only_own(self, thumb: str) -> list[str]:
+        """After a switch cut between its renames: the pair ``thumb`` stays, any other own pair goes to history."""
+        done = []
+        for pair in self.own_pairs():
+            if pair.thumbprint != thumb.upper():
+                self._archive(pair.cert_path, pair.key_path)
+                pair.cert_path.unlink(missing_ok=True)
+                if not self.layout.own_fixed_names:  # fixed names hold one pair only: its key is the current one
+                    pair.key_path.unlink(missing_ok=True)
+                done.append(f"moved the previous pair {pair.thumbprint} to history (the switch had been cut)")
+        return done
+
+    def discard_pair(self, thumb: str) -> list[str]:
+        """Remove every file of the pair ``thumb`` (a certificate that never went live): staged, history, and
+        own/ when it is there beside the current pair (ua-net names carry the thumbprint)."""
+        done = []
+        marker = f" [{thumb.upper()}]"
+        for folder in (self.history_dir, self.staged_dir):
+            for path in folder.iterdir() if folder.is_dir() else []:
+                if path.stem.endswith(marker):
+                    path.unlink(missing_ok=True)
+                    done.append(f"removed {path.parent.name}/{path.name}")
+        own = self.own()
+        for pair in self.own_pairs():
+            if pair.thumbprint == thumb.upper() and (own is None or own.thumbprint != thumb.upper()):
+                pair.cert_path.unlink(missing_ok=True)
+                if not self.layout.own_fixed_names:
+                    pair.key_path.unlink(missing_ok=True)
+                done.append(f"removed {pair.cert_path.name}")
+        return done
+
+    def retire_own(self) -> list[Path]:
+        """Move every own pair of this layout to history (a layout change: the new layout's names differ, so
+        the old pair would otherwise stay beside the new one)."""
+        archived = []
+        for pair in self.own_pairs():
+            archived += self._archive(pair.cert_path, pair.key_path)
+            pair.cert_path.unlink(missing_ok=True)
+            pair.key_path.unlink(missing_ok=True)
+        return archived
+
     def repair_own_pair(self, key_matches) -> list[str]:
         """After a crash in the middle of a switch: put back a consistent own pair.
 
@@ -294,6 +335,11 @@ class ApplicationStore(CrlFolders):
                 if restored is not None:
                     self.install_own(*restored)
                     done.append(f"restored the pair of {own.thumbprint} from history (its key had been replaced)")
+        if self.layout.own_fixed_names and own is None:
+            key_file = self.own_private_dir / self.layout.own_fixed_names[1]
+            if key_file.exists():  # the first install was cut after its key: no certificate to go with it
+                key_file.unlink(missing_ok=True)
+                done.append(f"removed {key_file.name}, a key without its certificate")
         if not self.layout.own_fixed_names and self.own_private_dir.is_dir():
             stems = {p.cert_path.stem for p in self.own_pairs()}
             for key_file in self.own_private_dir.iterdir():
@@ -328,10 +374,6 @@ class ApplicationStore(CrlFolders):
             if loaded.value is not None and loaded.value.public_bytes(serialization.Encoding.DER) == der:
                 return loaded.path
         return atomic_write(folder / self.layout.peer_cert_name(cert), der, CERT_MODE, self.staging_dir)
-
-    def folder_of(self, kind: str) -> Path:
-        """trusted/issuer certificate folders, or the rejected folder for kind "rejected"."""
-        return self.rejected_dir if kind == REJECTED else self.certs_dir(kind)
 
     def move_certificate(self, path: Path, expected_der: bytes, to_kind: str | None) -> Path | None:
         """Move a certificate file between trusted, issuer and rejected (or delete it, ``to_kind`` None).

@@ -97,13 +97,20 @@ class Certmgr:
         self.home = home
         self.db_url = db_url
         self.env = {"CERTMGR_CA_PASSPHRASE": PASSPHRASE, "CERTMGR_HOME": str(home), "CERTMGR_DB": db_url}
+        self.clock = None  # None: the wall clock; else a function returning the aware "now" certmgr sees
+
+    def at(self, moment: datetime) -> Certmgr:
+        """Stand every following command at ``moment`` (the AppContext clock, not a monkeypatched utc_now)."""
+        self.clock = lambda: moment
+        return self
 
     def __call__(self, *args: str, code: int | None = 0, input: str | None = None) -> Result:
         from certmgr.cli import cli
 
         argv = list(args[0].split()) if len(args) == 1 and " " in args[0] else list(args)
         runner = CliRunner()
-        result = runner.invoke(cli, argv, env=self.env, input=input, catch_exceptions=False)
+        result = runner.invoke(cli, argv, env=self.env, input=input, catch_exceptions=False,
+                               obj={"clock": self.clock} if self.clock else None)
         out = Result(result.exit_code, result.stdout, result.stderr)
         if code is not None:
             assert result.exit_code == code, (
@@ -141,6 +148,12 @@ class Certmgr:
 
 
 PG_ENV = "CERTMGR_TEST_PG"  # e.g. postgresql+psycopg://postgres@127.0.0.1:5433/postgres (scripts/test.sh sets it)
+
+
+def pg_admin_url() -> str | None:
+    """The PostgreSQL admin URL of the second pass; "skip" (scripts/test.sh's switch) or unset: none."""
+    value = os.environ.get(PG_ENV, "")
+    return value if value and value != "skip" else None
 DB_FIXTURES = {"certmgr", "initialised", "database_url"}
 
 
@@ -153,7 +166,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.uses_db)
-    if not os.environ.get(PG_ENV):
+    if not pg_admin_url():
         deselected = [item for item in items if item.get_closest_marker("pg_only")]
         if deselected:
             config.hook.pytest_deselected(items=deselected)
@@ -163,7 +176,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def database_url(tmp_path):
     """None (SQLite in the home) normally; a fresh PostgreSQL database per test when CERTMGR_TEST_PG is set."""
-    admin_url = os.environ.get(PG_ENV)
+    admin_url = pg_admin_url()
     if not admin_url:
         yield None
         return

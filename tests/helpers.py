@@ -48,9 +48,36 @@ def free_port() -> int:
 
 
 def configure(cm, text: str) -> None:
-    """Append settings to a home's certmgr.toml."""
-    with open(cm.home / "certmgr.toml", "a") as handle:
-        handle.write("\n" + text + "\n")
+    """Set keys in a home's certmgr.toml as an operator edits it: a key of a [section] the file has goes under that
+    section's header (replacing the key, or its commented template line); [[arrays]] and new sections are appended."""
+    import re
+
+    path = cm.home / "certmgr.toml"
+    lines = path.read_text().splitlines()
+    appended: list[str] = []
+    section = None
+    for line in text.strip().splitlines():
+        header = re.match(r"^\[([A-Za-z0-9_.]+)\]\s*$", line.strip())
+        if header:
+            section = header.group(1) if f"[{header.group(1)}]" in (l.strip() for l in lines) else None
+            if section is None:
+                appended.append(line)
+            continue
+        if line.strip().startswith("[["):
+            section = None
+        key = re.match(r"^\s*([A-Za-z0-9_]+)\s*=", line)
+        if section is None or key is None:
+            appended.append(line)
+            continue
+        start = next(i for i, l in enumerate(lines) if l.strip() == f"[{section}]")
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+        pattern = re.compile(rf"^\s*#?\s*{key.group(1)}\s*=")
+        existing = next((i for i in range(start + 1, end) if pattern.match(lines[i])), None)
+        if existing is None:
+            lines.insert(start + 1, line)
+        else:
+            lines[existing] = line
+    path.write_text("\n".join(lines + [""] + appended) + "\n")
 
 
 def smtp_channel(port: int, min_level: str = "warning") -> str:

@@ -53,8 +53,8 @@ class Receiver:
         self.server.shutdown()
 
 
-def travel(monkeypatch, moment: datetime) -> None:
-    monkeypatch.setattr("certmgr.context.utc_now", lambda: moment)
+def travel(cm: Certmgr, moment: datetime) -> None:
+    cm.at(moment)
 
 
 def test_one_mail_per_level_change(initialised: Certmgr, tmp_path, smtp, monkeypatch):
@@ -73,15 +73,15 @@ def test_one_mail_per_level_change(initialised: Certmgr, tmp_path, smtp, monkeyp
     assert "passphrase" in initialised("daemon", "--once", "crl-refresh", code=2).stderr  # signing does
     initialised.env["CERTMGR_CA_PASSPHRASE"] = passphrase
     now = datetime.now(timezone.utc)
-    travel(monkeypatch, now + timedelta(days=14))
+    travel(initialised, now + timedelta(days=14))
     initialised("daemon", "--once", "expiry-scan")
     assert len(smtp.messages) == 2
     assert smtp.messages[1]["Subject"].startswith("[certmgr] CRITICAL: 1 critical")
     assert "was warning" in smtp.messages[1].get_content()
-    travel(monkeypatch, now + timedelta(days=14, hours=12))
+    travel(initialised, now + timedelta(days=14, hours=12))
     initialised("daemon", "--once", "expiry-scan")
     assert len(smtp.messages) == 2  # critical again within the repeat interval: no mail
-    travel(monkeypatch, now + timedelta(days=15, hours=1))
+    travel(initialised, now + timedelta(days=15, hours=1))
     initialised("daemon", "--once", "expiry-scan")
     assert len(smtp.messages) == 3  # still critical after 24 h: reminded
 
@@ -166,7 +166,7 @@ def test_check_exit_codes(initialised: Certmgr, tmp_path, monkeypatch):
     initialised("issue", "--app-uri", "urn:plant:late", "--store", str(tmp_path / "late"), "--days", "5")
     critical = initialised("check", "--json", code=2).json()
     assert critical["status"] == "CRITICAL" and critical["counts"]["critical"] == 1
-    travel(monkeypatch, datetime.now(timezone.utc) + timedelta(days=6))
+    travel(initialised, datetime.now(timezone.utc) + timedelta(days=6))
     assert "expired" in initialised("check", code=2).stdout
     # a mistyped check command is UNKNOWN (3), never CRITICAL (2)
     assert "--warn" in initialised("check", "--warn", code=3).stderr
@@ -217,11 +217,11 @@ def test_metrics_scraped_over_http_match_the_database(initialised: Certmgr, tmp_
 def test_scan_levels_a_stale_crl_and_a_failed_renewal(initialised: Certmgr, tmp_path, monkeypatch):
     initialised("issue", "--app-uri", "urn:plant:a", "--store", str(tmp_path / "a"), "--days", "365")
     now = datetime.now(timezone.utc)
-    travel(monkeypatch, now + timedelta(days=27))  # certmgr's CRL (30 days) has 3 days left
+    travel(initialised, now + timedelta(days=27))  # certmgr's CRL (30 days) has 3 days left
     stale = initialised("check", "--json", code=1).json()
     crl = next(s for s in stale["subjects"] if s["kind"] == "crl")
     assert crl["level"] == "warning" and "goes stale" in crl["reason"]
-    travel(monkeypatch, now + timedelta(days=31))
+    travel(initialised, now + timedelta(days=31))
     gone = next(s for s in initialised("check", "--json", code=2).json()["subjects"] if s["kind"] == "crl")
     assert gone["level"] == "expired" and "BadCertificateRevocationUnknown" in gone["reason"]
     initialised("crl", "refresh")

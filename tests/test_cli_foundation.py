@@ -197,7 +197,7 @@ def test_database_failure_after_store_write_restores_store(initialised: Certmgr,
     def broken_record(*a, **k):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(issuing, "_record", broken_record)
+    monkeypatch.setattr(issuing, "_commit", broken_record)
     result = initialised(*args, "--force", code=1)
     assert "database went away" in result.stderr
     monkeypatch.undo()
@@ -207,7 +207,7 @@ def test_database_failure_after_store_write_restores_store(initialised: Certmgr,
     assert visible == {k: v for k, v in before.items() if not k.startswith("own/history")}
 
     # a first issue into a new folder: the database failure leaves no folder, no CA or CRL copy behind
-    monkeypatch.setattr(issuing, "_record", broken_record)
+    monkeypatch.setattr(issuing, "_commit", broken_record)
     initialised("issue", "--app-uri", "urn:plant:new", "--store", str(tmp_path / "new"), code=1)
     monkeypatch.undo()
     assert not (tmp_path / "new").exists()
@@ -218,7 +218,7 @@ def test_list_expiring_uses_the_clock(initialised: Certmgr, tmp_path, monkeypatc
     initialised("issue", "--app-uri", "urn:app:long", "--store", str(tmp_path / "l"), "--days", "300")
     assert [r["app_uri"] for r in initialised.json("list", "--expiring", "30d")] == ["urn:app:short"]
     later = datetime.now(timezone.utc) + timedelta(days=280)
-    monkeypatch.setattr("certmgr.context.utc_now", lambda: later)
+    initialised.at(later)
     expiring = initialised.json("list", "--expiring", "30d")
     assert [r["app_uri"] for r in expiring] == ["urn:app:short", "urn:app:long"]
     assert expiring[0]["days_left"] < 0

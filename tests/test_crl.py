@@ -228,13 +228,13 @@ def test_refresh_finds_and_repairs_bad_crls_of_our_ca(plant: Certmgr, tmp_path, 
 
 def test_refresh_at_fixed_dates(plant: Certmgr, tmp_path, monkeypatch):
     start = utc()
-    monkeypatch.setattr("certmgr.context.utc_now", lambda: start + timedelta(days=5))
+    plant.at(start + timedelta(days=5))
     inside = plant.json("crl", "refresh")
     assert inside["resigned"] is False and inside["crl_number"] == 1 and inside["ok"]
-    monkeypatch.setattr("certmgr.context.utc_now", lambda: start + timedelta(days=21))  # under a third left
+    plant.at(start + timedelta(days=21))  # under a third left
     late = plant.json("crl", "refresh")
     assert late["resigned"] is True and late["crl_number"] == 2
-    monkeypatch.setattr("certmgr.context.utc_now", lambda: start + timedelta(days=90))  # long after nextUpdate
+    plant.at(start + timedelta(days=90))  # long after nextUpdate
     after = plant.json("crl", "refresh")
     assert after["resigned"] is True and after["crl_number"] == 3 and after["ok"]
     crl = x509.load_der_x509_crl(crl_files(tmp_path / "server")[0].read_bytes())

@@ -35,9 +35,9 @@ def fleet(initialised: Certmgr, tmp_path):
     return initialised
 
 
-def travel(monkeypatch, days: float) -> datetime:
+def travel(cm: Certmgr, days: float) -> datetime:
     moment = utc() + timedelta(days=days)
-    monkeypatch.setattr("certmgr.context.utc_now", lambda: moment)
+    cm.at(moment)
     return moment
 
 
@@ -48,7 +48,7 @@ def statuses(cm: Certmgr, uri: str) -> dict[str, str]:
 def test_due_certificates_are_renewed_and_proven_not_due_skipped(fleet: Certmgr, tmp_path, monkeypatch):
     old = {uri: fleet.json("show", uri)["active"]["thumbprint"] for uri in ("urn:plant:server", "urn:plant:client", "urn:plant:gateway")}
     old_server_key = pki.ApplicationStore(tmp_path / "server").read_own_key(pki.ApplicationStore(tmp_path / "server").own())
-    travel(monkeypatch, 65)  # 25 days left: inside a third of 90 days, outside the gateway's 10-day window
+    travel(fleet, 65)  # 25 days left: inside a third of 90 days, outside the gateway's 10-day window
     results = {r["app_uri"]: r for r in fleet.json("renew", "--all-due")}
     assert results["urn:plant:server"]["outcome"] == "renewed"
     assert results["urn:plant:client"]["outcome"] == "renewed"
@@ -103,13 +103,13 @@ def test_dry_run_changes_nothing(fleet: Certmgr, tmp_path, monkeypatch):
     # a new default window: a real run would recompute renew_after; the dry run sees it and writes nothing
     toml = fleet.home / "certmgr.toml"
     toml.write_text(toml.read_text().replace('# renew_before = "30d"', 'renew_before = "89d"'))
-    travel(monkeypatch, 2)
+    travel(fleet, 2)
     early = fleet.json("renew", "--all-due", "--dry-run")
     assert {r["app_uri"] for r in early if r["outcome"] == "would-renew"} == {"urn:plant:server", "urn:plant:client"}
     assert listing(fleet, tmp_path) == before
     assert [fleet.sql(f"SELECT * FROM {table}") for table in ("meta", "applications", "audit_events")] == everything
     toml.write_text(toml.read_text().replace('renew_before = "89d"', '# renew_before = "30d"'))
-    travel(monkeypatch, 70)
+    travel(fleet, 70)
     plan = fleet.json("renew", "--all-due", "--dry-run")
     assert {r["app_uri"] for r in plan} == {"urn:plant:server", "urn:plant:client"}
     assert all(r["outcome"] == "would-renew" and "inside the renewal window" in r["reason"] for r in plan)
@@ -371,7 +371,7 @@ def test_one_failure_does_not_stop_the_batch(fleet: Certmgr, tmp_path, monkeypat
     """The server's store was moved away; the client in the same nightly batch is still renewed; exit 1."""
     old_client = fleet.json("show", "urn:plant:client")["active"]["thumbprint"]
     (tmp_path / "server").rename(tmp_path / "server.moved")
-    travel(monkeypatch, 70)
+    travel(fleet, 70)
     result = fleet("renew", "--all-due", "--json", code=1)
     outcomes = {r["app_uri"]: r for r in result.json()}
     assert outcomes["urn:plant:server"]["outcome"] == "failed" and "missing" in outcomes["urn:plant:server"]["reason"]

@@ -16,7 +16,7 @@ from sqlalchemy import Column, Integer, MetaData, select, update
 
 import db
 from tests.conftest import Certmgr
-from tests.helpers import free_port, utc
+from tests.helpers import configure, free_port, utc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,9 +84,8 @@ def two_nodes(initialised: Certmgr, tmp_path):
     b = Certmgr(tmp_path / "home-b", initialised.db_url)
     ca_dir = initialised.home / "ca"
     b("init", "--join", "--ca-cert", str(ca_dir / "ca.der"), "--ca-key", str(ca_dir / "private" / "ca-key.pem"), "--node", "node-b")
-    for home in (initialised.home, b.home):
-        with open(home / "certmgr.toml", "a") as handle:
-            handle.write('\n[renew]\nclaim_timeout = "3s"\n')
+    for node in (initialised, b):
+        configure(node, '[renew]\nclaim_timeout = "3s"')
     return initialised, b
 
 

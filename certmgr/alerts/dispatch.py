@@ -53,7 +53,7 @@ def _due(subject: Subject, row, channel: ChannelConfig, settings: AlertSettings,
 
 def expiry_scan(ctx: AppContext, *, now: datetime | None = None, channels: list[str] | None = None, send: bool = True) -> ScanReport:
     now = now or ctx.now()
-    settings = alert_settings(ctx.settings.raw)
+    settings = alert_settings(ctx.settings)
     report = ScanReport(list(scan(ctx, now, settings)))
     keys = {s.key for s in report.subjects}
     database = ctx.database()
@@ -121,7 +121,7 @@ def _remember(ctx: AppContext, channel: str, delivered: list[Subject], now: date
 
 def test_alert(ctx: AppContext, channel_name: str | None) -> dict[str, str]:
     """Send a made-up warning through each channel (or one); returns channel -> "ok" or the error."""
-    settings = alert_settings(ctx.settings.raw)
+    settings = alert_settings(ctx.settings)
     now = ctx.now()
     sample = Subject("test:certmgr", "certificate", "urn:certmgr:alert-test", None, now, 12.0, "warning",
                      "test alert from `certmgr alerts test`; no action needed")

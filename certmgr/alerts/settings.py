@@ -24,7 +24,6 @@ from ..durations import parse_duration
 from ..errors import InputError
 
 LEVELS = ("ok", "warning", "critical", "expired")
-CHANNEL_TYPES = ("smtp", "webhook")
 
 
 def rank(level: str) -> int:
@@ -49,20 +48,16 @@ class AlertSettings:
     channels: list[ChannelConfig] = field(default_factory=list)
 
 
-def alert_settings(raw: dict) -> AlertSettings:
-    section = raw.get("alerts", {}) or {}
-    if not isinstance(section, dict):
-        raise InputError("[alerts] in certmgr.toml must be a table", "see the README's alert section")
+def alert_settings(settings) -> AlertSettings:
+    """The typed [alerts] section (certmgr.config checked keys and durations at load) as timedeltas."""
+    section = settings.alerts
     result = AlertSettings()
     for key in ("warning", "critical", "crl_warning", "crl_critical", "repeat_critical"):
-        if key in section:
-            setattr(result, key, parse_duration(str(section[key])))
+        setattr(result, key, parse_duration(getattr(section, key)))
     names = set()
-    for entry in section.get("channel", []) or []:
-        if not isinstance(entry, dict) or not entry.get("name") or entry.get("type") not in CHANNEL_TYPES:
-            raise InputError(
-                f"[[alerts.channel]] {entry!r} needs a name and a type ({', '.join(CHANNEL_TYPES)})", "fix certmgr.toml"
-            )
+    for entry in section.channel:
+        if not entry.get("name"):
+            raise InputError(f"[[alerts.channel]] of type {entry.get('type')} has no name", "give each channel a name")
         if entry["name"] in names:
             raise InputError(f"two alert channels are named {entry['name']!r}", "give each [[alerts.channel]] its own name")
         names.add(entry["name"])

@@ -9,7 +9,7 @@ import click
 from .options import LAYOUT_CHOICES, confirm, json_option, passphrase_file_option, yes_option
 from .output import emit_json, key_values, table, warn
 
-REASON_CHOICES = ("unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation")
+from ..constants import REVOCATION_REASONS as REASON_CHOICES
 
 
 def _publication_lines(stores) -> list[str]:

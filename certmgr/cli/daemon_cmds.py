@@ -47,7 +47,7 @@ def daemon(app, once) -> None:
 
     app.require_initialised()
     _structured_logging()
-    settings = daemon_settings(app.settings.raw)
+    settings = daemon_settings(app.settings)
     if once:
         if once in SIGNING_JOBS:
             app.issuer()  # the passphrase before the job starts, not halfway through it

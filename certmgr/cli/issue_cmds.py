@@ -52,7 +52,10 @@ def issue(app, app_uri, store, batch_file, layout, name, organization, dns_names
     from ..errors import InputError
     from ..services.issuing import IssueRequest, issue_application
 
+    from ..services.recovery import recover
+
     app.require_initialised()
+    recover(app)  # what a killed command left is finished or undone first
     if batch_file is not None:
         if app_uri is not None or store is not None:
             raise InputError("--batch takes everything from the file", "drop --app-uri and --store, or drop --batch")

@@ -122,13 +122,17 @@ def cli(ctx: click.Context, home: Path | None, db_url: str | None, json_output: 
     """
     verbosity = -1 if quiet else verbose
     _setup_logging(verbosity)
-    ctx.obj = AppContext(resolve_home(home), db_url=db_url, json_output=json_output, verbosity=verbosity)
+    # an embedding program (the test harness) may hand in a clock: `cli.main(args, obj={"clock": fn})`
+    clock = ctx.obj.get("clock") if isinstance(ctx.obj, dict) else None
+    ctx.obj = AppContext(resolve_home(home), db_url=db_url, json_output=json_output, verbosity=verbosity, clock=clock)
 
 
 def _register() -> None:
-    from . import ca_cmds, crl_cmds, daemon_cmds, db_cmds, inventory_cmds, issue_cmds, push_cmds, renew_cmds, store_cmds, verify_cmds
+    from . import (app_cmds, ca_cmds, crl_cmds, daemon_cmds, db_cmds, inventory_cmds, issue_cmds, push_cmds, renew_cmds,
+                   store_cmds, verify_cmds)
 
-    modules = (ca_cmds, inventory_cmds, issue_cmds, renew_cmds, push_cmds, crl_cmds, store_cmds, verify_cmds, daemon_cmds, db_cmds)
+    modules = (ca_cmds, inventory_cmds, issue_cmds, renew_cmds, app_cmds, push_cmds, crl_cmds, store_cmds, verify_cmds,
+               daemon_cmds, db_cmds)
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
-LAYOUT_CHOICES = ("ua-net", "node-opcua")
-KEY_SIZES = ("2048", "3072", "4096")
-ROLE_CHOICES = ("server", "client", "both")
+from .. import constants
+
+LAYOUT_CHOICES = constants.LAYOUT_NAMES
+KEY_SIZES = tuple(str(bits) for bits in constants.KEY_SIZES)  # click choices are strings
+ROLE_CHOICES = constants.ROLES
 
 
 def _set_json(ctx: click.Context, _param, value: bool) -> None:

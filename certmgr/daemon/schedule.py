@@ -21,8 +21,6 @@ from ..durations import parse_duration
 from ..errors import InputError
 
 JOBS = ("renew-due", "crl-refresh", "expiry-scan")
-DEFAULTS = {"renew-due": "cron 0 2 * * *", "crl-refresh": "every 6h", "expiry-scan": "cron 0 7 * * *"}
-DEFAULT_JITTER = {"renew-due": "15m"}
 SIGNING_JOBS = frozenset({"renew-due", "crl-refresh"})  # these need the CA key; the expiry scan only reads
 # A job missed while the daemon was down runs once on start if it is not older than this.
 MISFIRE_GRACE = {"renew-due": timedelta(hours=20), "crl-refresh": timedelta(hours=6), "expiry-scan": timedelta(hours=20)}
@@ -62,19 +60,18 @@ class DaemonSettings:
     jobs: dict[str, JobSpec] = field(default_factory=dict)
 
 
-def daemon_settings(raw: dict) -> DaemonSettings:
-    schedule = raw.get("schedule", {}) or {}
-    daemon = raw.get("daemon", {}) or {}
-    settings = DaemonSettings()
-    if daemon.get("node"):
-        settings.node = str(daemon["node"])
-    if "metrics_listen" in daemon:
-        settings.metrics_listen = str(daemon["metrics_listen"])
+def daemon_settings(settings) -> DaemonSettings:
+    """The typed [schedule] and [daemon] sections as triggers; a bad schedule is refused at start, not at 02:00."""
+    schedule, daemon = settings.schedule, settings.daemon
+    result = DaemonSettings()
+    if daemon.node:
+        result.node = daemon.node
+    result.metrics_listen = daemon.metrics_listen
     for name in JOBS:
         key = name.replace("-", "_")
-        jitter = str(schedule.get(f"{key}_jitter", DEFAULT_JITTER.get(name)) or "0")
+        jitter = str(getattr(schedule, f"{key}_jitter") or "0")
         spread = None if jitter.strip() in ("0", "0s", "") else parse_duration(jitter)
-        settings.jobs[name] = JobSpec(name, str(schedule.get(key, DEFAULTS[name])), spread)
-    for spec in settings.jobs.values():
-        spec.trigger()  # refuse a bad schedule at start, not at 02:00
-    return settings
+        result.jobs[name] = JobSpec(name, getattr(schedule, key), spread)
+    for spec in result.jobs.values():
+        spec.trigger()
+    return result

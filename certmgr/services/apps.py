@@ -11,11 +11,12 @@ import ca
 import db
 from db import queries
 
+from ..constants import DEPLOY_MODES
 from ..context import AppContext
 from ..durations import parse_duration
 from ..errors import InputError
 from . import windows
-from .issuing import ROLES
+from .app_spec import build_spec, check_days, check_role, check_window
 
 
 @dataclass
@@ -37,7 +38,6 @@ class AppChanges:
     admin_password_file: str | None = None
 
 
-DEPLOY_MODES = ("file", "push")
 
 
 def check_password_file(path: str) -> Path:
@@ -75,10 +75,10 @@ def update_application(ctx: AppContext, app_uri: str, changes: AppChanges) -> di
             ca.SubjectFields(changes.name or "x", changes.organization)
     except ca.ProfileError as exc:
         raise InputError(str(exc)) from None
-    if changes.role is not None and changes.role not in ROLES:
-        raise InputError(f"unknown role {changes.role!r}", f"use one of {', '.join(ROLES)}")
-    if changes.days is not None and changes.days <= 0:
-        raise InputError(f"--days {changes.days} is not allowed", "give a number of days greater than 0")
+    if changes.role is not None:
+        check_role(changes.role)
+    if changes.days is not None:
+        check_days(changes.days)
     endpoint = validate_endpoint(changes.endpoint) if changes.endpoint else changes.endpoint
     seconds = None
     if changes.renew_before:
@@ -90,12 +90,8 @@ def update_application(ctx: AppContext, app_uri: str, changes: AppChanges) -> di
         if app is None:
             raise InputError(f"no application {app_uri!r} is registered", "register it with `certmgr issue`")
         days = changes.days or app.validity_days
-        if days > 36500:
-            raise InputError(f"--days {days} is more than 36500 (100 years)", "give a realistic validity, e.g. 365")
         window = seconds if seconds is not None else (None if changes.renew_before == "" else app.renew_before_seconds)
-        if window is not None and window >= days * 86400:
-            raise InputError(f"the renewal window ({window // 86400} days) is not shorter than the {days}-day lifetime: "
-                             "the certificate would renew every night", "choose a shorter --renew-before or a longer --days")
+        check_window(window, days, changes.renew_before or None)
 
         def put(field: str, value) -> None:
             old = getattr(app, field)
@@ -158,27 +154,15 @@ def add_push_application(
     key_size: int | None, days: int | None, renew_before: str | None,
 ) -> dict:
     """Register a server whose certificate certmgr pushes over OPC UA (no store folder)."""
-    from .issuing import default_common_name
-
     if not endpoint:
         raise InputError("push deployment needs the server's endpoint", "give --endpoint opc.tcp://HOST:PORT")
     validate_endpoint(endpoint)
     if bool(admin_user) != bool(admin_password_file):
         raise InputError("give the admin user and its password file together", "--admin-user NAME --admin-password-file FILE")
     password_file = str(check_password_file(admin_password_file)) if admin_password_file else None
-    defaults = ctx.settings.defaults
-    try:
-        identity = ca.ApplicationIdentity(
-            app_uri, ca.SubjectFields(name or default_common_name(app_uri), organization or defaults.organization or ctx.settings.ca.organization),
-            tuple(dns_names), tuple(ip_addresses),
-        )
-        size = ca.check_key_size(key_size or defaults.key_size)
-    except ca.ProfileError as exc:
-        raise InputError(str(exc)) from None
-    if role not in ROLES:
-        raise InputError(f"unknown role {role!r}", f"use one of {', '.join(ROLES)}")
-    validity = days or defaults.days
-    seconds = int(parse_duration(renew_before).total_seconds()) if renew_before else None
+    spec = build_spec(ctx, app_uri=app_uri, name=name, organization=organization, dns_names=dns_names,
+                      ip_addresses=ip_addresses, role=role, key_size=key_size, days=days, renew_before=renew_before)
+    identity, size, validity, seconds = spec.identity, spec.key_size, spec.days, spec.renew_before_seconds
     now = ctx.now()
     with ctx.database().write() as session:
         if queries.application_by_uri(session, app_uri) is not None:

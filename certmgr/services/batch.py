@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..context import AppContext
 from ..errors import CertmgrError, InputError
-from .issuing import IssueRequest, _plan, issue_application
+from .issuing import IssueRequest, issue_application, plan
 from .keygen import generate_keys
 
 COLUMNS = {"app_uri", "store", "layout", "name", "org", "dns", "ip", "role", "key_size", "days", "renew_before"}
@@ -107,11 +107,11 @@ def issue_batch(ctx: AppContext, path: Path, progress: Callable[[], None] | None
         uri = row.get("app_uri") if isinstance(row, dict) else None
         try:
             request = request_of(row)
-            plan = _plan(ctx, request)
+            planned = plan(ctx, request)
             if request.app_uri in seen:
                 raise InputError(f"{request.app_uri} appears twice in the file")
             seen.add(request.app_uri)
-            ready.append((line, request, plan.key_size))
+            ready.append((line, request, planned.spec.key_size))
         except CertmgrError as exc:
             report.append(BatchRow(line, uri, "failed", exc.one_line()))
             if progress:

@@ -13,7 +13,7 @@ NAMES = {0: "OK", 1: "WARNING", 2: "CRITICAL"}
 
 def check(ctx: AppContext, *, warn: str | None = None, crit: str | None = None) -> dict:
     ctx.require_initialised()
-    settings = alert_settings(ctx.settings.raw)
+    settings = alert_settings(ctx.settings)
     if warn:
         settings.warning = parse_duration(warn)
     if crit:

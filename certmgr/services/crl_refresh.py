@@ -23,6 +23,7 @@ from db import queries
 from ..context import AppContext
 from ..errors import InputError
 from .crls import current_crl, sign_crl
+from .recovery import recover
 from .publishing import (
     ERROR,
     PUBLISHED,
@@ -159,6 +160,7 @@ def check_store(target: StoreTarget, our_ca: x509.Certificate, crl_row: db.Crl, 
 
 def refresh(ctx: AppContext, *, force: bool = False, now: datetime | None = None) -> RefreshReport:
     now = now or ctx.now()
+    recover(ctx, now=now)  # a revocation it makes is caught by needs_resign below
     crl_row = current_crl(ctx)
     resigned = force or needs_resign(ctx, crl_row, now)
     issuer_cert = pki.parse_certificate(ctx.home.ca_cert_path.read_bytes())

@@ -13,6 +13,7 @@ import pki
 from db import queries
 
 from ..context import AppContext
+from ..constants import MAX_CRL_DAYS
 from ..errors import InputError
 
 
@@ -54,11 +55,11 @@ def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
 def crl_days(ctx: AppContext, authority: db.Authority) -> int:
     """[ca] crl_days of this node's certmgr.toml when it sets one (an operator may shorten or lengthen the
     CRL's validity after init), else the value chosen at init and kept with the authority."""
-    configured = (ctx.settings.raw.get("ca", {}) or {}).get("crl_days")
+    configured = ctx.settings.ca.crl_days
     if configured is None:
         return authority.crl_days
-    if not isinstance(configured, int) or isinstance(configured, bool) or not 0 < configured <= 3650:
-        raise InputError(f"[ca] crl_days = {configured!r} in certmgr.toml is not allowed", "give whole days between 1 and 3650")
+    if not 0 < configured <= MAX_CRL_DAYS:
+        raise InputError(f"[ca] crl_days = {configured!r} in certmgr.toml is not allowed", f"give whole days between 1 and {MAX_CRL_DAYS}")
     return configured
 
 

@@ -74,9 +74,9 @@ def _identity_store(ctx: AppContext, app_uri: str | None, store_dir: Path | None
             if app is None or not app.store_path:
                 raise InputError(f"no application {app_uri!r} with a store is registered", "see `certmgr list`")
         else:
-            from .verifier import verifier_store, verifier_uri
+            from .verifier import verifier_identity_uri, verifier_store
 
-            return verifier_store(ctx), verifier_uri(ctx)
+            return verifier_store(ctx), verifier_identity_uri(ctx)
         return pki.ApplicationStore(app.store_path, app.layout), app.app_uri
 
 

@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 import db
 import pki
-from db import queries
 
 from ..context import AppContext
 
@@ -110,10 +109,3 @@ def note_held(session, authority_id: int, number: int, held: list[tuple[str, str
         elif row.crl_number < number:  # only forward: a slower publisher never records an older CRL
             row.crl_number = number
             row.published_at = now
-
-
-def held_numbers(ctx: AppContext) -> dict[tuple[str, str], int]:
-    with ctx.database().read() as session:
-        authority = queries.authority(session)
-        rows = session.scalars(select(db.StoreCrl).where(db.StoreCrl.authority_id == authority.id))
-        return {(r.store_path, r.kind): r.crl_number for r in rows}

@@ -24,10 +24,8 @@ from db import queries
 from ..context import AppContext
 from ..errors import InputError, OperationFailed
 from . import windows
-from .crls import current_crl, sign_crl
-from .issuing import certificate_record
-from .publishing import publish_everywhere
-from .verifier import verifier_store, verifier_uri
+from .crls import current_crl
+from .verifier import verifier_identity_uri, verifier_store
 
 log = logging.getLogger(__name__)
 PREFERENCE = ("Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep", "Basic256Sha256")
@@ -108,21 +106,24 @@ def push(
     ctx: AppContext, app_uri: str, *, regenerate_key: bool = False, accept_server: str | None = None,
     sign_only: bool = False, verify_timeout: float | None = None,
 ) -> PushReport:
-    app = _load(ctx, app_uri)
-    issuer = ctx.issuer()
+    """`certmgr push`: one application through the renewal pipeline with the push delivery (claims, intent,
+    lifecycle, one CRL), now, due or not."""
+    from .renewal import RenewOptions, renew
+
+    app = _load(ctx, app_uri)  # refuse what is not push-deployed before anything else
+    options = RenewOptions(app_uris=(app.uri,), force=True, verify_timeout=verify_timeout, regenerate_key=regenerate_key,
+                           accept_server=accept_server, sign_only=sign_only)
+    result = next(r for r in renew(ctx, options) if r.app_uri == app.uri)
+    if result.report is not None:
+        return result.report
     report = PushReport(app.uri, old_thumbprint=app.active_thumbprint)
-    cert_id: list[int] = []
-    try:
-        asyncio.run(_push(ctx, app, issuer, report, cert_id, regenerate_key, accept_server, sign_only,
-                          verify_timeout if verify_timeout is not None else ctx.settings.verify.timeout))
-    except Exception as exc:  # any failure after the certificate exists must still be recorded and revoked
-        if not report.failed_step:
-            report.fail("push", type(exc).__name__, str(exc))
-    _record(ctx, app, report, cert_id[0] if cert_id else None, issuer)
-    return report
+    return report.fail("claim", "Skipped", result.reason)
 
 
-async def _push(ctx, app: _App, issuer, report: PushReport, cert_id: list, regenerate_key, accept_server, sign_only, timeout) -> None:
+async def conversation(ctx, app: _App, issuer, report: PushReport, record, *, regenerate_key: bool, accept_server: str | None,
+                       sign_only: bool, timeout: float) -> None:
+    """The Part 12 steps, each reported; ``record(certificate)`` records the new certificate (pending) the
+    moment it exists, before it is sent to the server."""
     from ..opcua.faults import describe_failure
     from ..opcua.identities import identity_from_store
     from ..opcua.proofs import await_new_certificate, endpoint_certificate
@@ -130,7 +131,7 @@ async def _push(ctx, app: _App, issuer, report: PushReport, cert_id: list, regen
     from ..opcua.session import attempt_session, close_attempt
 
     store = verifier_store(ctx)
-    identity = identity_from_store(store, verifier_uri(ctx), peer_role="server", clock=ctx.now)
+    identity = identity_from_store(store, verifier_identity_uri(ctx), peer_role="server", clock=ctx.now)
     try:
         server_cert, policies = await endpoint_certificate(app.endpoint)
     except Exception as exc:
@@ -167,7 +168,7 @@ async def _push(ctx, app: _App, issuer, report: PushReport, cert_id: list, regen
         except (ValueError, ca.CAError) as exc:
             report.fail("sign CSR", "Refused", str(exc))
             return
-        cert_id.append(_stage_record(ctx, app, certificate))
+        record(certificate)
         report.new_thumbprint = pki.thumbprint(certificate)
         report.not_after = certificate.not_valid_after_utc.isoformat()
         der = certificate.public_bytes(serialization.Encoding.DER)
@@ -184,7 +185,7 @@ async def _push(ctx, app: _App, issuer, report: PushReport, cert_id: list, regen
         return
     finally:
         await close_attempt(attempt)  # the server drops every channel after ApplyChanges anyway
-    identity.validator = identity_from_store(store, verifier_uri(ctx), peer_role="server", clock=ctx.now).validator
+    identity.validator = identity_from_store(store, verifier_identity_uri(ctx), peer_role="server", clock=ctx.now).validator
     live = await await_new_certificate(app.endpoint, identity, report.new_thumbprint, timeout=timeout, user=app.user)
     if not live.ok:
         report.fail("live proof", "Failed", live.message)
@@ -230,49 +231,6 @@ def _same_issuer(crl_a: bytes, crl_b: bytes) -> bool:
         return False
 
 
-def _stage_record(ctx: AppContext, app: _App, certificate: x509.Certificate) -> int:
-    now = ctx.now()
-    due = windows.renew_after(certificate.not_valid_before_utc, certificate.not_valid_after_utc, app.renew_before, windows.default_window(ctx))
-    with ctx.database().write() as session:
-        application = session.get(db.Application, app.id)
-        row = certificate_record(certificate, application, queries.authority(session).id, db.CertStatus.PENDING, now, due)
-        session.add(row)
-        session.flush()
-        return row.id
-
-
-def _record(ctx: AppContext, app: _App, report: PushReport, cert_id: int | None, issuer) -> None:
-    now = ctx.now()
-    with ctx.database().write() as session:
-        application = session.get(db.Application, app.id)
-        application.last_renewal_at = now
-        application.last_renewal_status = "renewed" if report.ok else "failed"
-        application.last_renewal_error = None if report.ok else f"{report.failed_step}: {report.message}"[:2000]
-        if cert_id is not None:
-            new = session.get(db.Certificate, cert_id)
-            if report.ok or report.served:  # served: revoking it would cut the server off; it is in use
-                previous = queries.active_certificate(session, app.id)
-                if previous is not None:
-                    previous.status = db.CertStatus.SUPERSEDED
-                    previous.status_reason = f"pushed {new.thumbprint}"
-                new.status = db.CertStatus.ACTIVE
-                if not report.ok:
-                    new.status_reason = f"served, but the live proof failed: {report.message}"[:2000]
-            else:
-                new.status = db.CertStatus.FAILED
-                new.status_reason = f"{report.failed_step}: {report.message}"[:2000]
-                new.revoked_at, new.revocation_reason = now, "superseded"
-        queries.add_audit(session, at=now, actor=ctx.actor, action="certificate.push", target=app.uri, ok=report.ok,
-                          thumbprint=report.new_thumbprint, failed_step=report.failed_step,
-                          steps=[s.as_dict() for s in report.steps])
-        if not report.ok:
-            queries.add_audit(session, at=now, actor=ctx.actor, action=queries.RENEWAL_FAILED, target=app.uri,
-                              stage=report.failed_step, reason=report.message, deploy="push")
-    if cert_id is not None and not report.ok and not report.served:
-        crl = sign_crl(ctx, issuer, now)
-        publish_everywhere(ctx, crl, issuer.certificate, now)
-
-
 def rejected_list(ctx: AppContext, app_uri: str) -> list[bytes]:
     """GetRejectedList of a push-managed server."""
     from ..opcua.identities import identity_from_store
@@ -281,7 +239,7 @@ def rejected_list(ctx: AppContext, app_uri: str) -> list[bytes]:
     from ..opcua.session import attempt_session, close_attempt
 
     app = _load(ctx, app_uri)
-    identity = identity_from_store(verifier_store(ctx), verifier_uri(ctx), peer_role="server", clock=ctx.now)
+    identity = identity_from_store(verifier_store(ctx), verifier_identity_uri(ctx), peer_role="server", clock=ctx.now)
 
     async def run() -> list[bytes]:
         server_cert, policies = await endpoint_certificate(app.endpoint)

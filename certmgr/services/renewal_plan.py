@@ -3,10 +3,8 @@ twice (two runs on one home, or several certmgr nodes on one database)."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import SimpleNamespace
 
 from sqlalchemy import select
@@ -14,19 +12,11 @@ from sqlalchemy import select
 import db
 from db import queries
 
+from .. import owners
 from ..context import AppContext
 from ..errors import InputError
 from . import windows
-
-CLAIM_TIMEOUT = timedelta(minutes=30)  # a claim older than this belongs to a node that died mid-batch
-
-
-def claim_timeout(ctx: AppContext) -> timedelta:
-    """[renew] claim_timeout in certmgr.toml; longer than any renewal batch can take."""
-    from ..durations import parse_duration
-
-    value = (ctx.settings.raw.get("renew", {}) or {}).get("claim_timeout")
-    return parse_duration(str(value)) if value else CLAIM_TIMEOUT
+from .recovery import claim_timeout
 
 
 @dataclass
@@ -137,28 +127,25 @@ def _select(ctx: AppContext, session, app_uris: tuple[str, ...], all_due: bool, 
     return selection
 
 
-def claim_token(ctx: AppContext) -> str:
-    return f"{ctx.actor}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
 @dataclass
 class Claim:
     claimed: list[Candidate] = field(default_factory=list)
     skipped: list[tuple[Candidate, str]] = field(default_factory=list)
-    abandoned_revoked: int = 0  # staged certificates of dead runs, revoked now: the CRL must follow
+    stale: list[str] = field(default_factory=list)  # app URIs skipped for a claim whose holder seems gone
 
 
 def claim(ctx: AppContext, candidates: list[Candidate], token: str, now: datetime) -> Claim:
     """Take each application for this run; skip those another run holds or already renewed meanwhile.
 
-    PostgreSQL: row locks with SKIP LOCKED, so two nodes never wait on or take the same application.
-    SQLite: the write transaction is BEGIN IMMEDIATE, which serialises the claims.
+    Abandoned claims were released by services.recovery before this runs. PostgreSQL: row locks with SKIP
+    LOCKED, so two nodes never wait on or take the same application. SQLite: the write transaction is BEGIN
+    IMMEDIATE, which serialises the claims.
     """
     result = Claim()
     if not candidates:
         return result
-    timeout = claim_timeout(ctx)
-    claimed, skipped = result.claimed, result.skipped
+    # a live run refreshes its claims between phases; one untouched for a third of the timeout is probably dead
+    quiet = now - claim_timeout(ctx) / 3
     by_id = {c.app_id: c for c in candidates}
     database = ctx.database()
     with database.write() as session:
@@ -169,85 +156,25 @@ def claim(ctx: AppContext, candidates: list[Candidate], token: str, now: datetim
         for app_id, candidate in by_id.items():
             app = locked.get(app_id)
             if app is None:
-                skipped.append((candidate, "another certmgr node is renewing it right now"))
-                continue
-            if app.renewal_claimed_by and app.renewal_claimed_at and app.renewal_claimed_at > now - timeout:
-                skipped.append((candidate, f"claimed by {app.renewal_claimed_by} since {app.renewal_claimed_at:%H:%M:%S}"))
+                result.skipped.append((candidate, "another certmgr node is renewing it right now"))
                 continue
             if app.renewal_claimed_by:
-                result.abandoned_revoked += _recover(session, app, now)
+                since = app.renewal_claimed_at
+                why = f"claimed by {owners.describe(app.renewal_claimed_by)} since {since:%Y-%m-%d %H:%M:%S} UTC"
+                if since is not None and since < quiet:
+                    why += (f"; that run has not moved for {(now - since).total_seconds() / 60:.0f} min: it is recovered "
+                            f"once the claim is {ctx.settings.renew.claim_timeout} old ([renew] claim_timeout)")
+                    result.stale.append(candidate.app_uri)
+                result.skipped.append((candidate, why))
+                continue
             active = queries.active_certificate(session, app.id)
             if (active.id if active else None) != candidate.cert_id:
-                skipped.append((candidate, "renewed meanwhile by another run"))
+                result.skipped.append((candidate, "renewed meanwhile by another run"))
                 continue
             app.renewal_claimed_by = token
             app.renewal_claimed_at = now
-            claimed.append(candidate)
+            result.claimed.append(candidate)
     return result
-
-
-def sweep_stale_claims(ctx: AppContext, now: datetime) -> int:
-    """Release claims of runs that died (older than the claim timeout), finishing or failing what they left.
-    Returns how many staged certificates were revoked."""
-    cutoff = now - claim_timeout(ctx)
-    revoked = 0
-    database = ctx.database()
-    with database.write() as session:
-        statement = select(db.Application).where(db.Application.renewal_claimed_by.is_not(None), db.Application.renewal_claimed_at < cutoff)
-        if not database.is_sqlite:
-            statement = statement.with_for_update(skip_locked=True)
-        for app in session.scalars(statement):
-            revoked += _recover(session, app, now)
-            app.renewal_claimed_by = None
-            app.renewal_claimed_at = None
-    return revoked
-
-
-def _recover(session, app: db.Application, now: datetime) -> int:
-    """A node died holding this application. If it had switched the store to its new certificate, finish
-    that switch in the database; otherwise its staged certificate never went live: fail and revoke it.
-    Returns how many certificates were revoked."""
-    import pki
-
-    revoked = 0
-    pending_rows = session.scalars(
-        select(db.Certificate).where(db.Certificate.application_id == app.id, db.Certificate.status == db.CertStatus.PENDING)
-    ).all()
-    store = pki.ApplicationStore(app.store_path, app.layout) if app.store_path else None
-    if store is not None and store.root.is_dir():
-        for repair in store.repair_own_pair(_key_matches):
-            queries.add_audit(session, at=now, actor="certmgr", action="renewal.recover", target=app.app_uri, repair=repair)
-    own = store.own() if store is not None and store.root.is_dir() else None
-    for pending in pending_rows:
-        if own is not None and own.thumbprint == pending.thumbprint:
-            for active in session.scalars(
-                select(db.Certificate).where(db.Certificate.application_id == app.id, db.Certificate.status == db.CertStatus.ACTIVE)
-            ):
-                active.status = db.CertStatus.SUPERSEDED
-                active.status_reason = f"renewed by {pending.thumbprint} (switch completed after {app.renewal_claimed_by} died)"
-            pending.status = db.CertStatus.ACTIVE
-            queries.add_audit(session, at=now, actor="certmgr", action="renewal.recover", target=app.app_uri,
-                              thumbprint=pending.thumbprint, abandoned_by=app.renewal_claimed_by, completed=True)
-            continue
-        pending.status = db.CertStatus.FAILED
-        pending.status_reason = f"abandoned by {app.renewal_claimed_by} (claim timed out)"
-        pending.revoked_at = now
-        pending.revocation_reason = "superseded"
-        revoked += 1
-        if store is not None:
-            store.unstage(pending.thumbprint)
-        queries.add_audit(session, at=now, actor="certmgr", action="renewal.recover", target=app.app_uri,
-                          thumbprint=pending.thumbprint, abandoned_by=app.renewal_claimed_by, completed=False)
-    return revoked
-
-
-def _key_matches(key_pem: bytes, certificate) -> bool:
-    import ca
-
-    try:
-        return ca.key_matches_certificate(ca.load_private_key_pem(key_pem), certificate.public_key())
-    except ca.CAError:
-        return False
 
 
 def release(ctx: AppContext, app_ids: list[int], token: str) -> None:
@@ -258,3 +185,13 @@ def release(ctx: AppContext, app_ids: list[int], token: str) -> None:
             if app.renewal_claimed_by == token:
                 app.renewal_claimed_by = None
                 app.renewal_claimed_at = None
+
+
+def touch(ctx: AppContext, app_ids: list[int], token: str) -> None:
+    """Keep this run's claims fresh through a long batch (hooks, live proofs)."""
+    if not app_ids:
+        return
+    with ctx.database().write() as session:
+        for app in session.scalars(select(db.Application).where(db.Application.id.in_(app_ids))):
+            if app.renewal_claimed_by == token:
+                app.renewal_claimed_at = ctx.now()

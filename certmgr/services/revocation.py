@@ -14,7 +14,9 @@ from db import queries
 
 from ..context import AppContext
 from ..errors import InputError
+from . import lifecycle
 from .crls import sign_crl
+from .recovery import recover
 from .publishing import StorePublication, publish_everywhere
 
 
@@ -81,6 +83,7 @@ def revoke(ctx: AppContext, certificate_id: int, reason: str, *, now: datetime |
     """Revoke, then sign and publish a CRL holding it. Revoking twice changes nothing, unless the first
     revocation never reached a CRL (interrupted between its commit and its CRL): then its CRL is signed."""
     ca.reason_flag(reason)  # refuse unknown reasons before anything changes
+    recover(ctx)  # what a killed command left is made whole first; the CRL signed below lists its revocations
     now = now or ctx.now()
     with ctx.database().read() as session:
         row = session.get(db.Certificate, certificate_id)
@@ -96,15 +99,7 @@ def revoke(ctx: AppContext, certificate_id: int, reason: str, *, now: datetime |
             if not missing:
                 return outcome
         if not outcome.already:  # (an earlier revocation whose run never signed its CRL gets its CRL below)
-            outcome.was_active = cert.status == db.CertStatus.ACTIVE
-            cert.revoked_at = now
-            cert.revocation_reason = reason
-            if cert.status != db.CertStatus.FAILED:
-                cert.status = db.CertStatus.REVOKED
-            queries.add_audit(
-                session, at=now, actor=ctx.actor, action="certificate.revoke", target=app.app_uri,
-                thumbprint=cert.thumbprint, serial=cert.serial_hex, reason=reason,
-            )
+            outcome.was_active = lifecycle.revoke(session, cert, reason=reason, now=now, actor=ctx.actor)
     issuer = issuer or ctx.issuer()
     crl_row = sign_crl(ctx, issuer, now)
     outcome.crl_number = crl_row.number

@@ -19,6 +19,7 @@ from db import queries
 from pki.files import CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, atomic_write, ensure_dir
 
 from ..config import render_settings
+from ..constants import DEFAULT_CRL_DAYS
 from ..context import AppContext
 from ..errors import InputError, OperationFailed
 from ..home import HOME_MODE
@@ -37,7 +38,7 @@ class InitOptions:
     crl_days: int | None = None
 
 
-def verifier_uri() -> str:
+def default_verifier_uri() -> str:
     host = "".join(c if c.isalnum() or c in "-." else "-" for c in socket.gethostname()) or "localhost"
     return f"urn:certmgr:verifier:{host}"
 
@@ -49,7 +50,7 @@ def _validated_settings(ctx: AppContext, options: InitOptions):
     ca_settings.organization = options.organization or ca_settings.organization
     ca_settings.key_size = options.ca_key_size or ca_settings.key_size
     ca_settings.days = options.ca_days if options.ca_days is not None else ca_settings.days
-    ca_settings.crl_days = options.crl_days if options.crl_days is not None else ca_settings.crl_days
+    ca_settings.crl_days = options.crl_days if options.crl_days is not None else (ca_settings.crl_days or DEFAULT_CRL_DAYS)
     if options.organization and not settings.defaults.organization:
         settings.defaults.organization = options.organization
     if ctx.db_url_option:
@@ -142,7 +143,7 @@ def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=
     verifier = issue_application(
         ctx,
         IssueRequest(
-            app_uri=verifier_uri(),
+            app_uri=default_verifier_uri(),
             store=home.verifier_store,
             layout="ua-net",
             name="certmgr verifier",
@@ -198,8 +199,8 @@ def join(ctx: AppContext, *, node: str, ca_cert: Path, ca_key: Path, passphrase:
     settings.database_url = _url_without_password(ctx.db_url_option)
     ensure_dir(home.root, HOME_MODE)
     ensure_dir(home.log_dir, HOME_MODE)
-    text = render_settings(settings) + f'\n[daemon]\nnode = "{node}"\n'
-    atomic_write(home.config_path, text.encode(), 0o600)
+    settings.daemon.node = node
+    atomic_write(home.config_path, render_settings(settings).encode(), 0o600)
     issuer = ctx.issuer(passphrase=passphrase)  # proves the passphrase and that the key matches
     verifier = issue_application(
         ctx,

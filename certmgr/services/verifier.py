@@ -20,7 +20,7 @@ def verifier_store(ctx: AppContext) -> pki.ApplicationStore:
     return pki.ApplicationStore(ctx.home.verifier_store, "ua-net")
 
 
-def verifier_uri(ctx: AppContext) -> str:
+def verifier_identity_uri(ctx: AppContext) -> str:
     own = verifier_store(ctx).own()
     if own is None:
         raise NotInitialised(f"{ctx.home.verifier_store} holds no verification identity", "run `certmgr init` (or `init --join`)")

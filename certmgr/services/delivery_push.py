@@ -1,0 +1,107 @@
+"""The renewal pipeline's *push* delivery: OPC UA Part 12 ServerConfiguration, no file access.
+
+The OPC UA conversation lives in services/push.py (`conversation`) and certmgr/opcua/push.py; here it is one
+pipeline step: the certificate the server's CSR yields is recorded pending (the intent) before it is sent, and
+the outcome goes through services/lifecycle.py like any other renewal. No CRL is signed here: the pipeline signs
+one after the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+import ca
+import db
+from db import queries
+
+from ..context import AppContext
+from . import lifecycle, windows
+from .push import PushReport, _load, conversation
+
+log = logging.getLogger(__name__)
+
+
+class PushDelivery:
+    def __init__(self, ctx: AppContext, issuer: ca.Issuer, options, progress) -> None:
+        self.ctx, self.issuer, self.options, self.progress = ctx, issuer, options, progress
+
+    def run(self, work: list) -> None:
+        from .renewal import guarded
+
+        for item in work:
+            guarded(item, "push", self._push, item)
+            self.settle(item)
+            if self.progress is not None:
+                self.progress.advance(item.candidate.app_uri)
+
+    def _record(self, item, app, certificate) -> None:
+        ctx, now = self.ctx, self.ctx.now()
+        due = windows.renew_after(certificate.not_valid_before_utc, certificate.not_valid_after_utc, app.renew_before,
+                                  windows.default_window(ctx))
+        with ctx.database().write() as session:
+            row = lifecycle.record_pending(session, certificate, session.get(db.Application, app.id),
+                                           queries.authority(session).id, now=now, renew_after=due, intent=lifecycle.PUSH,
+                                           owner=item.token, previous=app.active_thumbprint)
+            item.cert_id = row.id
+        item.cert = certificate
+
+    def _push(self, item) -> None:
+        ctx, options = self.ctx, self.options
+        app = _load(ctx, item.candidate.app_uri)
+        report = PushReport(app.uri, old_thumbprint=app.active_thumbprint)
+        item.result.report = report
+        timeout = options.verify_timeout if options.verify_timeout is not None else ctx.settings.verify.timeout
+        try:
+            asyncio.run(conversation(ctx, app, self.issuer, report, lambda cert: self._record(item, app, cert),
+                                     regenerate_key=options.regenerate_key, accept_server=options.accept_server,
+                                     sign_only=options.sign_only, timeout=timeout))
+        except Exception as exc:  # any failure after the certificate exists must still be recorded and revoked
+            log.exception("push to %s", app.endpoint)
+            if not report.failed_step:
+                report.fail("push", type(exc).__name__, str(exc))
+        item.result.new_thumbprint = report.new_thumbprint
+        item.result.channels = [s.as_dict() for s in report.steps]
+        if report.not_after:
+            item.result.not_after = datetime.fromisoformat(report.not_after)
+        if not report.ok:
+            item.fail(f"push: {report.failed_step}", report.message)
+        self._commit(item, report)
+
+    def _commit(self, item, report: PushReport) -> None:
+        """ok: the pushed certificate is active. Served although the proof failed: revoking it would cut the server
+        off, so it stays active and the renewal counts as failed. Otherwise: failed and revoked."""
+        if item.cert_id is None:
+            return
+        ctx, now = self.ctx, self.ctx.now()
+        steps = [s.as_dict() for s in report.steps]
+        with ctx.database().write() as session:
+            row = session.get(db.Certificate, item.cert_id)
+            if report.ok or report.served:
+                reason = None if report.ok else f"served, but the live proof failed: {report.message}"[:2000]
+                lifecycle.activate(session, row, now=now, actor=ctx.actor, action="certificate.push", reason=reason, steps=steps)
+                if not report.ok:
+                    lifecycle.note_failure(session, item.candidate.app_uri, stage=item.result.stage, reason=report.message,
+                                           now=now, actor=ctx.actor, deploy="push", thumbprint=row.thumbprint)
+                    item.failure_recorded = True
+                    item.cert_id = None  # in use: nothing to revoke
+            else:
+                lifecycle.fail(session, row, stage=item.result.stage, reason=report.message, now=now, actor=ctx.actor,
+                               deploy="push", steps=steps)
+                item.failure_recorded = True
+        item.done = True
+
+    def settle(self, item) -> None:
+        """A push cut short after its certificate existed: failed and revoked (the server never confirmed it)."""
+        if item.done:
+            return
+        if item.cert_id is not None:
+            with self.ctx.database().write() as session:
+                row = session.get(db.Certificate, item.cert_id)
+                if row.status == db.CertStatus.PENDING:
+                    lifecycle.fail(session, row, stage=item.result.stage or "push", reason=item.result.reason,
+                                   now=self.ctx.now(), actor=self.ctx.actor, deploy="push")
+            item.failure_recorded = True
+        item.done = True
+
