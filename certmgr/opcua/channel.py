@@ -77,6 +77,43 @@ class Identity:
 _open_validation_installed = False
 
 
+def check_asyncua_internals() -> list[str]:
+    """What the two overrides of asyncua internals rely on (``_install_open_validation`` here, and
+    ``faults.install_service_fault_decoding``); a list of what is missing, empty when asyncua still has it all.
+    tests/test_lifecycle.py fails with this list when an asyncua upgrade changes them."""
+    import inspect
+
+    from asyncua import ua
+    from asyncua.client.ua_client import UASocketProtocol
+    from asyncua.server.uaprocessor import UaProcessor
+
+    problems = []
+    expected = {
+        (UaProcessor, "open_secure_channel"): ["algohdr", "seqhdr", "body"],
+        (UaProcessor, "send_response"): ["requesthandle", "seqhdr", "response", "msgtype"],
+        (UASocketProtocol, "open_secure_channel"): ["params"],
+        (UASocketProtocol, "_send_request"): ["request"],
+    }
+    for (cls, name), parameters in expected.items():
+        function = getattr(cls, name, None)
+        if function is None:
+            problems.append(f"{cls.__name__}.{name} is gone")
+            continue
+        found = list(inspect.signature(function).parameters)[1:]
+        if found[: len(parameters)] != parameters:
+            problems.append(f"{cls.__name__}.{name}{tuple(found)} no longer takes {tuple(parameters)}")
+    source = inspect.getsource(UaProcessor)
+    for attribute in ("self._connection", "self._transport", "self.iserver"):
+        if attribute not in source:
+            problems.append(f"UaProcessor no longer uses {attribute}")
+    if "_open_secure_channel_exchange" not in inspect.getsource(UASocketProtocol):
+        problems.append("UASocketProtocol no longer keeps _open_secure_channel_exchange")
+    for name in ("ServiceFault", "OpenSecureChannelRequest", "OpenSecureChannelResponse"):
+        if not hasattr(ua, name):
+            problems.append(f"asyncua.ua.{name} is gone")
+    return problems
+
+
 def _install_open_validation() -> None:
     """Let a server refuse a client certificate at OpenSecureChannel, as UA-.NETStandard and node-opcua do.
 
