@@ -47,19 +47,31 @@ def db_check(app) -> None:
 
     from ..errors import OperationFailed
 
+    from ..owners import describe
+    from ..services.recovery import pending_summary
+
     database = app.database(check_schema=False)
     revision = db.current_revision(database.engine)
     differences = [str(d) for d in db.schema_differences(database.engine)] if revision else ["no schema"]
-    result = {"revision": revision, "head": db.HEAD_REVISION, "differences": differences}
+    interrupted = []
+    if revision == db.HEAD_REVISION and not differences:
+        with database.read() as session:
+            interrupted = [{"app_uri": uri, "thumbprint": thumb, "owner": describe(owner)} for uri, thumb, owner in pending_summary(session)]
+    result = {"revision": revision, "head": db.HEAD_REVISION, "differences": differences, "pending": interrupted}
     ok = revision == db.HEAD_REVISION and not differences
     if app.json:
-        emit_json({**result, "ok": ok})
+        emit_json({**result, "ok": ok and not interrupted})
     else:
         click.echo(f"revision {revision or 'none'} (certmgr needs {db.HEAD_REVISION})")
         for line in differences:
             click.echo(f"  differs: {line}")
+        for row in interrupted:
+            click.echo(f"  pending: {row['app_uri']} {row['thumbprint']} (a change by {row['owner']} has not finished)")
     if not ok:
         raise OperationFailed("the database schema does not match certmgr's models", "run `certmgr db upgrade`, or add a migration")
+    if interrupted:
+        raise OperationFailed(f"{len(interrupted)} change(s) left pending (an interrupted issue or renewal)",
+                              "run `certmgr renew --all-due` (or the command that was interrupted) to finish or undo them")
 
 
 COMMANDS = [db_group]

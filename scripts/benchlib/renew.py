@@ -96,13 +96,21 @@ def bench_renew(work: Path, quick: bool = False) -> None:
             update(db.Certificate).where(db.Certificate.status == db.CertStatus.ACTIVE)
             .values(renew_after=datetime.now(timezone.utc) - timedelta(hours=1))
         )
-    timings: dict[str, float] = {}
+    # the verification cost is the difference between a proven batch and the same batch with --no-verify
     started = time.perf_counter()
-    results = renew(ctx, RenewOptions(all_due=True), timings=timings)
+    unproven = renew(ctx, RenewOptions(all_due=True, verify=False))
+    unproven_wall = time.perf_counter() - started
+    with ctx.database().write() as session:
+        session.execute(
+            update(db.Certificate).where(db.Certificate.status == db.CertStatus.ACTIVE)
+            .values(renew_after=datetime.now(timezone.utc) - timedelta(hours=1))
+        )
+    started = time.perf_counter()
+    results = renew(ctx, RenewOptions(all_due=True))
     wall = time.perf_counter() - started
     renewed = sum(1 for r in results if r.outcome == RENEWED)
-    print(f"renewed {renewed}/{len(results)} (incl. certmgr's verifier) in {wall:.1f} s: keygen {timings['keygen']:.1f} s, "
-          f"issue+stage {timings['stage']:.1f} s, loopback verification {timings['verify']:.1f} s, switch {timings['switch']:.1f} s")
+    print(f"renewed {renewed}/{len(results)} (incl. certmgr's verifier) in {wall:.1f} s; the same batch without proofs: "
+          f"{unproven_wall:.1f} s ({sum(1 for r in unproven if r.outcome == RENEWED)} renewed)")
 
     server = identity_from_store(pki.ApplicationStore(work / "stores" / "app000"), "urn:bench:app000", peer_role="client",
                                  clock=lambda: datetime.now(timezone.utc))
@@ -111,7 +119,7 @@ def bench_renew(work: Path, quick: bool = False) -> None:
     rounds = 10 if quick else 30
     bare = statistics.fmean(bare_connects(server, verifier, POLICY_NAMES, rounds))
     parsed = statistics.fmean(bare_connects(server, verifier, POLICY_NAMES, rounds, parsed_keys=True))
-    per_cert = timings["verify"] / max(1, renewed)
+    per_cert = max(0.0, wall - unproven_wall) / max(1, renewed)
     print(f"bare asyncua, same {len(POLICY_NAMES)} SignAndEncrypt connects, no validation: {bare * 1000:.0f} ms per certificate "
           f"({parsed * 1000:.0f} ms with parsed keys handed to asyncua)")
     print(f"certmgr loopback proof (validation both sides, server start-up included): {per_cert * 1000:.0f} ms per certificate, "
