@@ -154,7 +154,7 @@ def pg_admin_url() -> str | None:
     """The PostgreSQL admin URL of the second pass; "skip" (scripts/test.sh's switch) or unset: none."""
     value = os.environ.get(PG_ENV, "")
     return value if value and value != "skip" else None
-DB_FIXTURES = {"certmgr", "initialised", "database_url"}
+DB_FIXTURES = {"certmgr", "initialised", "database_url"}  # the PostgreSQL pass runs tests using these
 
 
 def pytest_collection_modifyitems(config, items):
@@ -173,28 +173,60 @@ def pytest_collection_modifyitems(config, items):
             items[:] = [item for item in items if not item.get_closest_marker("pg_only")]
 
 
-@pytest.fixture
-def database_url(tmp_path):
-    """None (SQLite in the home) normally; a fresh PostgreSQL database per test when CERTMGR_TEST_PG is set."""
+class PgDatabases:
+    """One admin engine for the run; each test's database is a copy of an initialised template database
+    (CREATE DATABASE ... TEMPLATE: a file copy), so no test pays for the migrations and init again."""
+
+    def __init__(self, admin_url: str) -> None:
+        from sqlalchemy import create_engine
+
+        self.admin_url = admin_url
+        self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=__import__("sqlalchemy").pool.NullPool)
+
+    def url(self, name: str) -> str:
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def create(self, name: str, template: str | None = None) -> str:
+        from sqlalchemy import text
+
+        with self.admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
+        return self.url(name)
+
+    def drop(self, name: str) -> None:
+        from sqlalchemy import text
+
+        with self.admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_databases():
     admin_url = pg_admin_url()
     if not admin_url:
         yield None
         return
+    databases = PgDatabases(admin_url)
+    yield databases
+    databases.admin.dispose()
+
+
+@pytest.fixture
+def database_url(pg_databases):
+    """None (SQLite in the home) normally; a fresh PostgreSQL database per test when CERTMGR_TEST_PG is set."""
+    if pg_databases is None:
+        yield None
+        return
     import uuid
 
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
     name = f"certmgr_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_databases.create(name)
     try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        pg_databases.drop(name)
 
 
 @pytest.fixture
@@ -202,10 +234,49 @@ def certmgr(tmp_path, database_url) -> Certmgr:
     return Certmgr(tmp_path / "home", database_url)
 
 
+@pytest.fixture(scope="session")
+def initialised_template(tmp_path_factory, key_pool, pg_databases):
+    """`certmgr init` once per run: a home (and, for the PostgreSQL pass, a database) that each test copies."""
+    import uuid
+
+    from _pytest.monkeypatch import MonkeyPatch
+
+    patch = MonkeyPatch()
+    patch.setattr(ca, "generate_rsa_key", key_pool.get)
+    name = f"certmgr_template_{uuid.uuid4().hex[:8]}"
+    url = pg_databases.create(name) if pg_databases is not None else None
+    template = Certmgr(tmp_path_factory.mktemp("template") / "home", url)
+    try:
+        template("init", "--ca-name", "Plant CA", "--org", "Plant", "--ca-key-size", "2048")
+    finally:
+        patch.undo()
+    yield template, name
+    if pg_databases is not None:
+        pg_databases.drop(name)
+
+
 @pytest.fixture
-def initialised(certmgr) -> Certmgr:
-    certmgr("init", "--ca-name", "Plant CA", "--org", "Plant", "--ca-key-size", "2048")
-    return certmgr
+def initialised(request, tmp_path, initialised_template, pg_databases) -> Certmgr:
+    """An initialised home: a copy of the run's template home (and database), its paths moved to this test."""
+    import shutil
+    import uuid
+
+    template, template_db = initialised_template
+    home = tmp_path / "home"
+    shutil.copytree(template.home, home, symlinks=True)
+    url = None
+    if pg_databases is not None:
+        name = f"certmgr_test_{uuid.uuid4().hex[:12]}"
+        url = pg_databases.create(name, template=template_db)
+        request.addfinalizer(lambda: pg_databases.drop(name))
+        toml = home / "certmgr.toml"
+        toml.write_text(toml.read_text().replace(template.db_url, url))
+    cm = Certmgr(home, url)
+    old, new = str(template.home), str(home)
+    for table, column in (("applications", "store_path"), ("authorities", "key_path"), ("store_crls", "store_path")):
+        cm.sql(f"UPDATE {table} SET {column} = :new || substr({column}, :length + 1) WHERE substr({column}, 1, :length) = :old",
+               new=new, old=old, length=len(old))
+    return cm
 
 
 class Mailbox:
