@@ -73,6 +73,8 @@ class AppContext:
         return self.db_url_option or self.settings.database_url or self.home.default_db_url
 
     def require_initialised(self) -> None:
+        if self.home.init_marker.exists():
+            raise NotInitialised(f"the `certmgr init` of {self.home.root} did not finish", "run `certmgr init` again to finish it")
         if not self.home.is_initialised():
             raise NotInitialised(f"no certmgr CA in {self.home.root}", "run `certmgr init` first, or pass --home DIR")
 
@@ -108,7 +110,8 @@ class AppContext:
             import ca
             import pki
 
-            self.require_initialised()
+            if not self.home.ca_cert_path.exists():  # (init calls this half-way, so no require_initialised here)
+                self.require_initialised()
             cert = pki.parse_certificate(self.home.ca_cert_path.read_bytes())
             try:
                 key_pem = self.home.ca_key_path.read_bytes()

@@ -60,5 +60,10 @@ class Home:
     def lock_path(self) -> Path:
         return self.root / "certmgr.lock"
 
+    @property
+    def init_marker(self) -> Path:
+        """Exists while `certmgr init` has not finished (or was killed): init resumes, other commands refuse."""
+        return self.root / "init.incomplete"
+
     def is_initialised(self) -> bool:
-        return self.config_path.exists() and self.ca_cert_path.exists()
+        return self.config_path.exists() and self.ca_cert_path.exists() and not self.init_marker.exists()

@@ -50,9 +50,9 @@ def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_ce
         return
 
     options = InitOptions(ca_name, organization, int(ca_key_size) if ca_key_size else None, ca_days, crl_days)
-    if app.home.ca_cert_path.exists():
+    if app.home.ca_cert_path.exists() and not app.home.init_marker.exists():
         initialise(app, options, b"unused")  # refuses before asking for a passphrase
-    passphrase = read_passphrase(app.passphrase_file, confirm=True)
+    passphrase = read_passphrase(app.passphrase_file, confirm=not app.home.init_marker.exists())
     result = initialise(app, options, passphrase)
     if app.json:
         emit_json(result)

@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 import ca
@@ -23,6 +24,7 @@ from ..constants import DEFAULT_CRL_DAYS
 from ..context import AppContext
 from ..errors import InputError, OperationFailed
 from ..home import HOME_MODE
+from ..locks import exclusive
 from .crls import sign_crl
 from .issuing import IssueRequest, issue_application
 
@@ -79,92 +81,144 @@ def _url_without_password(url: str) -> str:
 
 
 def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=None) -> dict:
+    """Create the home, or finish one whose init was killed half-way (its marker file says so).
+
+    A lock on the home, taken before anything else is written, makes a second concurrent `init` exit 2 and
+    leave the winner's home alone. The marker (``init.incomplete``) is written before the first CA file and
+    removed last: while it exists, other commands refuse the home and `init` resumes it step by step.
+    """
     home = ctx.home
-    if home.ca_cert_path.exists() or home.ca_key_path.exists():
+    if home.root.exists() and not home.root.is_dir():
+        raise InputError(f"{home.root} is a file", "give a folder path with --home")
+    if not home.init_marker.exists() and (home.ca_cert_path.exists() or home.ca_key_path.exists()):
         raise InputError(
             f"a CA already exists in {home.root} ({home.ca_cert_path.name})",
             "certmgr never overwrites a CA; use another --home, or move the old one away first",
         )
-    if home.root.exists() and not home.root.is_dir():
-        raise InputError(f"{home.root} is a file", "give a folder path with --home")
     settings, subject = _validated_settings(ctx, options)
     if not passphrase:
         raise InputError("the CA passphrase is empty", "use a non-empty passphrase")
-
     try:
         ensure_dir(home.root, HOME_MODE)
+    except (OSError, pki.StoreError) as exc:
+        raise OperationFailed(f"cannot create certmgr home {home.root}: {exc}", "check the path's permissions") from None
+    try:
+        lock = exclusive(home.root / "init.lock", "certmgr init", wait=0)
+        lock.__enter__()
+    except OperationFailed:
+        raise InputError(f"another `certmgr init` is creating {home.root} right now",
+                         "wait for it to finish, then use that home (or give another --home)") from None
+    try:
+        return _initialise_locked(ctx, settings, subject, passphrase, key)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, key) -> dict:
+    home = ctx.home
+    resuming = home.init_marker.exists()
+    if not resuming and (home.ca_cert_path.exists() or home.ca_key_path.exists()):  # a concurrent init won meanwhile
+        raise InputError(f"a CA already exists in {home.root} ({home.ca_cert_path.name})", "use that home, or another --home")
+    try:
         ensure_dir(home.ca_key_path.parent, PRIVATE_DIR_MODE)
         ensure_dir(home.ca_cert_path.parent, 0o755)
         ensure_dir(home.log_dir, HOME_MODE)
     except (OSError, pki.StoreError) as exc:
         raise OperationFailed(f"cannot create certmgr home {home.root}: {exc}", "check the path's permissions") from None
-
     database = ctx.database(check_schema=False)
-    revision = db.current_revision(database.engine)
-    if revision is None:
+    if db.current_revision(database.engine) is None:
         db.upgrade(database.engine)
     with database.read() as session:
-        if queries.authority(session) is not None:
-            raise InputError(
-                f"database {database.engine.url.render_as_string(hide_password=True)} already holds a CA",
-                "use an empty database, or point --home at the existing CA's home",
-            )
-
+        authority = queries.authority(session)
+    if authority is not None and not resuming:
+        raise InputError(
+            f"database {database.engine.url.render_as_string(hide_password=True)} already holds a CA",
+            "use an empty database, or point --home at the existing CA's home",
+        )
+    if resuming:
+        log.warning("resuming the interrupted init of %s", home.root)
+    else:
+        atomic_write(home.init_marker, b"certmgr init in progress; run `certmgr init` again to finish it\n", 0o600)
     if not home.config_path.exists():
         # only now: a refused init must not leave a certmgr.toml pointing at the database it refused
         atomic_write(home.config_path, render_settings(settings).encode(), 0o600)
     now = ctx.now()
-    ca_key = key if key is not None else ca.generate_rsa_key(settings.ca.key_size)
-    ca_cert = ca.build_root_ca(ca_key, subject, now=now, days=settings.ca.days)
-    # Key first, 0600 from its first byte, encrypted: a crash leaves no usable CA rather than a plain key.
-    atomic_write(home.ca_key_path, ca.encrypted_private_key_pem(ca_key, passphrase), KEY_MODE)
-    atomic_write(home.ca_cert_path, ca_cert.public_bytes(serialization.Encoding.DER), CERT_MODE)
-    atomic_write(
-        home.ca_cert_path.with_suffix(".pem"), ca_cert.public_bytes(serialization.Encoding.PEM), CERT_MODE
-    )
+    ca_cert = _ca_material(ctx, settings, subject, passphrase, key, now)
     thumb = pki.thumbprint(ca_cert)
-    with database.write() as session:
-        session.add(
-            db.Authority(
-                name=subject.common_name,
-                subject=ca_cert.subject.rfc4514_string(),
-                thumbprint=thumb,
-                certificate_der=ca_cert.public_bytes(serialization.Encoding.DER),
-                key_path=str(home.ca_key_path),
-                next_crl_number=1,
-                crl_days=settings.ca.crl_days,
-                not_after=ca_cert.not_valid_after_utc,
-                created_at=now,
-            )
-        )
-        queries.add_audit(session, at=now, actor=ctx.actor, action="ca.create", target=subject.common_name, thumbprint=thumb)
+    if authority is not None and authority.thumbprint != thumb:
+        raise InputError(f"the database holds another CA ({authority.thumbprint}) than {home.ca_cert_path}",
+                         "give the database the interrupted init used, or an empty one")
+    if authority is None:
+        with database.write() as session:
+            session.add(db.Authority(
+                name=subject.common_name, subject=ca_cert.subject.rfc4514_string(), thumbprint=thumb,
+                certificate_der=ca_cert.public_bytes(serialization.Encoding.DER), key_path=str(home.ca_key_path),
+                next_crl_number=1, crl_days=settings.ca.crl_days, not_after=ca_cert.not_valid_after_utc, created_at=now,
+            ))
+            queries.add_audit(session, at=now, actor=ctx.actor, action="ca.create", target=subject.common_name, thumbprint=thumb)
     issuer = ctx.issuer(passphrase=passphrase)
-    crl = sign_crl(ctx, issuer, now)
-    verifier = issue_application(
-        ctx,
-        IssueRequest(
-            app_uri=default_verifier_uri(),
-            store=home.verifier_store,
-            layout="ua-net",
-            name="certmgr verifier",
-            dns_names=("localhost",),
-            ip_addresses=("127.0.0.1",),
-            role="both",
-            internal=True,
-        ),
-    )
+    with database.read() as session:
+        crl = queries.latest_crl(session, queries.authority(session).id)
+    crl = crl or sign_crl(ctx, issuer, now)
+    verifier = _verifier(ctx)
     os.chmod(home.root, HOME_MODE)
+    home.init_marker.unlink(missing_ok=True)
     return {
-        "home": str(home.root),
-        "ca_subject": ca_cert.subject.rfc4514_string(),
-        "ca_thumbprint": thumb,
-        "ca_not_after": ca_cert.not_valid_after_utc.isoformat(),
-        "ca_certificate": str(home.ca_cert_path),
-        "crl_number": crl.number,
-        "database": database.engine.url.render_as_string(hide_password=True),
-        "verifier_uri": verifier.app_uri,
-        "verifier_thumbprint": verifier.thumbprint,
+        "home": str(home.root), "ca_subject": ca_cert.subject.rfc4514_string(), "ca_thumbprint": thumb,
+        "ca_not_after": ca_cert.not_valid_after_utc.isoformat(), "ca_certificate": str(home.ca_cert_path),
+        "crl_number": crl.number, "database": database.engine.url.render_as_string(hide_password=True),
+        "verifier_uri": verifier[0], "verifier_thumbprint": verifier[1], "resumed": resuming,
     }
+
+
+def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now) -> x509.Certificate:
+    """The CA key and certificate: those an interrupted init already wrote, or new ones. Key first, 0600 from its
+    first byte, encrypted: a crash leaves no usable CA rather than a plain key."""
+    home = ctx.home
+    if home.ca_key_path.exists():
+        try:
+            ca_key = ca.load_private_key_pem(home.ca_key_path.read_bytes(), passphrase)
+        except ca.PassphraseError as exc:
+            raise InputError(str(exc), "give the passphrase the interrupted init was given") from None
+    else:
+        ca_key = key if key is not None else ca.generate_rsa_key(settings.ca.key_size)
+        atomic_write(home.ca_key_path, ca.encrypted_private_key_pem(ca_key, passphrase), KEY_MODE)
+    ca_cert = None
+    if home.ca_cert_path.exists():
+        try:
+            ca_cert = pki.parse_certificate(home.ca_cert_path.read_bytes())
+        except ValueError:
+            ca_cert = None  # a torn write cannot happen (atomic), but a foreign file is replaced, never trusted
+        if ca_cert is not None and not ca.key_matches_certificate(ca_key, ca_cert.public_key()):
+            raise InputError(f"{home.ca_cert_path} does not belong to the CA key of the interrupted init",
+                             "move the home away and run `certmgr init` in a new one")
+    if ca_cert is None:
+        ca_cert = ca.build_root_ca(ca_key, subject, now=now, days=settings.ca.days)
+        atomic_write(home.ca_cert_path, ca_cert.public_bytes(serialization.Encoding.DER), CERT_MODE)
+    pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    pem_path = home.ca_cert_path.with_suffix(".pem")
+    if not pem_path.exists() or pem_path.read_bytes() != pem:
+        atomic_write(pem_path, pem, CERT_MODE)
+    return ca_cert
+
+
+def _verifier(ctx: AppContext) -> tuple[str, str]:
+    """certmgr's verification identity: the one an interrupted init completed, or a new one (after the recovery
+    of a verifier issue that was cut)."""
+    from .recovery import recover
+    from .verifier import verifier_application
+
+    recover(ctx)
+    with ctx.database().read() as session:
+        existing = verifier_application(ctx, session)
+        active = queries.active_certificate(session, existing.id) if existing is not None else None
+        if active is not None:
+            return existing.app_uri, active.thumbprint
+    outcome = issue_application(ctx, IssueRequest(
+        app_uri=default_verifier_uri(), store=ctx.home.verifier_store, layout="ua-net", name="certmgr verifier",
+        dns_names=("localhost",), ip_addresses=("127.0.0.1",), role="both", internal=True,
+    ))
+    return outcome.app_uri, outcome.thumbprint
 
 
 def join(ctx: AppContext, *, node: str, ca_cert: Path, ca_key: Path, passphrase: bytes) -> dict:
