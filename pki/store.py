@@ -26,11 +26,13 @@ from .files import (
     PRIVATE_DIR_MODE,
     atomic_write,
     ensure_dir_within,
+    fsync_dir,
     link_refused,
     replace_into,
     write_temp,
 )
 from .layout import Layout, common_name, get_layout, safe_stem, thumbprint
+from .own_switch import build_next, exchange, remove_tree, sweep_leftovers
 from .readers import (
     Loaded,
     parse_certificate,
@@ -232,16 +234,40 @@ class ApplicationStore(CrlFolders):
             archived.append(key_target)
         return archived
 
-    def install_own(self, cert: x509.Certificate, key_pem: bytes) -> InstallResult:
-        """Make ``cert``/``key_pem`` the application's own pair; the previous pair goes to history.
+    def install_own(self, cert: x509.Certificate, key_pem: bytes, *, keep_history: int | None = None) -> InstallResult:
+        """Make ``cert``/``key_pem`` the application's own pair; the previous pair goes to history (keys of all but
+        the newest ``keep_history`` previous pairs are removed).
 
-        Both files are fully written before either becomes visible. If the second rename fails, the first
-        is undone, so the store holds the previous pair exactly as before.
+        The whole own/ folder is exchanged in one step (pki/own_switch.py): at no instant does a stack see two own
+        certificates or a mismatched pair, whatever moment a crash hits. Where the file system cannot exchange,
+        both files are fully written before either becomes visible and a failed second rename is undone.
         """
         self.create()
         cert_target = self.own_certs_dir / self.layout.own_cert_name(cert)
         key_target = self.own_private_dir / self.layout.own_key_name(cert)
         previous = [p for p in self.own_pairs() if p.cert_path != cert_target or thumbprint(p.certificate) != thumbprint(cert)]
+        sweep_leftovers(self.staging_dir)
+        own_root = self.root / "own"
+        pairs = [(_pair_stem(p.certificate), p.cert_path, p.key_path, p.certificate.public_bytes(serialization.Encoding.DER))
+                 for p in previous]
+        next_root, archived = build_next(
+            own_root, self.staging_dir, cert_name=cert_target.name, cert_bytes=self.layout.own_cert_bytes(cert),
+            key_name=key_target.name, key_pem=key_pem, previous=pairs, new_marker=f" [{thumbprint(cert)}]",
+            history_keep=keep_history,
+        )
+        try:
+            swapped = exchange(own_root, next_root)
+        except BaseException:
+            remove_tree(next_root)
+            raise
+        if swapped:
+            fsync_dir(self.root)
+            remove_tree(next_root)  # now the previous tree: its keys not carried into history are destroyed
+            return InstallResult(cert_target, key_target, [own_root / "history" / a.name for a in archived])
+        remove_tree(next_root)
+        return self._install_in_place(cert, key_pem, cert_target, key_target, previous)
+
+    def _install_in_place(self, cert, key_pem: bytes, cert_target: Path, key_target: Path, previous) -> InstallResult:
         archived: list[Path] = []
         for pair in previous:
             archived += self._archive(pair.cert_path, pair.key_path)
@@ -323,7 +349,7 @@ class ApplicationStore(CrlFolders):
         ``ca``). A fixed-name layout may hold the new key beside the old certificate: the old pair comes back
         from history. A key file that belongs to no own certificate (ua-net names) is removed.
         """
-        done = []
+        done = sweep_leftovers(self.staging_dir)
         own = self.own()
         if own is not None:
             try:

@@ -96,6 +96,7 @@ def test_failure_between_key_and_certificate_leaves_store_as_it_was(tmp_path, te
             raise OSError(28, "No space left on device")
         return real_replace(temp, target)
 
+    monkeypatch.setattr(store_module, "exchange", lambda a, b: False)  # the rename fallback
     monkeypatch.setattr(store_module, "replace_into", crash_on_certificate)
     with pytest.raises(OSError, match="No space"):
         store.install_own(new, new_key)
@@ -119,6 +120,7 @@ def test_first_install_crash_leaves_no_key(tmp_path, test_ca, key_pool, monkeypa
             raise OSError(5, "I/O error")
         return real_replace(temp, target)
 
+    monkeypatch.setattr(store_module, "exchange", lambda a, b: False)  # the rename fallback
     monkeypatch.setattr(store_module, "replace_into", crash)
     with pytest.raises(OSError):
         store.install_own(cert, key_pem)
@@ -279,6 +281,7 @@ def test_repair_after_a_crash_between_key_and_certificate(tmp_path, test_ca, key
         if target.parent == store.own_private_dir:
             raise SystemExit("killed")  # no cleanup handler runs for a killed process; SystemExit skips except OSError
 
+    monkeypatch.setattr(store_module, "exchange", lambda a, b: False)  # the rename fallback
     monkeypatch.setattr(store_module, "replace_into", die_after_key)
     with pytest.raises(SystemExit):
         store._archive(store.own().cert_path, store.own().key_path)
@@ -291,3 +294,68 @@ def test_repair_after_a_crash_between_key_and_certificate(tmp_path, test_ca, key
     assert repairs and "restored" in repairs[0]
     assert store.read_own_key(store.own()) == old_key and store.own().certificate == old
     assert store.repair_own_pair(matches) == []
+
+
+class Cut(BaseException):
+    """A kill at that instant: nothing after it runs."""
+
+
+@pytest.mark.parametrize("layout", ["ua-net", "node-opcua"])
+@pytest.mark.parametrize("moment", ["before the exchange", "after the exchange"])
+def test_a_switch_cut_at_any_moment_shows_one_matching_pair(tmp_path, test_ca, key_pool, monkeypatch, layout, moment):
+    """The own folder is exchanged in one step: cut before it, the old pair is current; cut after it, the new one;
+    never two own certificates, never a key that does not match; the leftover tree goes at the next repair."""
+    from pki import own_switch
+
+    store = pki.ApplicationStore(tmp_path / "store", layout)
+    old_key, new_key = key_pool.get(2048), key_pool.get(2048)
+    old = ca.build_application_certificate(make_identity(), old_key.public_key(), test_ca, now=T0)
+    new = ca.build_application_certificate(make_identity(), new_key.public_key(), test_ca, now=T0)
+    store.install_own(old, ca.private_key_pem(old_key))
+    real_exchange, real_remove = store_module.exchange, store_module.remove_tree
+    calls = []
+
+    def cut_exchange(a, b):
+        if moment == "before the exchange":
+            raise Cut()
+        return real_exchange(a, b)
+
+    def cut_cleanup(root):
+        calls.append(root)
+        if moment == "after the exchange":
+            raise Cut()
+        return real_remove(root)
+
+    monkeypatch.setattr(store_module, "exchange", cut_exchange)
+    monkeypatch.setattr(store_module, "remove_tree", cut_cleanup)
+    with pytest.raises(Cut):
+        store.install_own(new, ca.private_key_pem(new_key))
+    monkeypatch.undo()
+    pairs = store.own_pairs()
+    assert len(pairs) == 1
+    expected, key = (old, old_key) if moment == "before the exchange" else (new, new_key)
+    assert pairs[0].thumbprint == pki.thumbprint(expected)
+    assert ca.key_matches_certificate(ca.load_private_key_pem(pairs[0].key_path.read_bytes()), expected.public_key())
+    assert oct(pairs[0].key_path.stat().st_mode & 0o777) == "0o600"
+    leftovers = list(store.staging_dir.glob(own_switch.NEXT_PREFIX + "*"))
+    # after the exchange the other half is still there (hidden from every stack); a cut the process sees (an
+    # exception, Ctrl-C) before it removes its own half; a SIGKILL would leave it, as after the exchange
+    assert bool(leftovers) == (moment == "after the exchange")
+    done = store.repair_own_pair(lambda pem, cert: ca.key_matches_certificate(ca.load_private_key_pem(pem), cert.public_key()))
+    assert any("own-folder switch" in line for line in done) == (moment == "after the exchange")
+    assert not list(store.staging_dir.glob(own_switch.NEXT_PREFIX + "*"))  # ... until the next repair
+    assert store.own().thumbprint == pki.thumbprint(expected)
+
+
+def test_history_keeps_the_keys_of_the_newest_pairs_only(tmp_path, test_ca, key_pool):
+    store = pki.ApplicationStore(tmp_path / "store")
+    certs = []
+    for _ in range(4):
+        key = key_pool.get(2048)
+        cert = ca.build_application_certificate(make_identity(), key.public_key(), test_ca, now=T0)
+        store.install_own(cert, ca.private_key_pem(key), keep_history=1)
+        certs.append(cert)
+    history = store.history_dir
+    keys = sorted(p.name for p in history.glob("*.pem"))
+    assert keys == [f"app [{pki.thumbprint(certs[2])}].pem"]  # only the previous pair can be rolled back to
+    assert len(list(history.glob("*.der"))) == 3  # every earlier certificate stays known

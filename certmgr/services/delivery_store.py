@@ -209,7 +209,7 @@ class StoreDelivery:
             with store.locked():
                 before = store.own()
                 item.previous = before.thumbprint if before else None
-                store.install_own(item.cert, ca.private_key_pem(item.key))
+                store.install_own(item.cert, ca.private_key_pem(item.key), keep_history=self.ctx.settings.renew.keep_history)
                 item.switched = True
                 store.unstage(thumb)
         except (OSError, pki.StoreError) as exc:
