@@ -159,10 +159,11 @@ class ApplicationStore(CrlFolders):
         shutil.rmtree(self.root, ignore_errors=True)
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive access for a multi-step change (switch, rollback) against other certmgr processes."""
+    def locked(self, name: str = LOCK_NAME) -> Iterator[None]:
+        """Exclusive access for a multi-step change against other certmgr processes: ``lock`` guards the own
+        pair (switch, rollback), ``crl.lock`` the CRL folders (two publishers never leave two CRLs of one CA)."""
         self._dir(self.staging_dir, PRIVATE_DIR_MODE)
-        fd = os.open(self.staging_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.staging_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

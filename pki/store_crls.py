@@ -15,6 +15,7 @@ from .readers import CRL_SUFFIXES, Loaded, list_files, read_crl_file, read_crls
 
 TRUSTED = "trusted"
 ISSUER = "issuer"
+CRL_LOCK_NAME = "crl.lock"
 
 
 @dataclass
@@ -26,12 +27,19 @@ class PublishResult:
 
 
 class CrlFolders:
-    """Needs from the store: root, layout, crl_dir(kind), staging_dir, _dir(path, mode) and holds_certificate."""
+    """Needs from the store: root, layout, crl_dir(kind), staging_dir, _dir(path, mode), locked(name) and
+    holds_certificate."""
 
     def crls(self, kind: str) -> list[Loaded[x509.CertificateRevocationList]]:
         return read_crls(self.crl_dir(kind))
 
     def publish_crl(self, crl_der: bytes, ca_cert: x509.Certificate, number: int, kind: str = TRUSTED) -> PublishResult:
+        """Write a CA's CRL under a new name carrying its number, then remove that CA's older CRLs, under the store's
+        CRL lock: concurrent publishers (an issue racing a revoke) take turns, and the newest number wins."""
+        with self.locked(CRL_LOCK_NAME):
+            return self._publish_crl(crl_der, ca_cert, number, kind)
+
+    def _publish_crl(self, crl_der: bytes, ca_cert: x509.Certificate, number: int, kind: str) -> PublishResult:
         """Write a CA's CRL under a new name carrying its number, then remove that CA's older CRLs.
 
         node-opcua watches ``crl`` folders and misses a file overwritten in place or renamed onto an

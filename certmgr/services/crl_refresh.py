@@ -158,6 +158,18 @@ def check_store(target: StoreTarget, our_ca: x509.Certificate, crl_row: db.Crl, 
     return check, publication
 
 
+def _recheck(ctx: AppContext, target: StoreTarget, issuer_cert, check: StoreCheck, publication: StorePublication):
+    """Another certmgr process may have signed and published a newer CRL while this refresh ran: its CRL looks "not
+    valid yet" against this run's clock, or newer than the one checked against. Before a problem is reported, the
+    store is checked again with the newest CRL and the time now; only what is still wrong is reported."""
+    latest = current_crl(ctx)
+    again, publication_again = check_store(target, issuer_cert, latest, max(ctx.now(), latest.this_update))
+    if not again.problems:
+        again.repaired = check.repaired + again.repaired
+        return again, publication_again if publication_again.status != UNCHANGED else publication
+    return check, publication
+
+
 def refresh(ctx: AppContext, *, force: bool = False, now: datetime | None = None) -> RefreshReport:
     now = now or ctx.now()
     recover(ctx, now=now)  # a revocation it makes is caught by needs_resign below
@@ -169,6 +181,8 @@ def refresh(ctx: AppContext, *, force: bool = False, now: datetime | None = None
     report = RefreshReport(crl_row.number, crl_row.next_update, resigned)
     for target in registered_stores(ctx):
         check, publication = check_store(target, issuer_cert, crl_row, now)
+        if check.problems:
+            check, publication = _recheck(ctx, target, issuer_cert, check, publication)
         report.checks.append(check)
         report.publications.append(publication)
     record_publications(ctx, crl_row, report.publications, now)

@@ -153,11 +153,26 @@ def _issue(ctx: AppContext, req: IssueRequest, planned: Plan, key) -> IssueOutco
     except BaseException as exc:
         _undo(ctx, store, fresh, installed is not None, before, cert, cert_id, exc)
         raise
+    _catch_up_crl(ctx, store, issuer, crl_row.number)
     return IssueOutcome(
         app_uri=req.app_uri, thumbprint=pki.thumbprint(cert), serial=lifecycle.serial_hex(cert),
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, store=str(store.root),
         layout=store.layout.name, files=[str(installed.cert_path), str(installed.key_path)], replaced=replaced,
     )
+
+
+def _catch_up_crl(ctx: AppContext, store: pki.ApplicationStore, issuer: ca.Issuer, installed_number: int) -> None:
+    """A revocation that committed while this issue ran published its CRL to the stores registered then, which
+    did not include this one yet: publish the newest CRL here too (publishing never rolls a store back)."""
+    from .crls import current_crl
+
+    latest = current_crl(ctx)
+    if latest.number <= installed_number:
+        return
+    kinds = [kind for kind, result in store.publish_crl_where_held(latest.der, issuer.certificate, latest.number).items()
+             if not result.newer_present]
+    with ctx.database().write() as session:
+        note_held(session, latest.authority_id, latest.number, [(str(store.root), kind) for kind in kinds], ctx.now())
 
 
 def _apply_spec(application: db.Application, req: IssueRequest, planned: Plan, now: datetime) -> None:
