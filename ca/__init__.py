@@ -5,7 +5,7 @@ Objects and bytes in, objects and bytes out; the current time is always a parame
 """
 
 from .conformance import Finding, check_application_certificate, check_ca_certificate, errors_only
-from .crl import REASONS, RevokedEntry, build_crl, crl_number, crl_validity, reason_flag
+from .crl import REASONS, RevokedEntry, build_crl, crl_validity, reason_flag
 from .errors import CAError, PassphraseError, ProfileError
 from .keys import (
     RSA_KEY_SIZES,
@@ -48,7 +48,6 @@ __all__ = [
     "check_application_certificate",
     "check_ca_certificate",
     "check_key_size",
-    "crl_number",
     "crl_validity",
     "csr_application_uris",
     "encrypted_private_key_pem",

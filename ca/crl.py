@@ -97,10 +97,3 @@ def build_crl(
         revoked_certificates=[_revoked_certificate(entry) for entry in revoked],
     )
     return builder.sign(issuer.private_key, hashes.SHA256())
-
-
-def crl_number(crl: x509.CertificateRevocationList) -> int | None:
-    try:
-        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        return None

@@ -5,13 +5,23 @@ Imports only ``cryptography`` and the standard library.
 
 from .crl_audit import MISSING, MULTIPLE, NOT_YET_VALID, OK, STALE, CaCrlState, CrlAudit, CrlFile, audit_crls
 from .errors import StoreError, UnsafeNameError
+from .files import CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, atomic_write, ensure_dir
 from .layout import DEFAULT_LAYOUT, LAYOUTS, Layout, common_name, detect_layout, get_layout, safe_stem, thumbprint
 from .readers import Loaded, parse_certificate, parse_crl
 from .store import REJECTED, ApplicationStore, InstallResult, OwnPair
 from .store_crls import ISSUER, TRUSTED, PublishResult
+from .x509_facts import crl_number, crl_signed_by, is_ca
 from .validation import GOOD, Refused, TrustCache, TrustMaterial, Validation, build_chain, load_trust_material, validate
 
 __all__ = [
+    "CERT_MODE",
+    "KEY_MODE",
+    "PRIVATE_DIR_MODE",
+    "atomic_write",
+    "crl_number",
+    "crl_signed_by",
+    "ensure_dir",
+    "is_ca",
     "DEFAULT_LAYOUT",
     "GOOD",
     "ISSUER",

@@ -15,6 +15,7 @@ from cryptography import x509
 from .layout import thumbprint
 from .readers import Loaded
 from .store import ISSUER, TRUSTED, ApplicationStore
+from .x509_facts import authority_key_id, crl_number, crl_signed_by, is_ca, subject_key_id
 
 OK = "ok"
 MISSING = "missing"
@@ -71,34 +72,9 @@ class CrlAudit:
     orphans: list[Path] = field(default_factory=list)  # CRLs of CAs the store does not hold
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _signed_by(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:
-    try:
-        return crl.issuer == cert.subject and crl.is_signature_valid(cert.public_key())  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-
-
 def _same_key_id(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:
-    try:
-        aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return _signed_by(crl, cert)
-    return aki == ski
-
-
-def _number(crl: x509.CertificateRevocationList) -> int | None:
-    try:
-        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        return None
+    aki = authority_key_id(crl)
+    return crl_signed_by(crl, cert) if aki is None else aki == subject_key_id(cert)
 
 
 def audit_crls(store: ApplicationStore, vouched: tuple[bytes, ...] = ()) -> CrlAudit:
@@ -114,7 +90,7 @@ def audit_crls(store: ApplicationStore, vouched: tuple[bytes, ...] = ()) -> CrlA
         cas = [
             CaCrlState(kind, loaded.value, loaded.path)
             for loaded in store.certificates(kind)
-            if loaded.value is not None and _is_ca(loaded.value)
+            if loaded.value is not None and is_ca(loaded.value)
         ]
         audit.cas += cas
         for loaded in store.crls(kind):
@@ -126,9 +102,9 @@ def audit_crls(store: ApplicationStore, vouched: tuple[bytes, ...] = ()) -> CrlA
             if known:
                 owners = [ca for ca in cas if crl.issuer == ca.ca_cert.subject and _same_key_id(crl, ca.ca_cert)]
             else:
-                owners = [ca for ca in cas if _signed_by(crl, ca.ca_cert)]
+                owners = [ca for ca in cas if crl_signed_by(crl, ca.ca_cert)]
             for owner in owners:
-                owner.valid.append(CrlFile(loaded.path, crl, _number(crl)))
+                owner.valid.append(CrlFile(loaded.path, crl, crl_number(crl)))
             if owners:
                 continue
             claimed = [ca for ca in cas if crl.issuer == ca.ca_cert.subject]

@@ -12,6 +12,7 @@ from cryptography import x509
 from .errors import StoreError
 from .files import CERT_MODE, DIR_MODE, PRIVATE_DIR_MODE, atomic_write
 from .readers import CRL_SUFFIXES, Loaded, list_files, read_crl_file, read_crls
+from .x509_facts import authority_key_id, crl_number, crl_signed_by, subject_key_id
 
 TRUSTED = "trusted"
 ISSUER = "issuer"
@@ -89,13 +90,10 @@ class CrlFolders:
                 continue  # the name says older: no need to read a possibly large file
             loaded = read_crl_file(path)
             crl = loaded.value
-            if crl is None or (crl_number_of(crl) or 0) <= number:
+            if crl is None or (crl_number(crl) or 0) <= number:
                 continue
-            try:
-                if crl.issuer == ca_cert.subject and crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
-                    return path
-            except (TypeError, ValueError):
-                continue
+            if crl_signed_by(crl, ca_cert):
+                return path
         return None
 
     def ca_crl_files(self, ca_cert: x509.Certificate, kind: str = TRUSTED) -> list[Path]:
@@ -108,7 +106,7 @@ class CrlFolders:
         name is not.
         """
         own_prefix = self.layout.crl_name(ca_cert, None)[: -len(".crl")]
-        ski = _subject_key_id(ca_cert)
+        ski = subject_key_id(ca_cert)
         found = []
         for path in list_files(self.crl_dir(kind), CRL_SUFFIXES):
             if path.name.startswith(own_prefix):
@@ -117,15 +115,9 @@ class CrlFolders:
             crl = read_crl_file(path).value
             if crl is None or crl.issuer != ca_cert.subject:
                 continue
-            aki = _authority_key_id(crl)
-            if aki is not None and aki == ski:
+            aki = authority_key_id(crl)
+            if (aki is not None and aki == ski) or (aki is None and crl_signed_by(crl, ca_cert)):
                 found.append(path)
-            elif aki is None:
-                try:
-                    if crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
-                        found.append(path)
-                except (TypeError, ValueError):
-                    pass
         return found
 
     def remove_crl_file(self, path: Path) -> None:
@@ -142,24 +134,3 @@ _CRL_NUMBER_IN_NAME = re.compile(r" crl(\d+)(?:-\d+)?\.crl$")
 def _number_in_name(path: Path) -> int | None:
     match = _CRL_NUMBER_IN_NAME.search(path.name)
     return int(match.group(1)) if match else None
-
-
-def crl_number_of(crl: x509.CertificateRevocationList) -> int | None:
-    try:
-        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        return None
-
-
-def _subject_key_id(cert: x509.Certificate) -> bytes:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest  # type: ignore[arg-type]
-
-
-def _authority_key_id(crl: x509.CertificateRevocationList) -> bytes | None:
-    try:
-        return crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    except x509.ExtensionNotFound:
-        return None

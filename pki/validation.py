@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from .layout import thumbprint
 from .readers import CERT_SUFFIXES, CRL_SUFFIXES, list_files, read_certificate_file, read_crl_file
 from .store import ISSUER, TRUSTED, ApplicationStore
+from .x509_facts import crl_signed_by, is_ca, subject_key_id
 
 MIN_KEY_BITS = 2048
 MAX_CHAIN = 8
@@ -48,10 +49,7 @@ class CrlEntry:
     def signed_by(self, issuer: x509.Certificate) -> bool:
         key = thumbprint(issuer)
         if key not in self._signature_cache:
-            try:
-                ok = self.crl.issuer == issuer.subject and self.crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                ok = False
+            ok = crl_signed_by(self.crl, issuer)
             if ok:
                 ok = _aki_matches(self.crl.extensions, issuer)
             self._signature_cache[key] = ok
@@ -99,11 +97,7 @@ def _aki_matches(extensions: x509.Extensions, issuer: x509.Certificate) -> bool:
         return True
     if aki.key_identifier is None:
         return True
-    try:
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        ski = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key()).digest  # type: ignore[arg-type]
-    return aki.key_identifier == ski
+    return aki.key_identifier == subject_key_id(issuer)
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -118,14 +112,6 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def _is_self_signed(cert: x509.Certificate) -> bool:
     return cert.issuer == cert.subject and _issued_by(cert, cert)
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return False
-    return basic.ca
 
 
 def _check_policy(cert: x509.Certificate, issuer_side: bool) -> None:
@@ -236,7 +222,7 @@ def _validate(cert, material, *, at, app_uri, role, hostname) -> list[x509.Certi
         raise Refused("BadCertificateUntrusted", f"neither {cert.subject.rfc4514_string()} nor its CA is trusted")
     for ca in chain[1:]:
         _check_policy(ca, issuer_side=True)
-        if not _is_ca(ca):
+        if not is_ca(ca):
             raise Refused("BadCertificateIssuerUseNotAllowed", f"{ca.subject.rfc4514_string()} is not a CA")
         if not (ca.not_valid_before_utc <= at <= ca.not_valid_after_utc):
             raise Refused("BadCertificateIssuerTimeInvalid", f"CA {ca.subject.rfc4514_string()} is not valid now")

@@ -12,6 +12,7 @@ from cryptography.x509 import verification as xv
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 import ca
+import pki
 from tests.conftest import T0, make_identity
 from tests.helpers import legacy_certificate
 
@@ -269,7 +270,7 @@ def test_serials_are_random_positive_and_bounded(test_ca, key_pool):
 def test_crl_carries_number_aki_dates_and_reasons(test_ca):
     entries = [ca.RevokedEntry(1000 + i, T0, reason) for i, reason in enumerate(["keyCompromise", "superseded", "unspecified"])]
     crl = ca.build_crl(test_ca, number=7, this_update=T0, next_update=T0 + timedelta(days=30), revoked=entries)
-    assert ca.crl_number(crl) == 7
+    assert pki.crl_number(crl) == 7
     assert crl.last_update_utc == T0 and crl.next_update_utc == T0 + timedelta(days=30)
     assert crl.is_signature_valid(test_ca.certificate.public_key())
     aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value

@@ -94,7 +94,7 @@ def test_crl_lists_revoked_with_reason_and_is_accepted_by_openssl(plant: Certmgr
     crl = x509.load_der_x509_crl(crl_path.read_bytes())
     entry = crl.get_revoked_certificate_by_serial_number(int(serial, 16))
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.affiliation_changed
-    assert ca.crl_number(crl) == 2 and crl.next_update_utc - crl.last_update_utc == timedelta(days=30)
+    assert pki.crl_number(crl) == 2 and crl.next_update_utc - crl.last_update_utc == timedelta(days=30)
     ca_pem = plant.home / "ca" / "ca.pem"
     crl_pem = tmp_path / "crl.pem"
     crl_pem.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
@@ -156,7 +156,7 @@ def test_no_reader_sees_a_partial_crl(plant: Certmgr, tmp_path):
                 except FileNotFoundError:
                     continue  # removed between listing and reading: fine, a newer one exists
                 try:
-                    seen.append(ca.crl_number(x509.load_der_x509_crl(data)))
+                    seen.append(pki.crl_number(x509.load_der_x509_crl(data)))
                 except ValueError:
                     torn.append(path.name)
 
@@ -311,7 +311,7 @@ def test_crl_numbers_strictly_increasing_across_two_processes(initialised: Certm
     assert numbers == list(range(1, 12))  # strictly increasing in issue order, no gap, no duplicate
     counts = [r[2] for r in rows]
     assert counts == sorted(counts) and counts[-1] == 10  # a later CRL never omits an earlier revocation
-    assert all(ca.crl_number(x509.load_der_x509_crl(r[1])) == r[0] for r in rows)
+    assert all(pki.crl_number(x509.load_der_x509_crl(r[1])) == r[0] for r in rows)
 
 
 def test_an_interrupted_revocation_still_reaches_the_crl(plant: Certmgr, tmp_path, monkeypatch):

@@ -15,7 +15,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-import ca
 import db
 import pki
 from db import queries
@@ -237,7 +236,7 @@ def import_crl(
         targets = [StoreTarget(str(store_dir), layout or _registered_layout(ctx, store_dir) or "ua-net", ())]
     else:
         targets = registered_stores(ctx)
-    number = ca.crl_number(crl)
+    number = pki.crl_number(crl)
     results = []
     for target in targets:
         results.append(_import_into(ctx, target, crl, number, now))
@@ -262,7 +261,7 @@ def _import_into(ctx: AppContext, target: StoreTarget, crl, number: int | None, 
         for loaded in store.certificates(kind)
         if loaded.value is not None and loaded.value.subject == crl.issuer
     ]
-    signers = [(kind, cert) for kind, cert in issuers if _verifies(crl, cert)]
+    signers = [(kind, cert) for kind, cert in issuers if pki.crl_signed_by(crl, cert)]
     if not signers:
         why = "its signature does not verify with the CA certificate there" if issuers else "the store does not hold its CA"
         return ImportResult(target.path, "refused", why)
@@ -292,10 +291,3 @@ def _import_into(ctx: AppContext, target: StoreTarget, crl, number: int | None, 
             issuer=row.issuer_subject, number=number, next_update=crl.next_update_utc.isoformat(),
         )
     return ImportResult(target.path, "imported", f"CRL {number} of {ca_cert.subject.rfc4514_string()}, next update {crl.next_update_utc:%Y-%m-%d}")
-
-
-def _verifies(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:
-    try:
-        return crl.is_signature_valid(cert.public_key())  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 import ca
 import pki
 from db import queries
-from pki.files import atomic_write
+from pki import atomic_write
 
 from ..context import AppContext
 from ..errors import InputError, OperationFailed

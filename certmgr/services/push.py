@@ -17,13 +17,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 import ca
-import db
 import pki
 from db import queries
 
 from ..context import AppContext
 from ..errors import InputError, OperationFailed
-from . import windows
 from .crls import current_crl
 from .verifier import verifier_identity_uri, verifier_store
 

@@ -17,7 +17,7 @@ import ca
 import db
 import pki
 from db import queries
-from pki.files import CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, atomic_write, ensure_dir
+from pki import CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, atomic_write, ensure_dir
 
 from ..config import render_settings
 from ..constants import DEFAULT_CRL_DAYS

@@ -13,7 +13,6 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-import ca
 import pki
 from db import queries
 
@@ -84,13 +83,6 @@ def read_certificate_file(path: Path) -> x509.Certificate:
         raise InputError(f"{path} is not a certificate (PEM or DER)", "give the certificate file") from None
 
 
-def is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
-
-
 def import_certificate(
     ctx: AppContext, store: pki.ApplicationStore, path: Path, kind: str, crl_path: Path | None, warn: Callable[[str], None]
 ) -> dict:
@@ -103,15 +95,15 @@ def import_certificate(
             crl = pki.parse_crl(Path(crl_path).read_bytes())
         except (OSError, ValueError):
             raise InputError(f"{crl_path} is not a readable CRL", "give the CRL the CA publishes") from None
-        if crl.issuer != cert.subject or not crl.is_signature_valid(cert.public_key()):
+        if not pki.crl_signed_by(crl, cert):
             raise InputError(f"the CRL {crl_path} was not signed by {cert.subject.rfc4514_string()}", "give that CA's CRL")
         now = ctx.now()
         if crl.next_update_utc is None or crl.next_update_utc <= now or crl.last_update_utc > now:
             raise InputError(f"the CRL {crl_path} is not current (valid {crl.last_update_utc:%Y-%m-%d %H:%M} to "
                              f"{crl.next_update_utc:%Y-%m-%d %H:%M} UTC)" if crl.next_update_utc else f"the CRL {crl_path} has no nextUpdate",
                              "get a fresh CRL from the CA, and check this host's clock")
-        crl_der, number = crl.public_bytes(serialization.Encoding.DER), ca.crl_number(crl)
-    elif is_ca(cert):
+        crl_der, number = crl.public_bytes(serialization.Encoding.DER), pki.crl_number(crl)
+    elif pki.is_ca(cert):
         warn(
             f"{cert.subject.rfc4514_string()} is a CA and no CRL was given: OPC UA stacks will refuse every peer it issued "
             "with BadCertificateRevocationUnknown until its CRL is in the store (certmgr crl import FILE --store DIR)"
