@@ -54,13 +54,14 @@ def load_private_key_pem(
 
     With ``trusted_public_key`` (the CA certificate's key) OpenSSL's RSA consistency check is skipped:
     about 0.2 s for a 4096-bit key, mostly primality tests of p and q, paid by every CLI call. Skipping it is
-    safe here because what the check protects against is a faulty key producing bad signatures (wrong d or
-    CRT values; a bad CRT signature leaks the factors, the Bellcore attack). Instead the key must have the
-    certificate's public numbers and one PKCS#1 v1.5 signature made with it must verify under the
-    certificate's key: any wrong d, dmp1, dmq1 or iqmp makes that signature wrong. (OpenSSL also checks each
-    CRT result against e before releasing it.) Non-prime p or q with a correct n and d would only weaken a key
-    the CA generated itself, which an attacker able to write the key file can do anyway. A ``ProfileError``
-    is raised when the key does not belong to ``trusted_public_key``.
+    safe for a key certmgr wrote and whose certificate it holds, because what the check protects against is
+    a faulty key producing bad signatures (a wrong CRT signature leaks the factors: the Bellcore attack).
+    Instead the key must carry the certificate's public numbers and one PKCS#1 v1.5 signature made with it
+    must verify under the certificate's key. OpenSSL checks every CRT result against e and recomputes it with
+    d when it is wrong, so a damaged CRT value alone never yields a bad signature; a wrong d as well makes
+    the self-test signature fail (tests/test_ca_hierarchy.py damages both). Non-prime p or q with a correct
+    n and d would only weaken a key the CA generated itself, which anyone able to write the key file could do
+    anyway. A ``ProfileError`` is raised when the key does not belong to ``trusted_public_key`` or is damaged.
     """
     skip = trusted_public_key is not None
     try:
