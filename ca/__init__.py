@@ -6,7 +6,7 @@ Objects and bytes in, objects and bytes out; the current time is always a parame
 
 from .conformance import Finding, check_application_certificate, check_ca_certificate, errors_only
 from .crl import REASONS, RevokedEntry, build_crl, crl_number, crl_validity, reason_flag
-from .errors import CAError, PassphraseError, ProfileError
+from .errors import CAError, PassphraseError, ProfileError, TokenError
 from .hierarchy import (
     DEFAULT_ISSUING_CA_DAYS,
     DEFAULT_ROOT_CRL_DAYS,
@@ -63,6 +63,7 @@ __all__ = [
     "Issuer",
     "PassphraseError",
     "ProfileError",
+    "TokenError",
     "RevokedEntry",
     "SubjectFields",
     "build_application_certificate",
