@@ -187,3 +187,133 @@ def test_trusted_load_checks_pair_and_refuses_damaged_or_foreign_keys(key_pool):
         ca.load_private_key_pem(damaged_pem, b"s3cret", trusted_public_key=key.public_key())
     with pytest.raises(ValueError):  # and without the shortcut OpenSSL's full check refuses it too
         ca.load_private_key_pem(damaged_pem, b"s3cret")
+
+
+# The offline root commands ------------------------------------------------------------------------------
+
+ROOT_PASSPHRASE = "the root's own passphrase"
+
+
+@pytest.fixture
+def cm(tmp_path):
+    """certmgr at a shell on the root's machine: no home, no database."""
+    from tests.conftest import Certmgr
+
+    runner = Certmgr(tmp_path / "home")
+    runner.env["CERTMGR_ROOT_PASSPHRASE"] = ROOT_PASSPHRASE
+    return runner
+
+
+def load_der(path: Path):
+    return pki.parse_certificate(path.read_bytes())
+
+
+def test_root_create_writes_root_crl_and_private_key(cm, tmp_path):
+    out = tmp_path / "root"
+    result = cm.json("ca", "root", "create", "--out", str(out), "--name", "Plant 1 Root CA", "--org", "Plant 1", "--key-size", "2048")
+    root_cert = load_der(out / "root.der")
+    assert root_cert.subject.rfc4514_string() == "CN=Plant 1 Root CA,O=Plant 1" == result["subject"]
+    assert root_cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == ca.ROOT_PATH_LENGTH
+    assert pki.parse_certificate((out / "root.pem").read_bytes()) == root_cert
+    crl = pki.parse_crl((out / "root.crl").read_bytes())
+    assert ca.crl_number(crl) == 1 and crl.is_signature_valid(root_cert.public_key())
+    assert crl.next_update_utc - crl.last_update_utc == timedelta(days=ca.DEFAULT_ROOT_CRL_DAYS)
+    key_file = out / "private" / "root-key.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600 and (out / "private").stat().st_mode & 0o777 == 0o700
+    assert ":scrypt" in subprocess.run(["openssl", "asn1parse", "-in", key_file], capture_output=True, text=True).stdout
+    key = ca.load_private_key_pem(key_file.read_bytes(), ROOT_PASSPHRASE.encode(), trusted_public_key=root_cert.public_key())
+    assert ca.key_matches_certificate(key, root_cert.public_key())
+    with pytest.raises(ca.PassphraseError):  # the CA passphrase does not open the root key
+        ca.load_private_key_pem(key_file.read_bytes(), cm.env["CERTMGR_CA_PASSPHRASE"].encode())
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    refused = cm("ca", "root", "create", "--out", str(out), code=2)
+    assert "already holds an offline root" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "home").exists()  # no certmgr home or database on the root's machine
+
+
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["--days", "0"], {}, "validity of 0 days"),
+        (["--crl-days", "-1"], {}, "CRL validity of -1 days"),
+        (["--name", ""], {}, "CN"),
+        ([], {"CERTMGR_ROOT_PASSPHRASE": None}, "root passphrase is needed"),
+        ([], {"CERTMGR_ROOT_PASSPHRASE": "test passphrase for the CA"}, "root passphrase is the CA passphrase"),
+        (["--root-passphrase-file", "{loose}"], {"CERTMGR_ROOT_PASSPHRASE": None}, "readable by group or others"),
+    ],
+)
+def test_root_create_bad_input_writes_nothing(cm, tmp_path, args, env, message):
+    loose = tmp_path / "loose-passphrase"
+    loose.write_text("some root passphrase\n")
+    loose.chmod(0o644)
+    cm.env.update(env)
+    out = tmp_path / "root"
+    refused = cm("ca", "root", "create", "--out", str(out), "--key-size", "2048", *[a.format(loose=loose) for a in args], code=2)
+    assert message in refused.stderr and refused.stderr.startswith("certmgr: error: ")
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_root_signs_issuing_ca_and_revokes_it(cm, tmp_path, key_pool):
+    root_dir = tmp_path / "root"
+    cm("ca", "root", "create", "--out", str(root_dir), "--name", "Plant 1 Root CA", "--key-size", "2048")
+    pass_file = tmp_path / "root-pass"
+    pass_file.write_text(ROOT_PASSPHRASE + "\n")
+    pass_file.chmod(0o600)
+    cm.env["CERTMGR_ROOT_PASSPHRASE"] = None  # from here on the 0600 file
+    issuing_key = key_pool.get()
+    csr_file = tmp_path / "issuing.csr"
+    csr_file.write_bytes(ca.build_ca_csr(issuing_key, ca.SubjectFields("Plant 1 CA", "Plant 1")).public_bytes(ca.keys.serialization.Encoding.PEM))
+    signed = cm.json("ca", "root", "sign-csr", str(csr_file), "--root-dir", str(root_dir), "--out", str(tmp_path / "issuing.der"),
+                     "--root-passphrase-file", str(pass_file))
+    root_cert, issuing_cert = load_der(root_dir / "root.der"), load_der(tmp_path / "issuing.der")
+    assert signed["serial"] == f"{issuing_cert.serial_number:x}"
+    root = ca.Issuer(root_cert, None)  # type: ignore[arg-type]
+    issuing = ca.Issuer(issuing_cert, issuing_key)
+    now = pki_now()
+    leaf = ca.build_application_certificate(make_identity(URI, "historian"), key_pool.get().public_key(), issuing, now=now)
+    ca_crl = ca.build_crl(issuing, number=1, this_update=now - timedelta(minutes=5), next_update=now + timedelta(days=30))
+    root_crl = pki.parse_crl((root_dir / "root.crl").read_bytes())
+    good = openssl_verify_now(tmp_path, root_cert, issuing_cert, leaf, root_crl, ca_crl)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert pki.validate(leaf, material(root, issuing, root_crl, ca_crl), at=now).ok
+
+    before = (root_dir / "root.crl").read_bytes()
+    unknown = cm("ca", "root", "sign-crl", "--root-dir", str(root_dir), "--revoke", "abc123", "--root-passphrase-file", str(pass_file), code=2)
+    assert "serial abc123 was not issued by this root" in unknown.stderr and (root_dir / "root.crl").read_bytes() == before
+    wrong = tmp_path / "wrong-pass"
+    wrong.write_text("not it")
+    wrong.chmod(0o600)
+    refused = cm("ca", "root", "sign-crl", "--root-dir", str(root_dir), "--root-passphrase-file", str(wrong), code=2)
+    assert "wrong root passphrase" in refused.stderr and (root_dir / "root.crl").read_bytes() == before
+
+    renewed = cm.json("ca", "root", "sign-crl", "--root-dir", str(root_dir), "--revoke", signed["serial"], "--root-passphrase-file", str(pass_file))
+    assert renewed["crl_number"] == 2 and renewed["revoked_serials"] == [signed["serial"]]
+    root_crl = pki.parse_crl((root_dir / "root.crl").read_bytes())
+    assert ca.crl_number(root_crl) == 2 and root_crl.get_revoked_certificate_by_serial_number(issuing_cert.serial_number)
+    bad = openssl_verify_now(tmp_path, root_cert, issuing_cert, leaf, root_crl, ca_crl)
+    assert bad.returncode != 0 and "certificate revoked" in bad.stdout + bad.stderr
+    assert pki.validate(leaf, material(root, issuing, root_crl, ca_crl), at=now).status == "BadCertificateIssuerRevoked"
+    again = cm.json("ca", "root", "sign-crl", "--root-dir", str(root_dir), "--root-passphrase-file", str(pass_file))
+    assert again["crl_number"] == 3 and again["revoked_serials"] == [signed["serial"]]  # revocations persist
+
+    exists = cm("ca", "root", "sign-csr", str(csr_file), "--root-dir", str(root_dir), "--out", str(tmp_path / "issuing.der"),
+                "--root-passphrase-file", str(pass_file), code=2)
+    assert "exists" in exists.stderr
+    not_csr = cm("ca", "root", "sign-csr", str(root_dir / "root.der"), "--root-dir", str(root_dir), "--out", str(tmp_path / "x.der"),
+                 "--root-passphrase-file", str(pass_file), code=2)
+    assert "not a certificate signing request" in not_csr.stderr and not (tmp_path / "x.der").exists()
+
+
+def pki_now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def openssl_verify_now(tmp_path, root_cert, issuing_cert, leaf, root_crl, ca_crl):
+    files = [pem_file(tmp_path / f"{n}.pem", o) for n, o in
+             (("root", root_cert), ("issuing", issuing_cert), ("leaf", leaf), ("root-crl", root_crl), ("ca-crl", ca_crl))]
+    return subprocess.run(["openssl", "verify", "-CAfile", files[0], "-untrusted", files[1], "-crl_check_all",
+                           "-CRLfile", files[3], "-CRLfile", files[4], files[2]], capture_output=True, text=True)

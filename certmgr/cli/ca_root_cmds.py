@@ -23,7 +23,7 @@ crl_days_option = click.option("--crl-days", type=int, default=None, help="Days 
 
 def _show(app, result: dict, rows: list[tuple[str, str]]) -> None:
     if app.json:
-        emit_json({key: value for key, value in result.items() if key != "revoked"})
+        emit_json(result)
     else:
         click.echo(key_values([(label, result[key]) for label, key in rows]))
 
@@ -82,7 +82,7 @@ def root_sign_crl(app, root_dir, revoke, reason, crl_days, root_passphrase_file)
 
     passphrase = read_root_passphrase(root_passphrase_file)
     result = sign_root_crl(root_dir, passphrase, now=app.now(), revoke=list(revoke), reason=reason, crl_days=crl_days)
-    _show(app, {**result, "revoked": ", ".join(result["revoked_serials"]) or "none"}, [("CRL", "crl"), ("CRL number", "crl_number"), ("next update", "crl_next_update"), ("revoked", "revoked")])
+    _show(app, result, [("CRL", "crl"), ("CRL number", "crl_number"), ("next update", "crl_next_update"), ("revoked", "revoked_serials")])
 
 
 @root_group.command("sign-csr")

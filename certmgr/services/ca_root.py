@@ -122,7 +122,7 @@ def create_root(
                          "choose an empty folder with --out; a root is never overwritten")
     if root.path.exists() and not root.path.is_dir():
         raise InputError(f"{root.path} exists and is not a folder", "choose a folder path with --out")
-    subject = ca.SubjectFields(name or DEFAULT_ROOT_NAME, organization)
+    subject = ca.SubjectFields(DEFAULT_ROOT_NAME if name is None else name, organization)
     ca.check_key_size(key_size)
     root_days = days if days is not None else ca.DEFAULT_ROOT_DAYS
     this_update, next_update = ca.crl_validity(now, crl_days if crl_days is not None else ca.DEFAULT_ROOT_CRL_DAYS)
