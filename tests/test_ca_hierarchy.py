@@ -317,3 +317,22 @@ def openssl_verify_now(tmp_path, root_cert, issuing_cert, leaf, root_crl, ca_crl
              (("root", root_cert), ("issuing", issuing_cert), ("leaf", leaf), ("root-crl", root_crl), ("ca-crl", ca_crl))]
     return subprocess.run(["openssl", "verify", "-CAfile", files[0], "-untrusted", files[1], "-crl_check_all",
                            "-CRLfile", files[3], "-CRLfile", files[4], files[2]], capture_output=True, text=True)
+
+
+def test_issue_from_root_for_init_in_one_step(cm, tmp_path, key_pool):
+    """What `certmgr init --issuing-ca --root-dir DIR` calls: key made in the home, signed by the root."""
+    import json
+
+    from certmgr.services.ca_root import issue_from_root
+
+    root_dir = tmp_path / "root"
+    cm("ca", "root", "create", "--out", str(root_dir), "--name", "Plant 1 Root CA", "--key-size", "2048")
+    key = key_pool.get()
+    signed = issue_from_root(root_dir, ROOT_PASSPHRASE.encode(), (key.public_key(), ca.SubjectFields("Plant 1 CA")), now=T0)
+    assert signed.certificate.issuer == signed.root_certificate.subject
+    signed.certificate.verify_directly_issued_by(signed.root_certificate)
+    assert ca.crl_number(signed.root_crl) == 1 and signed.root_crl_path == root_dir / "root.crl"
+    state = json.loads((root_dir / "root-state.json").read_text())
+    assert [item["serial"] for item in state["issued"]] == [f"{signed.certificate.serial_number:x}"]
+    with pytest.raises(Exception, match="wrong root passphrase"):
+        issue_from_root(root_dir, b"test passphrase for the CA", (key.public_key(), ca.SubjectFields("Plant 1 CA")), now=T0)

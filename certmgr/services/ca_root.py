@@ -231,11 +231,48 @@ def _read_csr(csr_path: Path):
                          "give the CSR written by `certmgr init --issuing-ca --csr-out`") from None
 
 
+@dataclass(frozen=True)
+class SignedByRoot:
+    """An issuing CA certificate with what stores need beside it: the root and its current CRL."""
+
+    certificate: object  # x509.Certificate
+    root_certificate: object  # x509.Certificate
+    root_crl: object  # x509.CertificateRevocationList
+    root_crl_path: Path
+
+
+def issue_from_root(
+    root_dir: Path, passphrase: bytes, request, *, now: datetime, days: int | None = None
+) -> SignedByRoot:
+    """Sign an issuing CA with the offline root and record it in the root's state.
+
+    ``request`` is a CSR, or a ``(public_key, ca.SubjectFields)`` pair when the issuing CA's key is made in
+    the same step (``certmgr init --issuing-ca --root-dir DIR``). Extensions come from ca.hierarchy's profile.
+    """
+    import ca
+    import pki
+
+    root, issuer, state = _load(root_dir, passphrase)
+    lifetime = days if days is not None else ca.DEFAULT_ISSUING_CA_DAYS
+    if isinstance(request, tuple):
+        public_key, subject = request
+        cert = ca.build_issuing_ca(public_key, subject, issuer, now=now, days=lifetime)
+    else:
+        cert = ca.sign_ca_csr(request, issuer, now=now, days=lifetime)
+    try:
+        root_crl = pki.parse_crl(root.crl.read_bytes())
+    except (OSError, ValueError):
+        raise OperationFailed(f"the root CRL {root.crl} is missing or unreadable", "renew it with `certmgr ca root sign-crl`") from None
+    state["issued"].append({"serial": f"{cert.serial_number:x}", "subject": cert.subject.rfc4514_string(),
+                            "not_after": cert.not_valid_after_utc.isoformat(), "thumbprint": pki.thumbprint(cert)})
+    _write_state(root, state)
+    return SignedByRoot(cert, issuer.certificate, root_crl, root.crl)
+
+
 def sign_issuing_csr(
     csr_path: Path, root_dir: Path, out: Path, passphrase: bytes, *, now: datetime, days: int | None = None
 ) -> dict:
     """Sign the issuing CA requested in ``csr_path`` with the offline root; writes ``out`` (PEM for *.pem)."""
-    import ca
     import pki
     from pki.files import CERT_MODE, atomic_write
 
@@ -244,15 +281,10 @@ def sign_issuing_csr(
         raise InputError(f"{out} exists", "choose a new file with --out; certmgr does not overwrite certificates")
     if not out.parent.is_dir():
         raise InputError(f"folder {out.parent} does not exist", "create it or choose another --out")
-    csr = _read_csr(csr_path)
-    root, issuer, state = _load(root_dir, passphrase)
-    lifetime = days if days is not None else ca.DEFAULT_ISSUING_CA_DAYS
-    cert = ca.sign_ca_csr(csr, issuer, now=now, days=lifetime)
-    state["issued"].append({"serial": f"{cert.serial_number:x}", "subject": cert.subject.rfc4514_string(),
-                            "not_after": cert.not_valid_after_utc.isoformat(), "thumbprint": pki.thumbprint(cert)})
-    _write_state(root, state)
+    signed = issue_from_root(root_dir, passphrase, _read_csr(csr_path), now=now, days=days)
+    cert = signed.certificate
     der, pem = _cert_files(cert)
     atomic_write(out, pem if out.suffix.lower() == ".pem" else der, CERT_MODE)
     return {"certificate": str(out), "subject": cert.subject.rfc4514_string(), "serial": f"{cert.serial_number:x}",
             "thumbprint": pki.thumbprint(cert), "not_after": cert.not_valid_after_utc.isoformat(),
-            "issuer": issuer.certificate.subject.rfc4514_string(), "root_crl": str(root.crl)}
+            "issuer": signed.root_certificate.subject.rfc4514_string(), "root_crl": str(signed.root_crl_path)}
