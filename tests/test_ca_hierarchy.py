@@ -294,7 +294,7 @@ def test_root_signs_issuing_ca_and_revokes_it(cm, tmp_path, key_pool):
     assert ca.crl_number(root_crl) == 2 and root_crl.get_revoked_certificate_by_serial_number(issuing_cert.serial_number)
     bad = openssl_verify_now(tmp_path, root_cert, issuing_cert, leaf, root_crl, ca_crl)
     assert bad.returncode != 0 and "certificate revoked" in bad.stdout + bad.stderr
-    assert pki.validate(leaf, material(root, issuing, root_crl, ca_crl), at=now).status == "BadCertificateIssuerRevoked"
+    assert pki.validate(leaf, material(root, issuing, root_crl, ca_crl), at=pki_now()).status == "BadCertificateIssuerRevoked"
     again = cm.json("ca", "root", "sign-crl", "--root-dir", str(root_dir), "--root-passphrase-file", str(pass_file))
     assert again["crl_number"] == 3 and again["revoked_serials"] == [signed["serial"]]  # revocations persist
 
