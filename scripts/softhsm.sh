@@ -7,6 +7,7 @@
 # softhsm2-util takes PINs only as arguments or at a prompt; this is a test token with throw-away PINs, so
 # the user PIN is read from the file given (kept out of the caller's command line) and the SO PIN is random.
 set -euo pipefail
+. "$(dirname "$0")/debian_package.sh"
 
 find_module() {
     local candidate
@@ -18,15 +19,7 @@ find_module() {
 }
 
 install_softhsm() {
-    local apt="apt-get"
-    if [ "$(id -u)" != 0 ]; then
-        sudo -n true 2>/dev/null || { echo "SoftHSM2 is not installed and there is no root or sudo to install it;" \
-            "install Debian's softhsm2 package" >&2; exit 1; }
-        apt="sudo -n apt-get"
-    fi
-    echo "installing SoftHSM2 from Debian's packages..." >&2
-    DEBIAN_FRONTEND=noninteractive $apt update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $apt install -y -qq softhsm2 >&2
+    install_debian_package softhsm2 SoftHSM2 "install Debian's softhsm2 package"
 }
 
 start() {
