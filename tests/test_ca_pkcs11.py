@@ -86,6 +86,9 @@ def test_token_key_signs_root_application_and_crl(tmp_path, token_key, key_pool)
 
 
 def test_key_never_leaves_the_token(token_key):
+    from pkcs11 import Attribute
+
+    assert token_key._private[Attribute.SENSITIVE] is True and token_key._private[Attribute.EXTRACTABLE] is False
     with pytest.raises(ca.TokenError, match="never leaves its token"):
         token_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     with pytest.raises(ca.TokenError, match="never leaves its token"):
