@@ -1,12 +1,23 @@
 """certmgr's certificate authority: keys, OPC UA profiles, issuing, CRLs and conformance checks.
 
 Objects and bytes in, objects and bytes out; the current time is always a parameter. Imports only
-``cryptography`` and the standard library.
+``cryptography`` and the standard library (and ``python-pkcs11`` in ``ca.pkcs11``, imported on use).
 """
 
 from .conformance import Finding, check_application_certificate, check_ca_certificate, errors_only
 from .crl import REASONS, RevokedEntry, build_crl, crl_validity, reason_flag
-from .errors import CAError, PassphraseError, ProfileError
+from .errors import CAError, PassphraseError, ProfileError, TokenError
+from .hierarchy import (
+    DEFAULT_ISSUING_CA_DAYS,
+    DEFAULT_ROOT_CRL_DAYS,
+    DEFAULT_ROOT_DAYS,
+    ROOT_PATH_LENGTH,
+    build_ca_csr,
+    build_issuing_ca,
+    next_generation_name,
+    next_generation_subject,
+    sign_ca_csr,
+)
 from .keys import (
     RSA_KEY_SIZES,
     check_key_size,
@@ -16,6 +27,7 @@ from .keys import (
     load_private_key_pem,
     private_key_pem,
 )
+from .pkcs8 import DEFAULT_KEY_ENCRYPTION, KeyEncryption
 from .names import ApplicationIdentity, SubjectFields, validate_application_uri, validate_dns_name, validate_ip_address
 from .profile import (
     DEFAULT_APP_DAYS,
@@ -29,6 +41,17 @@ from .profile import (
 )
 
 __all__ = [
+    "DEFAULT_ISSUING_CA_DAYS",
+    "DEFAULT_KEY_ENCRYPTION",
+    "DEFAULT_ROOT_CRL_DAYS",
+    "DEFAULT_ROOT_DAYS",
+    "ROOT_PATH_LENGTH",
+    "KeyEncryption",
+    "build_ca_csr",
+    "build_issuing_ca",
+    "next_generation_name",
+    "next_generation_subject",
+    "sign_ca_csr",
     "DEFAULT_APP_DAYS",
     "DEFAULT_CA_DAYS",
     "DEFAULT_CA_KEY_SIZE",
@@ -40,6 +63,7 @@ __all__ = [
     "Issuer",
     "PassphraseError",
     "ProfileError",
+    "TokenError",
     "RevokedEntry",
     "SubjectFields",
     "build_application_certificate",

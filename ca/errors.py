@@ -15,3 +15,7 @@ class ProfileError(CAError):
 
 class PassphraseError(CAError):
     """The CA private key could not be decrypted with the given passphrase."""
+
+
+class TokenError(CAError):
+    """A PKCS#11 token or key cannot be used: module, token or key missing, or an unsupported operation."""

@@ -137,8 +137,12 @@ def build_root_ca(
     now: datetime,
     days: int = DEFAULT_CA_DAYS,
     serial: int | None = None,
+    path_length: int | None = 0,
 ) -> x509.Certificate:
-    """A self-signed root CA that may only issue end-entity certificates and CRLs."""
+    """A self-signed root CA; with the default ``path_length=0`` it issues only end-entity certificates and CRLs.
+
+    An offline root above issuing CAs takes ``path_length=1`` (see ca.hierarchy).
+    """
     public_key = _check_public_key(private_key.public_key())
     not_before, not_after = validity_window(now, days)
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
@@ -150,7 +154,7 @@ def build_root_ca(
         .serial_number(_check_serial(serial if serial is not None else x509.random_serial_number()))
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)

@@ -5,6 +5,7 @@
 # Installs Debian's postgresql package first if no server binaries are found (as root, or with sudo -n).
 # The cluster runs as an unprivileged user: "postgres" when started by root, else the caller.
 set -euo pipefail
+. "$(dirname "$0")/debian_package.sh"
 
 find_bindir() {
     local dir
@@ -15,15 +16,7 @@ find_bindir() {
 }
 
 install_postgresql() {
-    local apt="apt-get"
-    if [ "$(id -u)" != 0 ]; then
-        sudo -n true 2>/dev/null || { echo "PostgreSQL is not installed and there is no root or sudo to install it;" \
-            "install Debian's postgresql package, or set CERTMGR_TEST_PG=skip" >&2; exit 1; }
-        apt="sudo -n apt-get"
-    fi
-    echo "installing PostgreSQL from Debian's packages..." >&2
-    DEBIAN_FRONTEND=noninteractive $apt update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $apt install -y -qq postgresql >&2
+    install_debian_package postgresql PostgreSQL "install Debian's postgresql package, or set CERTMGR_TEST_PG=skip"
 }
 
 as_owner() {

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .ca_root_cmds import root_group
 from .options import KEY_SIZES, json_option, passphrase_file_option
 from .output import emit_json, key_values
 
@@ -109,5 +110,7 @@ def ca_show(app) -> None:
         )
     )
 
+
+ca_group.add_command(root_group)
 
 COMMANDS = [init, ca_group]

@@ -3,6 +3,7 @@ verification identity certmgr uses to prove certificates on real secure channels
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -24,7 +25,6 @@ from ..constants import DEFAULT_CRL_DAYS
 from ..context import AppContext
 from ..errors import InputError, OperationFailed
 from ..home import HOME_MODE
-from ..locks import exclusive
 from .crls import sign_crl
 from .issuing import IssueRequest, issue_application
 
@@ -102,16 +102,17 @@ def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=
         ensure_dir(home.root, HOME_MODE)
     except (OSError, pki.StoreError) as exc:
         raise OperationFailed(f"cannot create certmgr home {home.root}: {exc}", "check the path's permissions") from None
+    # the lock is on the home folder itself: a refused init leaves no file behind
+    fd = os.open(home.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        lock = exclusive(home.root / "init.lock", "certmgr init", wait=0)
-        lock.__enter__()
-    except OperationFailed:
-        raise InputError(f"another `certmgr init` is creating {home.root} right now",
-                         "wait for it to finish, then use that home (or give another --home)") from None
-    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another `certmgr init` is creating {home.root} right now",
+                             "wait for it to finish, then use that home (or give another --home)") from None
         return _initialise_locked(ctx, settings, subject, passphrase, key)
     finally:
-        lock.__exit__(None, None, None)
+        os.close(fd)
 
 
 def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, key) -> dict:
