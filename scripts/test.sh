@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install -q -e '.[test]'
 
 echo "== pass 1: SQLite"
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -p no:cacheprovider --durations=15 "$@"
 
 if [ "${CERTMGR_TEST_PG:-}" = "skip" ]; then
     echo "== pass 2 skipped (CERTMGR_TEST_PG=skip)"
@@ -22,4 +22,4 @@ if [ -z "${CERTMGR_TEST_PG:-}" ]; then
     trap 'bash scripts/pg_cluster.sh stop "$CERTMGR_PG_DIR"' EXIT
 fi
 echo "== pass 2: PostgreSQL ($CERTMGR_TEST_PG)"
-CERTMGR_TEST_PG="$CERTMGR_TEST_PG" .venv/bin/python -m pytest -m uses_db "$@"
+CERTMGR_TEST_PG="$CERTMGR_TEST_PG" .venv/bin/python -m pytest -p no:cacheprovider -m uses_db --durations=15 "$@"

@@ -321,3 +321,14 @@ def test_sign_csr_uses_the_profile_and_refuses_a_foreign_uri_no_uri_or_a_bad_sig
     der[-5] ^= 0x01  # inside the signature
     with pytest.raises(ca.ProfileError, match="signature"):
         ca.sign_csr(x509.load_der_x509_csr(bytes(der)), identity, test_ca, now=T0)
+
+
+@pytest.mark.parametrize("serial, accepted", [(2**159 - 1, True), (2**159, False), (1, True), (0, False)])
+def test_serial_limit_boundary(test_ca, key_pool, serial, accepted):
+    """RFC 5280 allows 20 octets, positive: 159 bits is the largest serial certmgr signs."""
+    build = lambda: ca.build_application_certificate(make_identity(), key_pool.get().public_key(), test_ca, now=T0, serial=serial)  # noqa: E731
+    if accepted:
+        assert build().serial_number == serial
+    else:
+        with pytest.raises(ca.ProfileError, match="159 bits"):
+            build()

@@ -156,3 +156,19 @@ def test_asyncua_internals_the_guard_relies_on_are_there():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", f"asyncua changed under the open_secure_channel override: {result.stdout}"
+
+
+@pytest.mark.parametrize("days, code", [(36500, 0), (36501, 2)])
+def test_validity_limit_boundary(initialised: Certmgr, tmp_path, days, code):
+    result = initialised("issue", "--app-uri", "urn:plant:long", "--store", str(tmp_path / "s"), "--days", str(days), code=code)
+    if code:
+        assert "100 years" in result.stderr and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("window, code", [("29d23h", 0), ("30d", 2)])
+def test_renewal_window_boundary(initialised: Certmgr, tmp_path, window, code):
+    """A window must be shorter than the lifetime: equal would renew every night."""
+    result = initialised("issue", "--app-uri", "urn:plant:w", "--store", str(tmp_path / "w"), "--days", "30",
+                         "--renew-before", window, code=code)
+    if code:
+        assert "every night" in result.stderr and not (tmp_path / "w").exists()
