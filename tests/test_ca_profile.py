@@ -98,37 +98,44 @@ def test_cryptography_verifier_accepts_issued_certificate_as_server_and_client(l
     assert client.verify(leaf, []).chain[-1] == test_ca.certificate
 
 
-def test_cryptography_verifier_refuses_expired_tampered_and_wrong_uri(leaf, test_ca, foreign_ca, key_pool):
-    server, client = verifiers(test_ca.certificate, T0 + timedelta(days=400))
-    with pytest.raises(xv.VerificationError, match="not valid at validation time"):
-        server.verify(leaf, [])
-    with pytest.raises(xv.VerificationError):
-        client.verify(leaf, [])
-
-    server, client = verifiers(test_ca.certificate, T0)
-    with pytest.raises(xv.VerificationError):
-        server.verify(tamper(leaf), [])
-
-    wrong_uri = ca.build_application_certificate(
-        make_identity("urn:plant1:other", "historian"), key_pool.get().public_key(), test_ca, now=T0
-    )
-    with pytest.raises(xv.VerificationError, match="SAN URIs"):
-        server.verify(wrong_uri, [])
-    with pytest.raises(xv.VerificationError, match="SAN URIs"):
-        client.verify(wrong_uri, [])
-
-    foreign = ca.build_application_certificate(make_identity(URI), key_pool.get().public_key(), foreign_ca, now=T0)
-    with pytest.raises(xv.VerificationError):
-        server.verify(foreign, [])
+def _refusable(case, leaf, test_ca, foreign_ca, key_pool):
+    """(certificate, validation time) of each case the verifiers and the conformance checker must refuse."""
+    if case == "expired":
+        return leaf, T0 + timedelta(days=400)
+    if case == "tampered":
+        return tamper(leaf), T0
+    if case == "wrong uri":
+        return ca.build_application_certificate(make_identity("urn:plant1:other", "historian"), key_pool.get().public_key(),
+                                                test_ca, now=T0), T0
+    return ca.build_application_certificate(make_identity(URI), key_pool.get().public_key(), foreign_ca, now=T0), T0
 
 
-def test_conformance_checker_refuses_tampered_expired_and_wrong_uri(leaf, test_ca, foreign_ca, key_pool):
+# One case per test (split from one test whose first failing assertion hid the others).
+@pytest.mark.parametrize("case, match", [("expired", "not valid at validation time"), ("tampered", None),
+                                         ("wrong uri", "SAN URIs"), ("foreign issuer", None)])
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_cryptography_verifier_refuses(leaf, test_ca, foreign_ca, key_pool, case, match, side):
+    cert, at = _refusable(case, leaf, test_ca, foreign_ca, key_pool)
+    server, client = verifiers(test_ca.certificate, at)
+    with pytest.raises(xv.VerificationError, match=match):
+        (server if side == "server" else client).verify(cert, [])
+
+
+def test_conformance_checker_accepts_the_issued_certificate(leaf, test_ca):
     assert ca.check_application_certificate(leaf, app_uri=URI, at=T0, issuer=test_ca.certificate) == []
-    codes = lambda findings: {f.code for f in ca.errors_only(findings)}  # noqa: E731
-    assert "signature-invalid" in codes(ca.check_application_certificate(tamper(leaf), at=T0, issuer=test_ca.certificate))
-    assert "signature-invalid" in codes(ca.check_application_certificate(leaf, at=T0, issuer=foreign_ca.certificate))
-    assert "expired" in codes(ca.check_application_certificate(leaf, at=T0 + timedelta(days=400)))
-    assert "san-uri-mismatch" in codes(ca.check_application_certificate(leaf, app_uri="urn:plant1:other", at=T0))
+
+
+@pytest.mark.parametrize("case, code", [("tampered", "signature-invalid"), ("foreign issuer", "signature-invalid"),
+                                        ("expired", "expired"), ("wrong uri", "san-uri-mismatch")])
+def test_conformance_checker_refuses(leaf, test_ca, foreign_ca, key_pool, case, code):
+    if case == "foreign issuer":  # the issued leaf checked against another CA's key
+        findings = ca.check_application_certificate(leaf, at=T0, issuer=foreign_ca.certificate)
+    elif case == "wrong uri":
+        findings = ca.check_application_certificate(leaf, app_uri="urn:plant1:other", at=T0)
+    else:
+        cert, at = _refusable(case, leaf, test_ca, foreign_ca, key_pool)
+        findings = ca.check_application_certificate(cert, at=at, issuer=test_ca.certificate)
+    assert code in {f.code for f in ca.errors_only(findings)}
 
 
 def tamper(cert: x509.Certificate) -> x509.Certificate:
