@@ -13,11 +13,9 @@ ENV_PASSPHRASE = "CERTMGR_CA_PASSPHRASE"
 
 def read_passphrase(passphrase_file: Path | None, *, confirm: bool = False) -> bytes:
     if passphrase_file is not None:
-        try:
-            text = Path(passphrase_file).read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read passphrase file {passphrase_file}: {exc.strerror}", "check the path") from None
-        value = text[:-2] if text.endswith(b"\r\n") else text[:-1] if text.endswith(b"\n") else text
+        from .secrets import read_secret_file
+
+        value = read_secret_file(passphrase_file, "passphrase file")
         source = f"passphrase file {passphrase_file}"
     elif os.environ.get(ENV_PASSPHRASE) is not None:
         value = os.environ[ENV_PASSPHRASE].encode("utf-8")

@@ -251,7 +251,13 @@ def diagnose(app, url, app_uri, store_dir, user, password_file, timeout) -> None
     if user:
         if password_file is None:
             raise InputError("--user needs --password-file", "put the password in a file readable only by you")
-        credentials = (user, Path(password_file).read_text().rstrip("\r\n"))
+        from ..secrets import read_secret_file
+
+        try:
+            password = read_secret_file(password_file, "password file").decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"the password file {password_file} is not UTF-8 text", "save it as UTF-8") from None
+        credentials = (user, password)
     result = run(app, url, app_uri=app_uri, store_dir=store_dir, user=credentials, timeout=timeout)
     if app.json:
         emit_json(result.as_dict())
@@ -268,13 +274,14 @@ def diagnose(app, url, app_uri, store_dir, user, password_file, timeout) -> None
         if connection.get("ok"):
             click.echo(f"secure session OK ({connection['policy']}, SignAndEncrypt)")
         elif connection:
-            side = {"client": "certmgr's side (we refused the server)", "server": "the server"}.get(connection.get("refused_by"), "-")
-            click.echo(f"FAILED at {connection['failed_stage']}: {connection['status']}, refused by {side}")
+            side = {"client": "certmgr's side (we refused the server)", "server": "the server"}.get(connection.get("refused_by"))
+            click.echo(f"FAILED at {connection['failed_stage']}: {connection['status']}" + (f", refused by {side}" if side else ""))
             click.echo(f"  {connection['message']}")
         if result.fix:
             click.echo(f"fix: {result.fix}")
     if not result.ok:
-        raise OperationFailed(f"no secure session with {url}", result.fix or "see above")
+        # the fix is in the report on stdout (or in the JSON): stderr only says that it failed
+        raise OperationFailed(f"no secure session with {url}")
 
 
 COMMANDS = [store_group, trust_exchange, diagnose]
