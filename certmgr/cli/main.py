@@ -58,8 +58,8 @@ class OneLineUsageError(click.ClickException):
     def __init__(self, error: click.UsageError) -> None:
         super().__init__(error.format_message())
         self.exit_code = error.exit_code  # 2, or 3 for `certmgr check` (MonitoringCommand)
-        path = error.ctx.command_path if error.ctx is not None else "certmgr"
-        self.hint = f"see `{path} --help`"
+        words = error.ctx.command_path.split()[1:] if error.ctx is not None else []  # the root's name varies (python -m)
+        self.hint = f"see `{' '.join(['certmgr', *words])} --help`"
 
     def show(self, file=None) -> None:
         click.echo(f"certmgr: error: {self.message.rstrip('.')}; {self.hint}", err=True)

@@ -156,6 +156,7 @@ class _Side:
     own: OwnIdentity
     ca_cert_path: Path
     url: str
+    crl_path: Path | None = None  # certmgr's current CRL as a file (the verifier store keeps one)
 
 
 def _renew(side: _Side) -> str:
@@ -227,7 +228,7 @@ def _server_refusal_fix(attempt, side: _Side, fix_for) -> str:
               "file goes where), or " if side.managed else "")
     return (f"the server refused our CA-signed certificate {side.own_thumb} ({attempt.status}): give the server certmgr's CA "
             f"and its current CRL: {export}where certmgr can write the server's store, `certmgr store import SERVER_STORE "
-            f"{side.ca_cert_path} --trusted --crl CA.crl`; moving our certificate out of the server's rejected folder does not help")
+            f"{side.ca_cert_path} --trusted --crl {side.crl_path or 'CA.crl'}`; moving our certificate out of the server's rejected folder does not help")
 
 
 def diagnose(
@@ -248,7 +249,8 @@ def diagnose(
     own_check = check_own_identity(ctx, own.certificate, now)
     _audit_identity(diagnosis, own_check)
     diagnosis.identity["revoked"] = own_check.revoked
-    side = _Side(store, uri, bool(app_uri), own.thumbprint, own.cert_path, own_check, ctx.home.ca_cert_path, url)
+    crls = sorted((ctx.home.verifier_store / "trusted" / "crl").glob("*.crl"), key=lambda p: p.stat().st_mtime)
+    side = _Side(store, uri, bool(app_uri), own.thumbprint, own.cert_path, own_check, ctx.home.ca_cert_path, url, crls[-1] if crls else None)
 
     async def run() -> None:
         from asyncua import Client
