@@ -220,15 +220,18 @@ def _server_refusal_fix(attempt, side: _Side, fix_for) -> str:
         return (f"the server refused our self-signed certificate {side.own_thumb} ({attempt.status}): trust it on the server (copy "
                 f"{side.own_cert_path} into the server's trusted certificates, or move it there from the server's rejected folder)")
     # A CA-signed certificate: the server needs the issuer and its CRL to build and check the chain. Moving the
-    # leaf out of its rejected folder does not do that (node-opcua moves it straight back).
+    # leaf from its rejected folder to trusted does not do that (node-opcua moves it straight back), and
+    # node-opcua 2.157 refuses a certificate held in its rejected folder even once the CA is trusted.
+    unreject = (f"then delete our certificate {side.own_thumb[:16]} from the server's rejected folder if it is there "
+                "(node-opcua keeps refusing a certificate it holds there; moving it to trusted without the CA does not help)")
     if not side.own.by_certmgr_ca:
-        return (f"the server refused our certificate {side.own_thumb} ({attempt.status}): it needs our issuing CA "
-                f"({side.own.issuer}) and that CA's current CRL in its trusted store; trusting only our certificate is not enough")
+        return (f"the server refused our CA-signed certificate {side.own_thumb} ({attempt.status}): it needs our issuing CA "
+                f"({side.own.issuer}) and that CA's current CRL in its trusted store; {unreject}")
     export = (f"`certmgr trust-exchange --app-uri {side.app_uri} --endpoint {side.url} --export DIR` (DIR/README.txt says which "
               "file goes where), or " if side.managed else "")
     return (f"the server refused our CA-signed certificate {side.own_thumb} ({attempt.status}): give the server certmgr's CA "
             f"and its current CRL: {export}where certmgr can write the server's store, `certmgr store import SERVER_STORE "
-            f"{side.ca_cert_path} --trusted --crl {side.crl_path or 'CA.crl'}`; moving our certificate out of the server's rejected folder does not help")
+            f"{side.ca_cert_path} --trusted --crl {side.crl_path or 'CA.crl'}`; {unreject}")
 
 
 def diagnose(
