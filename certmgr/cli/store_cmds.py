@@ -249,8 +249,10 @@ def trust_exchange(app, app_uri, endpoint, export_dir, yes) -> None:
 @json_option
 @click.pass_obj
 def diagnose(app, url, app_uri, store_dir, user, password_file, timeout) -> None:
-    """Audit a server's endpoints and test a secure session; name the failing stage, the side that
-    refused and the fix. Exit 0 when a secure session works, 1 otherwise.
+    """Check our own certificate (dates, revocation by certmgr, profile), audit a server's endpoints and
+    test a secure session; name the failing stage, the side that refused and the fix. Exit 0 when a secure
+    session works with a valid, unrevoked certificate of ours, 1 otherwise. The password file must be
+    readable by its owner only (chmod 600).
 
     \b
     Examples:
