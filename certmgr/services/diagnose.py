@@ -169,11 +169,6 @@ def _fix(attempt, side: _Side, validator, uri_mismatch: str | None) -> str:
     from ..opcua.faults import fix_for
     from ..opcua.session import TCP, USER
 
-    # our own side first: no correct server accepts a revoked or expired certificate, whatever it says
-    if side.own.revoked:
-        return f"our certificate is revoked: {_renew(side)}"
-    if side.own.not_valid and not attempt.ok:
-        return f"our certificate is {side.own.not_valid}: {_renew(side)}"
     if attempt.ok:
         return "nothing to fix"
     if attempt.stage == TCP:
@@ -283,8 +278,11 @@ def diagnose(
         diagnosis.fix = _fix(attempt, side, identity.validator, uri_mismatch)
 
     asyncio.run(run())
-    if own_check.revoked or own_check.not_valid:
-        diagnosis.blocked = True
+    # our own side decides first: no correct server accepts a revoked or expired certificate, whatever it answered
+    if own_check.revoked:
+        diagnosis.blocked, diagnosis.fix = True, f"our certificate is revoked: {_renew(side)}"
+    elif own_check.not_valid:
+        diagnosis.blocked, diagnosis.fix = True, f"our certificate is {own_check.not_valid}: {_renew(side)}"
     return diagnosis
 
 

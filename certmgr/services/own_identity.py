@@ -28,11 +28,6 @@ class OwnIdentity:
     not_valid: str | None = None  # "expired on ..." / "not valid before ..."
     findings: list[ca.Finding] = field(default_factory=list)
 
-    @property
-    def blocker(self) -> str | None:
-        """The reason no server may accept this certificate, if there is one."""
-        return self.revoked or self.not_valid
-
 
 def check_own_identity(ctx: AppContext, cert: x509.Certificate, now: datetime) -> OwnIdentity:
     ca_cert = _certmgr_ca(ctx)
