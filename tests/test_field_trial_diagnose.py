@@ -54,6 +54,25 @@ def test_a_revoked_identity_is_told_to_renew_whatever_the_server_says(initialise
     assert text.stdout.count("fix: ") == 1
 
 
+def test_an_expired_identity_is_told_to_renew_before_anything_else(initialised: Certmgr, client_app):
+    from datetime import timedelta
+
+    from certmgr.context import AppContext
+    from certmgr.services.diagnose import diagnose
+
+    own = pki.ApplicationStore(client_app).own().certificate
+    later = own.not_valid_after_utc + timedelta(days=1)
+    ctx = AppContext(initialised.home, db_url=initialised.db_url, clock=lambda: later)
+    try:
+        report = diagnose(ctx, "opc.tcp://127.0.0.1:9/", app_uri=CLIENT, timeout=2)
+    finally:
+        ctx.close()
+    assert not report.ok and report.connection["failed_stage"] == "tcp"
+    assert report.fix == (f"our certificate is expired on {own.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: "
+                          f"renew it (`certmgr renew --app-uri {CLIENT} --force`)")
+    assert any(f["severity"] == "error" and f["message"].startswith("our certificate: expired on") for f in report.findings)
+
+
 def test_a_server_announcing_another_uri_is_a_server_fix_and_nothing_is_filed_as_rejected(initialised: Certmgr, client_app, tmp_path):
     """Our own CA-issued server certificate, served with a different ApplicationUri."""
     from asyncua import Server, ua
