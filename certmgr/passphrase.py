@@ -7,7 +7,6 @@ root's passphrase, a PKCS#11 PIN), optionally refusing a file that group or othe
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from pathlib import Path
 
@@ -23,23 +22,14 @@ def read_secret(
     what: str,
     option: str,
     confirm: bool = False,
-    private_file: bool = False,
     prompt: bool = True,
 ) -> bytes:
-    """The secret from ``secret_file``, else ``env``, else a hidden prompt on a terminal (when ``prompt``).
-
-    With ``private_file`` a file readable by group or others is refused: the secret is already exposed.
-    """
+    """The secret from ``secret_file`` (refused when group or others can read it: certmgr/secrets.py), else
+    ``env``, else a hidden prompt on a terminal (when ``prompt``)."""
     if secret_file is not None:
-        try:
-            if private_file and os.stat(secret_file).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise InputError(
-                    f"{what} file {secret_file} is readable by group or others", f"run chmod 600 {secret_file}"
-                )
-            text = Path(secret_file).read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read {what} file {secret_file}: {exc.strerror}", "check the path") from None
-        value = text[:-2] if text.endswith(b"\r\n") else text[:-1] if text.endswith(b"\n") else text
+        from .secrets import read_secret_file
+
+        value = read_secret_file(secret_file, f"{what} file")
         source = f"{what} file {secret_file}"
     elif os.environ.get(env) is not None:
         value = os.environ[env].encode("utf-8")

@@ -92,6 +92,7 @@ def test_webhook_document_retries_and_a_hanging_receiver(initialised: Certmgr, t
     hanging = Receiver(["hang"] * 10)
     token = tmp_path / "token"
     token.write_text("s3cret-token\n")
+    token.chmod(0o600)
     configure(initialised, smtp_channel(smtp.port) + f'''
 [[alerts.channel]]
 name = "chat"

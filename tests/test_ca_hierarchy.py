@@ -240,7 +240,7 @@ def test_root_create_writes_root_crl_and_private_key(cm, tmp_path):
         (["--name", ""], {}, "CN"),
         ([], {"CERTMGR_ROOT_PASSPHRASE": None}, "root passphrase is needed"),
         ([], {"CERTMGR_ROOT_PASSPHRASE": "test passphrase for the CA"}, "root passphrase is the CA passphrase"),
-        (["--root-passphrase-file", "{loose}"], {"CERTMGR_ROOT_PASSPHRASE": None}, "readable by group or others"),
+        (["--root-passphrase-file", "{loose}"], {"CERTMGR_ROOT_PASSPHRASE": None}, "group or others"),
     ],
 )
 def test_root_create_bad_input_writes_nothing(cm, tmp_path, args, env, message):

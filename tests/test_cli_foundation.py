@@ -67,6 +67,7 @@ def test_init_refuses_empty_or_missing_passphrase(certmgr: Certmgr):
 def test_passphrase_file(certmgr: Certmgr, tmp_path):
     secret = tmp_path / "pass"
     secret.write_text("from a file\n")
+    secret.chmod(0o600)
     certmgr.env["CERTMGR_CA_PASSPHRASE"] = None
     certmgr("init", "--ca-key-size", "2048", "--passphrase-file", str(secret))
     certmgr("issue", "--app-uri", "urn:app:b", "--store", str(tmp_path / "s"), "--passphrase-file", str(secret))
@@ -247,7 +248,7 @@ def test_push_admin_password_file_must_be_private_and_is_never_shown(initialised
     args = ["app", "add", "--app-uri", "urn:plant:plc7", "--endpoint", "opc.tcp://127.0.0.1:4840", "--deploy", "push",
             "--admin-user", "admin", "--admin-password-file", str(secret)]
     refused = initialised(*args, code=2)
-    assert "readable by others" in refused.stderr and f"chmod 600 {secret}" in refused.stderr
+    assert "read or changed by group or others" in refused.stderr and f"chmod 600 {secret}" in refused.stderr
     assert initialised.sql("SELECT app_uri FROM applications WHERE app_uri = 'urn:plant:plc7'") == []
     secret.chmod(0o600)
     initialised(*args)

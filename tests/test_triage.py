@@ -42,6 +42,8 @@ def test_fails_twice_then_succeeds_and_diagnose_names_each_step(initialised: Cer
     password.write_text("s3cret\n")
     wrong = tmp_path / "wrong"
     wrong.write_text("guess\n")
+    password.chmod(0o600)
+    wrong.chmod(0o600)
     server = ThirdPartyServer(tmp_path / "vendor", key_pool.get(), {"operator": "s3cret"})
     our_store = pki.ApplicationStore(client_app)
     our_thumb = our_store.own().thumbprint
@@ -72,7 +74,8 @@ def test_fails_twice_then_succeeds_and_diagnose_names_each_step(initialised: Cer
 
     assert second["connection"]["refused_by"] == "server" and second["connection"]["failed_stage"] == "session"
     assert second["connection"]["status"] == "BadCertificateUntrusted"
-    assert "the server refused our certificate" in second["fix"] and our_thumb in second["fix"]
+    assert "the server refused our CA-signed certificate" in second["fix"] and our_thumb in second["fix"]
+    assert "certmgr's CA and its current CRL" in second["fix"] and "--export DIR" in second["fix"]
     assert [r["thumbprint"] for r in server_rejected] == [our_thumb]
 
     assert bad_user["connection"]["failed_stage"] == "user" and bad_user["connection"]["status"] == "BadUserAccessDenied"
@@ -87,6 +90,7 @@ def test_fails_twice_then_succeeds_and_diagnose_names_each_step(initialised: Cer
 def test_trust_exchange_makes_the_first_attempt_succeed(initialised: Certmgr, client_app, tmp_path, key_pool):
     password = tmp_path / "password"
     password.write_text("s3cret")
+    password.chmod(0o600)
     server = ThirdPartyServer(tmp_path / "vendor", key_pool.get(), {"operator": "s3cret"})
     export = tmp_path / "for-vendor"
 

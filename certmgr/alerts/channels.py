@@ -12,7 +12,6 @@ import time
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
-from pathlib import Path
 
 from .levels import Subject
 from .settings import ChannelConfig, rank
@@ -24,10 +23,18 @@ class ChannelError(Exception):
     pass
 
 
-def _secret(options: dict, key: str) -> str | None:
-    """A secret from ``<key>_file`` or ``<key>_env``; never inline in certmgr.toml."""
+def _secret(name: str, options: dict, key: str) -> str | None:
+    """A secret from ``<key>_file`` (owner-only, see certmgr.secrets) or ``<key>_env``; never inline in certmgr.toml."""
     if options.get(f"{key}_file"):
-        return Path(options[f"{key}_file"]).expanduser().read_text().strip()
+        from ..errors import InputError
+        from ..secrets import read_secret_file
+
+        try:
+            return read_secret_file(options[f"{key}_file"], f"{key}_file of channel {name}").decode("utf-8").strip()
+        except InputError as exc:
+            raise ChannelError(f"channel {name}: {exc.one_line()}") from None
+        except UnicodeDecodeError:
+            raise ChannelError(f"channel {name}: {key}_file {options[f'{key}_file']} is not UTF-8 text") from None
     if options.get(f"{key}_env"):
         return os.environ.get(options[f"{key}_env"])
     return None
@@ -74,6 +81,7 @@ class SmtpChannel:
         lines = [alert_text(a, p) for a, p in alerts]
         message.set_content("\n".join(lines) + "\n\n-- certmgr\n")
         o = self.config.options
+        password = (_secret(self.config.name, o, "password") or "") if o.get("username") else None  # before connecting
         try:
             if o.get("ssl"):
                 client = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
@@ -83,7 +91,7 @@ class SmtpChannel:
                 if o.get("starttls"):
                     client.starttls(context=ssl.create_default_context())
                 if o.get("username"):
-                    client.login(o["username"], _secret(o, "password") or "")
+                    client.login(o["username"], password)
                 client.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             raise ChannelError(f"channel {self.config.name}: SMTP {self.host}:{self.port}: {exc}") from exc
@@ -104,7 +112,7 @@ class WebhookChannel:
         self.retries = int(o.get("retries", 3))
         self.backoff = float(o.get("backoff", 0.5))
         self.headers = {"Content-Type": "application/json", "User-Agent": "certmgr"}
-        token = _secret(o, "token")
+        token = _secret(config.name, o, "token")
         if token:
             self.headers[o.get("token_header", "Authorization")] = f"{o.get('token_prefix', 'Bearer ')}{token}"
 

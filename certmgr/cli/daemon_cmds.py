@@ -138,7 +138,10 @@ def metrics(app, textfile) -> None:
       certmgr metrics --textfile /var/lib/node_exporter/textfile/certmgr.prom
     """
     from ..metrics import registry_for, write_textfile
+    from .output_paths import check_output_file
 
+    if textfile is not None:
+        textfile = check_output_file(textfile, "--textfile")
     app.require_initialised()
     if textfile is not None:
         write_textfile(app, textfile)

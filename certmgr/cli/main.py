@@ -52,10 +52,36 @@ def _record_traceback(ctx: click.Context, exc: BaseException) -> str:
     return "run with -v for the traceback"
 
 
+class OneLineUsageError(click.ClickException):
+    """A click usage error (bad option, missing argument, bad choice) shown in certmgr's one-line format."""
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message())
+        self.exit_code = error.exit_code  # 2, or 3 for `certmgr check` (MonitoringCommand)
+        words = error.ctx.command_path.split()[1:] if error.ctx is not None else []  # the root's name varies (python -m)
+        self.hint = f"see `{' '.join(['certmgr', *words])} --help`"
+
+    def show(self, file=None) -> None:
+        click.echo(f"certmgr: error: {self.message.rstrip('.')}; {self.hint}", err=True)
+
+
+def _one_line(error: click.UsageError) -> click.ClickException:
+    # `certmgr` or `certmgr store` alone print their help (click's NoArgsIsHelpError): keep that
+    return error if isinstance(error, click.exceptions.NoArgsIsHelpError) else OneLineUsageError(error)
+
+
 class CertmgrGroup(click.Group):
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as error:  # the group's own options (`certmgr --bogus`)
+            raise _one_line(error) from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:  # a subcommand's options and arguments, or an unknown command
+            raise _one_line(error) from None
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:

@@ -191,7 +191,7 @@ def store_import(app, store_dir, file, kind, crl_file, layout) -> None:
 @click.option("--app-uri", required=True, help="The managed application that will connect to the server.")
 @click.option("--endpoint", required=True, metavar="URL", help="The third-party server, opc.tcp://HOST:PORT.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write what the server must trust (CA certificate, CA CRL, application certificate) here.")
+              help="Write what the server must trust (CA certificate, CA CRL, application certificate, README.txt) here.")
 @yes_option
 @json_option
 @click.pass_obj
@@ -199,14 +199,19 @@ def trust_exchange(app, app_uri, endpoint, export_dir, yes) -> None:
     """Trust a third-party server now, and give its administrator what to trust in return.
 
     Reads the server certificate from the server's endpoints, shows it for inspection, trusts it in the
-    application's store on confirmation, and exports certmgr's CA certificate and current CRL (or the
-    application's own certificate) for the server's trusted store: the first connection then succeeds.
+    application's store on confirmation, and exports what the server must trust in return: certmgr's CA
+    certificate and current CRL, the application's own certificate, and a README.txt saying which file
+    goes where in the server's store. The first connection then succeeds.
 
     \b
     Example:
       certmgr trust-exchange --app-uri urn:plant1:historian --endpoint opc.tcp://kepware01:49320 --export ./for-kepware
     """
     from ..services.exchange import trust_exchange as exchange
+    from .output_paths import check_output_dir
+
+    if export_dir is not None:
+        export_dir = check_output_dir(export_dir, "--export")
 
     def ask(details: dict) -> None:
         if not app.json:
@@ -220,10 +225,18 @@ def trust_exchange(app, app_uri, endpoint, export_dir, yes) -> None:
     state = "was already trusted" if result["already_trusted"] else f"is now trusted ({result['trusted_file']})"
     click.echo(f"server certificate {result['server_certificate']['thumbprint']} {state}")
     offer = result["for_the_server"]
-    where = result.get("exported_to", "use --export DIR to write them")
-    click.echo("The server's administrator must now trust, in the server's trusted store (" + where + "):")
-    click.echo(f"  either certmgr's CA: {offer['ca_certificate']} with its CRL {offer['ca_crl']} (covers every certmgr application)")
-    click.echo(f"  or just this application: {offer['application_certificate']}")
+    if "exported_to" in result:
+        where = f"exported to {result['exported_to']}; {offer['readme']} there says which file goes where"
+    else:
+        where = "use --export DIR to write them"
+    click.echo(f"The server's administrator must copy these files into the server's certificate store ({where}):")
+    click.echo(f"  either certmgr's CA: {offer['ca_certificate']} into trusted/certs and its CRL {offer['ca_crl']} into trusted/crl "
+               "(covers every certmgr application and every renewal)")
+    only = f"  or only this application: {offer['application_certificate']} into trusted/certs"
+    if result["application_is_ca_signed"]:
+        only += (f"; the server then also needs certmgr's CA {offer['ca_certificate']} in its issuer store (issuer/certs) and "
+                 f"its CRL {offer['ca_crl']} (issuer/crl) to build the chain")
+    click.echo(only)
 
 
 @click.command()
@@ -236,8 +249,10 @@ def trust_exchange(app, app_uri, endpoint, export_dir, yes) -> None:
 @json_option
 @click.pass_obj
 def diagnose(app, url, app_uri, store_dir, user, password_file, timeout) -> None:
-    """Audit a server's endpoints and test a secure session; name the failing stage, the side that
-    refused and the fix. Exit 0 when a secure session works, 1 otherwise.
+    """Check our own certificate (dates, revocation by certmgr, profile), audit a server's endpoints and
+    test a secure session; name the failing stage, the side that refused and the fix. Exit 0 when a secure
+    session works with a valid, unrevoked certificate of ours, 1 otherwise. The password file must be
+    readable by its owner only (chmod 600).
 
     \b
     Examples:
@@ -251,7 +266,13 @@ def diagnose(app, url, app_uri, store_dir, user, password_file, timeout) -> None
     if user:
         if password_file is None:
             raise InputError("--user needs --password-file", "put the password in a file readable only by you")
-        credentials = (user, Path(password_file).read_text().rstrip("\r\n"))
+        from ..secrets import read_secret_file
+
+        try:
+            password = read_secret_file(password_file, "password file").decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"the password file {password_file} is not UTF-8 text", "save it as UTF-8") from None
+        credentials = (user, password)
     result = run(app, url, app_uri=app_uri, store_dir=store_dir, user=credentials, timeout=timeout)
     if app.json:
         emit_json(result.as_dict())
@@ -268,13 +289,14 @@ def diagnose(app, url, app_uri, store_dir, user, password_file, timeout) -> None
         if connection.get("ok"):
             click.echo(f"secure session OK ({connection['policy']}, SignAndEncrypt)")
         elif connection:
-            side = {"client": "certmgr's side (we refused the server)", "server": "the server"}.get(connection.get("refused_by"), "-")
-            click.echo(f"FAILED at {connection['failed_stage']}: {connection['status']}, refused by {side}")
+            side = {"client": "certmgr's side (we refused the server)", "server": "the server"}.get(connection.get("refused_by"))
+            click.echo(f"FAILED at {connection['failed_stage']}: {connection['status']}" + (f", refused by {side}" if side else ""))
             click.echo(f"  {connection['message']}")
         if result.fix:
             click.echo(f"fix: {result.fix}")
     if not result.ok:
-        raise OperationFailed(f"no secure session with {url}", result.fix or "see above")
+        # the fix is in the report on stdout (or in the JSON): stderr only says that it failed
+        raise OperationFailed(f"no secure session with {url}")
 
 
 COMMANDS = [store_group, trust_exchange, diagnose]

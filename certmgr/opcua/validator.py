@@ -11,12 +11,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from cryptography import x509
 
 import pki
 
 log = logging.getLogger(__name__)
+
+# Refusals an operator fixes by trusting the certificate (or its CA). Any other refusal comes after the chain
+# was found trusted (a wrong ApplicationUri, dates, revocation, usage): a copy in rejected/ would wrongly
+# suggest "trust it", and would even file certmgr's own CA-issued certificates there.
+TRUST_REFUSALS = ("BadCertificateUntrusted", "BadCertificateChainIncomplete")
 
 
 @dataclass
@@ -36,6 +42,8 @@ class StoreValidator:
     cache: pki.TrustCache = field(default_factory=pki.TrustCache)
     refusals: dict[str, pki.Validation] = field(default_factory=dict)
     last_refusal: pki.Validation | None = None
+    # thumbprint -> the file in rejected/ the refused certificate was copied to, or the reason it was not
+    rejected_copies: dict[str, Path | str] = field(default_factory=dict)
 
     def check(self, cert: x509.Certificate, app_uri: str | None) -> pki.Validation:
         material = self.cache.material(self.store)
@@ -45,12 +53,18 @@ class StoreValidator:
         if not result.ok:
             self.refusals[pki.thumbprint(cert)] = result
             self.last_refusal = result
-        if not result.ok and self.record_rejected:
+        if not result.ok and self.record_rejected and result.status in TRUST_REFUSALS:
             try:
-                self.store.add_rejected(cert)
+                self.rejected_copies[pki.thumbprint(cert)] = self.store.add_rejected(cert)
             except (OSError, pki.StoreError) as exc:
+                self.rejected_copies[pki.thumbprint(cert)] = str(exc)
                 log.warning("could not copy the refused certificate to %s: %s", self.store.rejected_dir, exc)
         return result
+
+    def rejected_copy(self, thumb: str) -> Path | None:
+        """Where the refused certificate with this thumbprint was copied, or None when no copy was made."""
+        copy = self.rejected_copies.get(thumb)
+        return copy if isinstance(copy, Path) else None
 
     def refusal_for(self, thumb: str | None) -> pki.Validation | None:
         """Why the peer with this thumbprint (or, for None, the latest peer) was refused, if it was."""

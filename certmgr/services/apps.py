@@ -42,15 +42,9 @@ class AppChanges:
 
 def check_password_file(path: str) -> Path:
     """A readable file holding a password; refuse one others can read (it is a SecurityAdmin secret)."""
-    file = Path(path).expanduser().absolute()
-    try:
-        mode = file.stat().st_mode
-        file.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the password file {file}: {exc.strerror}", "give a file only you can read") from None
-    if mode & 0o077:
-        raise InputError(f"password file {file} is readable by others (mode {mode & 0o777:o})", f"chmod 600 {file}")
-    return file
+    from ..secrets import check_secret_file
+
+    return check_secret_file(path, "admin password file")
 
 
 def validate_endpoint(url: str) -> str:

@@ -62,7 +62,7 @@ def read_root_passphrase(passphrase_file: Path | None, *, confirm: bool = False)
     from ..passphrase import ENV_PASSPHRASE, read_secret
 
     value = read_secret(passphrase_file, env=ENV_ROOT_PASSPHRASE, what="root passphrase",
-                        option="--root-passphrase-file", confirm=confirm, private_file=True)
+                        option="--root-passphrase-file", confirm=confirm)
     if os.environ.get(ENV_PASSPHRASE) is not None and os.environ[ENV_PASSPHRASE].encode("utf-8") == value:
         raise InputError("the root passphrase is the CA passphrase", "give the offline root a passphrase of its own")
     return value

@@ -14,8 +14,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 import ca
 import pki
@@ -23,6 +21,8 @@ from db import queries
 
 from ..context import AppContext
 from ..errors import InputError
+from ..opcua.validator import TRUST_REFUSALS
+from .own_identity import OwnIdentity, check_own_identity
 from .store_inspect import describe, open_store
 
 PREFERENCE = ("Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep", "Basic256Sha256")
@@ -38,10 +38,11 @@ class Diagnosis:
     findings: list[dict] = field(default_factory=list)
     connection: dict | None = None
     fix: str | None = None
+    blocked: bool = False  # our own certificate is revoked or not valid: a session that works is luck
 
     @property
     def ok(self) -> bool:
-        return bool(self.connection and self.connection["ok"])
+        return bool(self.connection and self.connection["ok"]) and not self.blocked
 
     def as_dict(self) -> dict:
         return {
@@ -104,23 +105,17 @@ def _audit_endpoints(diagnosis: Diagnosis, endpoints, host: str, now) -> tuple[o
     return best, best_policy
 
 
-def _audit_certificate(diagnosis: Diagnosis, cert: x509.Certificate, endpoint, host: str, now) -> None:
+def _audit_certificate(diagnosis: Diagnosis, cert: x509.Certificate, endpoint, host: str, now) -> str | None:
+    """Findings on the server certificate; returns the ApplicationUri mismatch, if the server has one."""
     diagnosis.server_certificate = describe(cert)
-    key = cert.public_key()
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
-        _finding(diagnosis, "error", f"server key is RSA {key.key_size}: current policies need 2048 bits or more")
-    try:
-        if isinstance(cert.signature_hash_algorithm, hashes.SHA1):
-            _finding(diagnosis, "error", "server certificate is signed with SHA-1")
-    except Exception:
-        pass
-    if cert.not_valid_after_utc < now:
-        _finding(diagnosis, "error", f"server certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}")
-    elif cert.not_valid_after_utc - now < timedelta(days=30):
+    # one wording for key size, SHA-1 and dates: the profile check's (ca.check_application_certificate)
+    for finding in ca.check_application_certificate(cert, at=now):
+        _finding(diagnosis, finding.severity, f"server certificate: {finding.message}")
+    if now <= cert.not_valid_after_utc and cert.not_valid_after_utc - now < timedelta(days=30):
         _finding(diagnosis, "warning", f"server certificate expires on {cert.not_valid_after_utc:%Y-%m-%d}")
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):
         san = x509.SubjectAlternativeName([])
     hosts = [h.lower() for h in san.get_values_for_type(x509.DNSName)] + [str(i) for i in san.get_values_for_type(x509.IPAddress)]
     try:
@@ -133,38 +128,105 @@ def _audit_certificate(diagnosis: Diagnosis, cert: x509.Certificate, endpoint, h
     uris = san.get_values_for_type(x509.UniformResourceIdentifier)
     announced = endpoint.Server.ApplicationUri if endpoint is not None else None
     if announced and announced not in uris:
-        _finding(diagnosis, "error", f"the server announces ApplicationUri {announced} but its certificate carries {', '.join(uris) or 'none'}: "
-                 "clients refuse it with BadCertificateUriInvalid")
-    for finding in ca.check_application_certificate(cert, at=now):
-        if finding.code not in ("expired", "signature-sha1", "key-size-small"):
-            _finding(diagnosis, finding.severity if finding.severity == "warning" else "warning", f"profile: {finding.message}")
+        mismatch = f"the server announces ApplicationUri {announced} but its certificate carries {', '.join(uris) or 'none'}"
+        _finding(diagnosis, "error", f"{mismatch}: clients refuse it with BadCertificateUriInvalid")
+        where = f"set the server's ApplicationUri to {uris[0]}, or reissue its certificate for {announced}" if uris else \
+            f"reissue the server's certificate with {announced} in its subjectAltName"
+        return (f"{mismatch}: this is a configuration fix on the server ({where}), not a trust problem: trusting "
+                "its certificate would not help")
+    return None
 
 
-def _fix(attempt, store: pki.ApplicationStore, identity_thumb: str, own_cert_path: Path) -> str:
+def _audit_identity(diagnosis: Diagnosis, own: OwnIdentity) -> None:
+    for finding in own.findings:
+        _finding(diagnosis, finding.severity, f"our certificate: {finding.message}")
+    if own.revoked:
+        _finding(diagnosis, "error", f"our certificate is revoked: {own.revoked}")
+
+
+@dataclass
+class _Side:
+    """What the fix needs to know about our side."""
+
+    store: pki.ApplicationStore
+    app_uri: str
+    managed: bool  # registered in certmgr (so `certmgr renew` and `trust-exchange` apply)
+    own_thumb: str
+    own_cert_path: Path
+    own: OwnIdentity
+    ca_cert_path: Path
+    url: str
+    crl_path: Path | None = None  # certmgr's current CRL as a file (the verifier store keeps one)
+
+
+def _renew(side: _Side) -> str:
+    if side.managed:
+        return f"renew it (`certmgr renew --app-uri {side.app_uri} --force`)"
+    return f"issue a new one for {side.store.root}"
+
+
+def _fix(attempt, side: _Side, validator, uri_mismatch: str | None) -> str:
     from ..opcua.faults import fix_for
     from ..opcua.session import TCP, USER
 
     if attempt.ok:
         return "nothing to fix"
     if attempt.stage == TCP:
-        return f"{attempt.status}: is the server running and the port reachable from here?"
+        host = urlsplit(side.url)
+        return f"{attempt.status}: is the server running, and is {host.hostname}:{host.port or 4840} reachable from here?"
     if attempt.stage == USER:
         if attempt.status == "BadIdentityTokenInvalid":
             return "the server does not accept this kind of user token (anonymous switched off?): pass --user NAME --password-file FILE"
         return f"{attempt.status}: the user name or password is wrong, or the server does not let this user in; check the server's user configuration"
-    server_thumb = attempt.server_thumbprint or ""
     if attempt.side == "client":
-        if attempt.status == "BadCertificateRevocationUnknown":
-            return "our store holds the server's CA but no current CRL from it: `certmgr crl import CRL --store " + str(store.root) + "`"
-        return (f"we do not trust the server's certificate ({attempt.status}); it is now in {store.rejected_dir}: inspect it, then "
-                f"`certmgr store trust {store.root} {server_thumb[:16]}` (or `certmgr trust-exchange`)")
+        return _client_refusal_fix(attempt, side, validator, uri_mismatch, fix_for)
+    return _server_refusal_fix(attempt, side, fix_for)
+
+
+def _client_refusal_fix(attempt, side: _Side, validator, uri_mismatch: str | None, fix_for) -> str:
+    store, server_thumb = side.store, attempt.server_thumbprint or ""
+    if attempt.status == "BadCertificateUriInvalid" and uri_mismatch:
+        return uri_mismatch
+    if attempt.status == "BadCertificateRevocationUnknown":
+        return "our store holds the server's CA but no current CRL from it: `certmgr crl import CRL --store " + str(store.root) + "`"
+    if attempt.status not in TRUST_REFUSALS:
+        return f"we refused the server's certificate ({attempt.status}): {fix_for(attempt.status)} (on the server's side)"
+    copy = validator.rejected_copy(server_thumb) if validator is not None else None
+    if copy is not None:
+        fix = (f"we do not trust the server's certificate ({attempt.status}); it is now in {copy.parent}: inspect it, then "
+               f"`certmgr store trust {store.root} {server_thumb[:16]}`")
+    else:
+        why = validator.rejected_copies.get(server_thumb, "no copy was made") if validator is not None else "no copy was made"
+        fix = f"we do not trust the server's certificate ({attempt.status}); certmgr could not copy it to {store.rejected_dir} ({why})"
+    if side.managed:
+        fix += f" (or `certmgr trust-exchange --app-uri {side.app_uri} --endpoint {side.url}`)"
+    if uri_mismatch:
+        fix += f"; also, {uri_mismatch}"
+    return fix
+
+
+def _server_refusal_fix(attempt, side: _Side, fix_for) -> str:
     if attempt.status in ("BadCertificateRevocationUnknown", "BadCertificateIssuerRevocationUnknown"):
-        return "the server holds certmgr's CA but no current CRL of it: copy the CA's current CRL to the server's trusted/crl (`certmgr trust-exchange --export DIR`)"
+        return ("the server holds certmgr's CA but no current CRL of it: copy the CA's current CRL to the server's trusted/crl "
+                f"(`certmgr trust-exchange --app-uri {side.app_uri} --endpoint {side.url} --export DIR` writes it)")
     if attempt.status in ("BadCertificateTimeInvalid", "BadCertificateRevoked", "BadCertificateUriInvalid", "BadCertificateUseNotAllowed"):
         return f"the server refused our certificate: {fix_for(attempt.status)}"
-    return (f"the server refused our certificate {identity_thumb} ({attempt.status}): trust it on the server (copy {own_cert_path} "
-            "into the server's trusted certificates, or move it from the server's rejected folder), or give the server certmgr's CA "
-            "certificate and current CRL (`certmgr trust-exchange --export DIR`)")
+    if not side.own.ca_signed:
+        return (f"the server refused our self-signed certificate {side.own_thumb} ({attempt.status}): trust it on the server (copy "
+                f"{side.own_cert_path} into the server's trusted certificates, or move it there from the server's rejected folder)")
+    # A CA-signed certificate: the server needs the issuer and its CRL to build and check the chain. Moving the
+    # leaf from its rejected folder to trusted does not do that (node-opcua moves it straight back), and
+    # node-opcua 2.157 refuses a certificate held in its rejected folder even once the CA is trusted.
+    unreject = (f"then delete our certificate {side.own_thumb[:16]} from the server's rejected folder if it is there "
+                "(node-opcua keeps refusing a certificate it holds there; moving it to trusted without the CA does not help)")
+    if not side.own.by_certmgr_ca:
+        return (f"the server refused our CA-signed certificate {side.own_thumb} ({attempt.status}): it needs our issuing CA "
+                f"({side.own.issuer}) and that CA's current CRL in its trusted store; {unreject}")
+    export = (f"`certmgr trust-exchange --app-uri {side.app_uri} --endpoint {side.url} --export DIR` (DIR/README.txt says which "
+              "file goes where), or " if side.managed else "")
+    return (f"the server refused our CA-signed certificate {side.own_thumb} ({attempt.status}): give the server certmgr's CA "
+            f"and its current CRL: {export}where certmgr can write the server's store, `certmgr store import SERVER_STORE "
+            f"{side.ca_cert_path} --trusted --crl {side.crl_path or 'CA.crl'}`; {unreject}")
 
 
 def diagnose(
@@ -182,6 +244,11 @@ def diagnose(
     own = store.own()
     diagnosis = Diagnosis(url, {"app_uri": uri, "store": str(store.root), "thumbprint": own.thumbprint})
     now = ctx.now()
+    own_check = check_own_identity(ctx, own.certificate, now)
+    _audit_identity(diagnosis, own_check)
+    diagnosis.identity["revoked"] = own_check.revoked
+    crls = sorted((ctx.home.verifier_store / "trusted" / "crl").glob("*.crl"), key=lambda p: p.stat().st_mtime)
+    side = _Side(store, uri, bool(app_uri), own.thumbprint, own.cert_path, own_check, ctx.home.ca_cert_path, url, crls[-1] if crls else None)
 
     async def run() -> None:
         from asyncua import Client
@@ -193,23 +260,29 @@ def diagnose(
             endpoints = await asyncio.wait_for(Client(url, timeout=timeout).connect_and_get_server_endpoints(), timeout)
         except Exception as exc:
             status, message = describe_failure(exc)
-            diagnosis.connection = Attempt(False, "-", TCP, status, None, f"GetEndpoints failed: {message}").as_dict()
-            diagnosis.fix = f"{status}: is the server running, and is {parts.hostname}:{parts.port or 4840} reachable from here?"
+            attempt = Attempt(False, "-", TCP, status, None, f"GetEndpoints failed: {message}")
+            diagnosis.connection = attempt.as_dict()
+            diagnosis.fix = _fix(attempt, side, identity.validator, None)
             return
         best, policy = _audit_endpoints(diagnosis, endpoints, parts.hostname, now)
         certificate = uacrypto.x509_from_der(best.ServerCertificate) if best is not None and best.ServerCertificate else None
         if certificate is None:
             diagnosis.fix = "the server offers no secure endpoint certmgr can use: enable SignAndEncrypt with Basic256Sha256 or newer"
             return
-        _audit_certificate(diagnosis, certificate, best, parts.hostname, now)
+        uri_mismatch = _audit_certificate(diagnosis, certificate, best, parts.hostname, now)
         attempt = await attempt_session(
             best.EndpointUrl if _same_host(best.EndpointUrl, url) else url, identity, policy, certificate,
             user=user, server_app_uri=best.Server.ApplicationUri or None, timeout=timeout,
         )
         diagnosis.connection = attempt.as_dict()
-        diagnosis.fix = _fix(attempt, store, own.thumbprint, own.cert_path)
+        diagnosis.fix = _fix(attempt, side, identity.validator, uri_mismatch)
 
     asyncio.run(run())
+    # our own side decides first: no correct server accepts a revoked or expired certificate, whatever it answered
+    if own_check.revoked:
+        diagnosis.blocked, diagnosis.fix = True, f"our certificate is revoked: {_renew(side)}"
+    elif own_check.not_valid:
+        diagnosis.blocked, diagnosis.fix = True, f"our certificate is {own_check.not_valid}: {_renew(side)}"
     return diagnosis
 
 

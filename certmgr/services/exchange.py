@@ -60,12 +60,52 @@ def trust_exchange(
         "ca_crl": f"{stem} [{pki.thumbprint(ca_cert)}] crl{crl_row.number}.crl",
         "application_certificate": f"{pki.safe_stem(pki.common_name(own.certificate))} [{own.thumbprint}].der",
     }
-    result["for_the_server"] = offer
+    # a CA-signed application certificate alone cannot be validated: the server needs its issuer to build the chain
+    result["application_is_ca_signed"] = own.certificate.issuer != own.certificate.subject
     if export_dir is not None:
         export_dir = Path(export_dir).expanduser()
-        export_dir.mkdir(parents=True, exist_ok=True)
+        offer["readme"] = README
+        export_dir.mkdir(exist_ok=True)
         atomic_write(export_dir / offer["ca_certificate"], ca_cert.public_bytes(serialization.Encoding.DER))
         atomic_write(export_dir / offer["ca_crl"], crl_row.der)
         atomic_write(export_dir / offer["application_certificate"], own.certificate.public_bytes(serialization.Encoding.DER))
+        atomic_write(export_dir / README, readme_text(app_uri, url, offer, result["application_is_ca_signed"]).encode())
         result["exported_to"] = str(export_dir)
+    result["for_the_server"] = offer
     return result
+
+
+README = "README.txt"
+
+
+def readme_text(app_uri: str, url: str, offer: dict, ca_signed: bool) -> str:
+    """Which exported file goes where in the server's store: the export folder is not that store."""
+    ca_file, crl_file, app_file = offer["ca_certificate"], offer["ca_crl"], offer["application_certificate"]
+    only_app = [f"   {app_file}\n      -> the server's trusted certificates folder (trusted/certs)"]
+    if ca_signed:
+        only_app += [
+            f"   and, because {app_file} is signed by certmgr's CA, the server also needs that CA to build the chain:",
+            f"   {ca_file}\n      -> the server's issuer certificates folder (issuer/certs; node-opcua: issuers/certs)",
+            f"   {crl_file}\n      -> the server's issuer CRL folder (issuer/crl; node-opcua: issuers/crl)",
+            "   Repeat this at every renewal of the application (each renewal is a new certificate).",
+        ]
+    return "\n".join([
+        f"Files for the administrator of the OPC UA server {url},",
+        f"so that the application {app_uri} (managed by certmgr) can open a secure session with it.",
+        "Copy them into the server's certificate store (this folder is not that store). Choose one:",
+        "",
+        "A. Trust certmgr's CA (covers every application certmgr issues, and every renewal):",
+        f"   {ca_file}\n      -> the server's trusted certificates folder (trusted/certs)",
+        f"   {crl_file}\n      -> the server's trusted CRL folder (trusted/crl); replace it with each new CRL of the CA",
+        "",
+        "B. Trust only this application:",
+        *only_app,
+        "",
+        "If the server already refused this application, also delete the application's certificate from the",
+        "server's rejected folder: node-opcua keeps refusing a certificate it holds there, even once the CA is trusted",
+        "(restart the server if it still refuses: a running node-opcua can miss a file deleted seconds after it appeared).",
+        "",
+        "Where certmgr can write the server's store folder itself, A is one command:",
+        f"   certmgr store import SERVER_STORE '{ca_file}' --trusted --crl '{crl_file}'",
+        "",
+    ])

@@ -88,11 +88,9 @@ def _load(ctx: AppContext, app_uri: str) -> _App:
         active = queries.active_certificate(session, app.id)
         user = None
         if app.admin_user:
-            try:
-                password = Path(app.admin_password_file).expanduser().read_text().rstrip("\r\n") if app.admin_password_file else ""
-            except OSError as exc:
-                raise InputError(f"cannot read the admin password file {app.admin_password_file}: {exc.strerror}",
-                                 "fix the path with `certmgr app update --admin-password-file FILE`") from None
+            from ..secrets import read_secret_file
+
+            password = read_secret_file(app.admin_password_file, "admin password file").decode() if app.admin_password_file else ""
             user = (app.admin_user, password)
         identity = ca.ApplicationIdentity(app.app_uri, ca.SubjectFields(app.name, app.organization),
                                           tuple(app.dns_names or []), tuple(app.ip_addresses or []))
