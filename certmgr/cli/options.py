@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-LAYOUT_CHOICES = ("ua-net", "node-opcua")
+from ..constants import LAYOUT_NAMES as LAYOUT_CHOICES  # noqa: E402  (no heavy import)
 KEY_SIZES = ("2048", "3072", "4096")
 ROLE_CHOICES = ("server", "client", "both")
 
