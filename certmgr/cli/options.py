@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..constants import LAYOUT_NAMES as LAYOUT_CHOICES  # noqa: E402  (no heavy import)
+from ..constants import LAYOUT_NAMES as LAYOUT_CHOICES
 KEY_SIZES = ("2048", "3072", "4096")
 ROLE_CHOICES = ("server", "client", "both")
 

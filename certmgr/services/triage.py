@@ -19,7 +19,7 @@ from db import queries
 
 from ..context import AppContext
 from ..errors import InputError, OperationFailed
-from .store_inspect import describe
+from .store_inspect import describe, is_ca
 
 MIN_PREFIX = 8
 KIND_LABELS = {pki.REJECTED: "rejected", pki.TRUSTED: "trusted", pki.ISSUER: "issuer"}
@@ -82,13 +82,6 @@ def read_certificate_file(path: Path) -> x509.Certificate:
         raise InputError(f"cannot read {path}: {exc.strerror}", "check the path") from None
     except ValueError:
         raise InputError(f"{path} is not a certificate (PEM or DER)", "give the certificate file") from None
-
-
-def is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
 
 
 def import_certificate(
