@@ -218,6 +218,7 @@ def _inspect_peers(store: pki.ApplicationStore, report: StoreReport, now: dateti
 
 def _inspect_crls(store: pki.ApplicationStore, report: StoreReport, now: datetime) -> None:
     audit = pki.audit_crls(store)
+    any_crl = any(state.valid or state.forged for state in audit.cas) or bool(audit.orphans)
     for state in audit.cas:
         status = state.status(now)
         name = state.ca_cert.subject.rfc4514_string()
@@ -230,8 +231,17 @@ def _inspect_crls(store: pki.ApplicationStore, report: StoreReport, now: datetim
                 "revoked": len(crl), "signature_valid": True,
             })
         where = str(store.crl_dir(state.kind))
-        if status == pki.MISSING:
-            report.problems.append(Problem(ERROR, where, f"CA {name} has no CRL: peers it issued are refused with BadCertificateRevocationUnknown"))
+        open62541 = store.layout.name == "open62541"
+        if status == pki.MISSING and open62541 and not any_crl:
+            report.problems.append(Problem(ERROR, where, f"CA {name} has no CRL and the store holds no CRL at all: open62541 "
+                                           "then skips the revocation check entirely, so a revoked peer is accepted"))
+        elif status == pki.MISSING:
+            refused = "open62541 refuses them (RevocationUnknown, shown to the peer as BadSecurityChecksFailed)" if open62541 \
+                else "peers it issued are refused with BadCertificateRevocationUnknown"
+            report.problems.append(Problem(ERROR, where, f"CA {name} has no CRL: {refused}"))
+        elif status == pki.STALE and open62541:
+            report.problems.append(Problem(ERROR, where, f"CRL of {name} is past its nextUpdate: open62541 never checks a CRL's "
+                                           "dates, so it keeps accepting every certificate revoked since; publish a fresh CRL"))
         elif status == pki.STALE:
             report.problems.append(Problem(ERROR, where, f"CRL of {name} is past its nextUpdate: peers are refused with BadCertificateRevocationUnknown"))
         elif status == pki.NOT_YET_VALID:
@@ -244,7 +254,8 @@ def _inspect_crls(store: pki.ApplicationStore, report: StoreReport, now: datetim
                 report.problems.append(Problem(WARNING, where, f"CRL of {name} goes stale on {newest.crl.next_update_utc:%Y-%m-%d %H:%M} UTC"))
         for path in state.forged:
             report.crls.append({"file": path.name, "part": state.kind, "issuer": name, "signature_valid": False})
-            report.problems.append(Problem(ERROR, str(path), f"CRL names {name} as issuer but its signature does not verify"))
+            applied = ": open62541 never checks a CRL's signature and applies it" if store.layout.name == "open62541" else ""
+            report.problems.append(Problem(ERROR, str(path), f"CRL names {name} as issuer but its signature does not verify{applied}"))
     for loaded in audit.unreadable:
         report.problems.append(unreadable_problem(loaded.path, loaded.error, store.layout.name, "file in a CRL folder"))
     for path in audit.orphans:
