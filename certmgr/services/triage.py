@@ -6,6 +6,7 @@ still the certificate the operator was shown.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,12 +120,14 @@ def check_before_trust(ctx: AppContext, store: pki.ApplicationStore, cert: x509.
     issuer = _issuer_held(store, cert)
     ours = _certmgr_ca_and_crl(ctx, cert)
     name = cert.issuer.rfc4514_string()
+    root = shlex.quote(str(store.root))
     if ours is not None:  # certmgr's own CA: the exact files are known
-        fix = f"certmgr store import {store.root} {ours[0]} --trusted --crl {ours[1] or 'CA-CRL-FILE'}"
+        crl = shlex.quote(str(ours[1])) if ours[1] else "CA-CRL-FILE"
+        fix = f"certmgr store import {root} {shlex.quote(str(ours[0]))} --trusted --crl {crl}"
     elif issuer is None:
-        fix = f"certmgr store import {store.root} ISSUER-CA.der --issuer --crl ISSUER-CA.crl"
+        fix = f"certmgr store import {root} ISSUER-CA.der --issuer --crl ISSUER-CA.crl"
     else:
-        fix = f"certmgr crl import ISSUER-CA.crl --store {store.root}"
+        fix = f"certmgr crl import ISSUER-CA.crl --store {root}"
     if issuer is None:
         warn(f"{cert.subject.rfc4514_string()} is signed by {name}, which this store does not hold: stacks refuse it "
              f"(BadCertificateChainIncomplete) until the CA and its CRL are there: {fix}")
