@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 import ca
 import pki
@@ -211,3 +212,94 @@ def test_open62541_store_with_a_ca_and_no_crl_at_all_is_an_error(initialised: Ce
         crl.unlink()
     other = initialised("store", "status", str(ua_net.root), "--json", code=1).json()
     assert "skips the revocation" not in str(other["problems"])  # that rule is open62541's only
+
+
+# item 7: a real node-opcua 2.186 server on a certmgr-written store --------------------------------------
+NODE_SERVER_DIR = Path(__file__).parent / "apps" / "node_server"
+NODE_SERVER_URI = "urn:plant:node-server"
+
+
+@pytest.fixture(scope="session")
+def node_server_installed() -> Path:
+    """npm ci once per test run (node-opcua 2.186.4 pinned by package-lock.json), as tests/test_push.py does."""
+    import shutil
+    import subprocess
+
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed: this test runs node-opcua's server (install Node.js 20)")
+    marker = NODE_SERVER_DIR / "node_modules" / "node-opcua" / "package.json"
+    if not marker.exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_SERVER_DIR, check=True, timeout=600)
+    return NODE_SERVER_DIR
+
+
+def run_node_server(store: Path, log: Path):
+    """Start the server; return (process, port) once it listens. Its whole output goes to ``log``."""
+    import os
+    import subprocess
+    import time
+
+    handle = open(log, "wb")
+    process = subprocess.Popen(["node", str(NODE_SERVER_DIR / "server.js"), str(store), "0"], cwd=NODE_SERVER_DIR,
+                               env={**os.environ, "APP_URI": NODE_SERVER_URI}, stdout=handle, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("READY "):
+                return process, int(line.split()[1])
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"node-opcua server did not start:\n{log.read_text(errors='replace')}")
+
+
+def stop(process) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except Exception:
+        process.kill()
+        process.wait(5)
+
+
+def test_node_opcua_server_reads_the_chain_and_a_certmgr_client_connects(initialised: Certmgr, tmp_path, node_server_installed):
+    from datetime import datetime, timezone
+
+    from certmgr.opcua.identities import identity_from_store
+    from certmgr.opcua.proofs import endpoint_certificate
+    from certmgr.opcua.session import attempt_session
+
+    server_store = tmp_path / "node-server"
+    initialised("issue", "--app-uri", NODE_SERVER_URI, "--store", str(server_store), "--layout", "node-opcua",
+                "--role", "server", "--dns", "localhost", "--ip", "127.0.0.1")
+    client = managed_store(initialised, tmp_path, "client")
+    own_file = server_store / "own" / "certs" / "certificate.pem"
+    blocks = x509.load_pem_x509_certificates(own_file.read_bytes())
+    assert len(blocks) == 2 and blocks[1] == pki.parse_certificate((initialised.home / "ca" / "ca.der").read_bytes())
+
+    # the W60 warning exists in this node-opcua and is given for a leaf-only certificate.pem (what certmgr wrote before)
+    full = own_file.read_bytes()
+    own_file.write_bytes(blocks[0].public_bytes(serialization.Encoding.PEM))
+    process, _ = run_node_server(server_store, tmp_path / "leaf-only.log")
+    stop(process)
+    assert "NODE-OPCUA-W60" in (tmp_path / "leaf-only.log").read_text(errors="replace")
+    own_file.write_bytes(full)
+
+    process, port = run_node_server(server_store, tmp_path / "chain.log")
+    try:
+        url = f"opc.tcp://127.0.0.1:{port}"
+        identity = identity_from_store(client, "urn:plant:client", peer_role="server", clock=lambda: datetime.now(timezone.utc))
+
+        async def connect():
+            server_certificate, _ = await endpoint_certificate(url)
+            return server_certificate, await attempt_session(url, identity, "Basic256Sha256", server_certificate)
+
+        served, attempt = asyncio.run(connect())
+    finally:
+        stop(process)
+    output = (tmp_path / "chain.log").read_text(errors="replace")
+    assert "W60" not in output and "contains only the leaf" not in output, output
+    assert served == blocks[0]  # node-opcua took the first block as its certificate
+    assert attempt.ok, attempt.as_dict()

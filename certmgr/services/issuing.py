@@ -208,7 +208,7 @@ def _issue(ctx: AppContext, req: IssueRequest, plan: _Plan, key) -> IssueOutcome
             except ca.ProfileError as exc:
                 raise InputError(str(exc)) from None
             with store.locked():  # a renewal switching this store's pair (issue --force) waits, and vice versa
-                installed = store.install_own(cert, ca.private_key_pem(private_key))
+                installed = store.install_own(cert, ca.private_key_pem(private_key), chain=(issuer.certificate,))
         except (OSError, pki.StoreError) as exc:
             raise OperationFailed(f"cannot write store {store.root}: {exc}", "check the folder's owner and free space") from None
         outcome = _record(ctx, req, plan, cert, now, authority.id, existing is not None, (crl_row.number, crl_kinds))

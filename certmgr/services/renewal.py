@@ -260,7 +260,7 @@ def _issue_and_stage(ctx: AppContext, issuer: ca.Issuer, item: _Work) -> None:
         item.store = pki.ApplicationStore(c.store_path, c.layout)
         if not item.store.root.is_dir():
             raise pki.StoreError(f"store folder {c.store_path} is missing")
-        item.store.stage_own(item.cert, ca.private_key_pem(item.key))
+        item.store.stage_own(item.cert, ca.private_key_pem(item.key), chain=(issuer.certificate,))
     except (ca.CAError, pki.StoreError, OSError) as exc:
         item.fail("stage", str(exc))
         return
@@ -357,7 +357,7 @@ def _switch(ctx: AppContext, item: _Work) -> None:
         with store.locked():
             before = store.own()
             item.previous = before.thumbprint if before else None
-            store.install_own(item.cert, ca.private_key_pem(item.key))
+            store.install_own(item.cert, ca.private_key_pem(item.key), store.staged_chain(thumb))
             item.switched = True
             store.unstage(thumb)
     except (OSError, pki.StoreError) as exc:
