@@ -303,3 +303,63 @@ def test_node_opcua_server_reads_the_chain_and_a_certmgr_client_connects(initial
     assert "W60" not in output and "contains only the leaf" not in output, output
     assert served == blocks[0]  # node-opcua took the first block as its certificate
     assert attempt.ok, attempt.as_dict()
+
+
+# item 10 with open62541 itself: o6 bundles open62541 1.5 ------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_open62541_server_runs_on_an_open62541_store(initialised: Certmgr, tmp_path):
+    """o6 (open62541 1.5) takes its trust list as lists of files, open62541's "lists" mode, not its folder
+    mode: the server is given exactly the files of the store's folders (trusted/certs, issuer/certs and the
+    one crl/), which is what CertFolders reads from them."""
+    from datetime import datetime, timezone
+
+    import o6.server
+
+    from certmgr.opcua.identities import identity_from_store
+    from certmgr.opcua.proofs import endpoint_certificate
+    from certmgr.opcua.session import attempt_session
+
+    server_store = pki.ApplicationStore(tmp_path / "plc", "open62541")
+    initialised("issue", "--app-uri", "urn:plant:plc", "--store", str(server_store.root), "--layout", "open62541",
+                "--role", "server", "--dns", "localhost", "--ip", "127.0.0.1")
+    good = managed_store(initialised, tmp_path, "good")
+    revoked = managed_store(initialised, tmp_path, "revoked")
+    initialised("revoke", "--app-uri", "urn:plant:revoked", "--reason", "keyCompromise", "--yes")
+    crls = sorted((server_store.root / "crl").iterdir())
+    assert len(crls) == 1 and len(pki.parse_crl(crls[0].read_bytes())) == 1  # the revocation reached the one folder
+
+    def files(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.is_file())
+
+    port = free_port()
+    server = o6.server.Server(
+        port,
+        certificate=server_store.root / "own/certs/certificate.der",
+        privateKey=server_store.root / "own/private/private_key.pem",
+        trustList=files(server_store.certs_dir(pki.TRUSTED)),
+        issuerList=files(server_store.certs_dir(pki.ISSUER)),
+        revocationList=files(server_store.crl_dir(pki.TRUSTED)),
+        applicationUri="urn:plant:plc",
+    )
+    url = f"opc.tcp://127.0.0.1:{port}"
+    clock = lambda: datetime.now(timezone.utc)  # noqa: E731
+
+    async def connect(store, uri):
+        served, _ = await endpoint_certificate(url)  # GetEndpoints also gives asyncua the anonymous token policy
+        identity = identity_from_store(store, uri, peer_role="server", clock=clock)
+        return served, await attempt_session(url, identity, "Basic256Sha256", served)
+
+    with server:
+        served, accepted = asyncio.run(connect(good, "urn:plant:good"))
+        _, refused = asyncio.run(connect(revoked, "urn:plant:revoked"))
+    assert served == server_store.own().certificate
+    assert accepted.ok, accepted.as_dict()
+    assert not refused.ok and refused.side == "server"
+    assert refused.status == "BadSecurityChecksFailed", refused.as_dict()  # open62541 hides BadCertificateRevoked
