@@ -14,7 +14,7 @@ import ca
 import pki
 from tests.apps.third_party import self_signed
 from tests.conftest import T0, Certmgr, make_identity
-from tests.helpers import der
+from tests.helpers import der, npm_installed
 
 NODE_OPCUA_CN = "newcomer urn:vendor:kepware01@vm"  # what node-opcua builds: "<name> <ApplicationUri>@<host>"
 
@@ -222,16 +222,7 @@ NODE_SERVER_URI = "urn:plant:node-server"
 @pytest.fixture(scope="session")
 def node_server_installed() -> Path:
     """npm ci once per test run (node-opcua 2.186.4 pinned by package-lock.json), as tests/test_push.py does."""
-    import shutil
-    import subprocess
-
-    for tool in ("node", "npm"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed: this test runs node-opcua's server (install Node.js 20)")
-    marker = NODE_SERVER_DIR / "node_modules" / "node-opcua" / "package.json"
-    if not marker.exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_SERVER_DIR, check=True, timeout=600)
-    return NODE_SERVER_DIR
+    return npm_installed(NODE_SERVER_DIR, "node-opcua")
 
 
 def run_node_server(store: Path, log: Path):
