@@ -152,19 +152,28 @@ def unreadable_problem(path: Path, error: str, layout: str, what: str = "file") 
                    f"`certmgr store remove STORE {path.name}` or replace it with the real file")
 
 
-def _issuer_in_store(store: pki.ApplicationStore, cert) -> object | None:
-    """The CA the store holds for ``cert`` (trusted or issuer folder), so a tampered own certificate shows."""
-    if cert.issuer == cert.subject:
-        return cert
-    named = [loaded.value for kind in (pki.TRUSTED, pki.ISSUER) for loaded in store.certificates(kind)
-             if loaded.value is not None and loaded.value.subject == cert.issuer]
-    for candidate in named:  # two CAs may share a name: the one that signed it, if any did
+def _named_issuers(store: pki.ApplicationStore, cert: x509.Certificate) -> list[x509.Certificate]:
+    return [loaded.value for kind in (pki.TRUSTED, pki.ISSUER) for loaded in store.certificates(kind)
+            if loaded.value is not None and loaded.value.subject == cert.issuer]
+
+
+def issuer_held(store: pki.ApplicationStore, cert: x509.Certificate) -> x509.Certificate | None:
+    """The CA in the store's trusted or issuer folder that signed ``cert``, or None."""
+    for candidate in _named_issuers(store, cert):  # two CAs may share a name: the one that signed it
         try:
             cert.verify_directly_issued_by(candidate)
             return candidate
         except Exception:
             continue
-    return named[0] if named else None
+    return None
+
+
+def _issuer_in_store(store: pki.ApplicationStore, cert) -> object | None:
+    """The CA the store holds for ``cert`` (trusted or issuer folder), so a tampered own certificate shows:
+    a CA of that name that did not sign it is returned too, and the profile check then says so."""
+    if cert.issuer == cert.subject:
+        return cert
+    return issuer_held(store, cert) or next(iter(_named_issuers(store, cert)), None)
 
 
 def _inspect_own(store: pki.ApplicationStore, report: StoreReport, now: datetime) -> None:

@@ -21,7 +21,7 @@ from db import queries
 
 from ..context import AppContext
 from ..errors import InputError, OperationFailed
-from .store_inspect import describe, is_ca
+from .store_inspect import describe, is_ca, issuer_held
 
 MIN_PREFIX = 8
 KIND_LABELS = {pki.REJECTED: "rejected", pki.TRUSTED: "trusted", pki.ISSUER: "issuer"}
@@ -41,16 +41,12 @@ class Match:
         return {**describe(self.certificate), "file": str(self.path), "part": KIND_LABELS[self.kind]}
 
 
-def folders(store: pki.ApplicationStore, kinds: tuple[str, ...]) -> dict[str, Path]:
-    return {kind: store.rejected_dir if kind == pki.REJECTED else store.certs_dir(kind) for kind in kinds}
-
-
 def find_file(store: pki.ApplicationStore, name: str, kinds: tuple[str, ...]) -> Path | None:
     """A file named ``name`` in one of the folders of ``kinds`` (or its path relative to the store root,
     e.g. ``trusted/certs/x.der``), readable or not; None when ``name`` names no such file. Never a path
     outside those folders: a name with a separator must resolve to a file directly inside one of them."""
     candidates = []
-    for folder in folders(store, kinds).values():
+    for folder in map(store.folder_of, kinds):
         if "/" in name:
             candidate = store.root / name
             if candidate.parent != folder:
@@ -117,7 +113,7 @@ def check_before_trust(ctx: AppContext, store: pki.ApplicationStore, cert: x509.
         )
     if cert.issuer == cert.subject:
         return
-    issuer = _issuer_held(store, cert)
+    issuer = issuer_held(store, cert)
     ours = _certmgr_ca_and_crl(ctx, cert)
     name = cert.issuer.rfc4514_string()
     root = shlex.quote(str(store.root))
@@ -136,18 +132,6 @@ def check_before_trust(ctx: AppContext, store: pki.ApplicationStore, cert: x509.
     if not any(s.status(ctx.now()) == pki.OK for s in states):
         warn(f"this store holds the issuer {name} but no current CRL of it: stacks refuse its certificates "
              f"(BadCertificateRevocationUnknown) until one is there: {fix}")
-
-
-def _issuer_held(store: pki.ApplicationStore, cert: x509.Certificate) -> x509.Certificate | None:
-    for kind in (pki.TRUSTED, pki.ISSUER):
-        for loaded in store.certificates(kind):
-            if loaded.value is not None and loaded.value.subject == cert.issuer:
-                try:
-                    cert.verify_directly_issued_by(loaded.value)
-                    return loaded.value
-                except (ValueError, TypeError, InvalidSignature):
-                    continue
-    return None
 
 
 def _certmgr_ca_and_crl(ctx: AppContext, cert: x509.Certificate) -> tuple[Path, Path | None] | None:
