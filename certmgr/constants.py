@@ -6,7 +6,7 @@ Plain values only: the CLI imports this module at start, so it must not pull in 
 
 ROLES = ("server", "client", "both")
 KEY_SIZES = (2048, 3072, 4096)
-LAYOUT_NAMES = ("ua-net", "node-opcua")
+LAYOUT_NAMES = ("ua-net", "node-opcua", "open62541")  # pki.LAYOUTS holds the layouts themselves; a test checks they agree
 DEFAULT_LAYOUT = "ua-net"
 DEPLOY_MODES = ("file", "push")
 REVOCATION_REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation")

@@ -86,14 +86,17 @@ def audit_crls(store: ApplicationStore, vouched: tuple[bytes, ...] = ()) -> CrlA
     """
     audit = CrlAudit()
     sizes = {len(v) for v in vouched}
-    for kind in (TRUSTED, ISSUER):
+    # A layout with one CRL folder for every CA (open62541) is read once, against the CAs of both parts.
+    groups = [(TRUSTED, ISSUER)] if store.layout.shared_crl_dir else [(TRUSTED,), (ISSUER,)]
+    for kinds in groups:
         cas = [
             CaCrlState(kind, loaded.value, loaded.path)
+            for kind in kinds
             for loaded in store.certificates(kind)
             if loaded.value is not None and is_ca(loaded.value)
         ]
         audit.cas += cas
-        for loaded in store.crls(kind):
+        for loaded in store.crls(kinds[0]):
             crl = loaded.value
             if crl is None:
                 audit.unreadable.append(loaded)

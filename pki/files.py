@@ -123,3 +123,33 @@ def atomic_write(target: Path, data: bytes, mode: int = CERT_MODE, staging: Path
             raise
         replace_into(write_temp(target.parent, data, mode), target)  # staging on another mount: same-folder temp
     return target
+
+
+def destroy_secret(path: Path) -> bool:
+    """Remove a private key or other secret file so its bytes do not stay readable on the disk: overwrite
+    the file in place with zeros, fsync, then unlink (and fsync the folder). True when a file was removed.
+
+    On copy-on-write or journalled-data file systems and SSDs the old blocks may survive the overwrite;
+    this removes what an unlink alone leaves (the bytes in the same blocks) and is the best a file API can do.
+    A symbolic link is unlinked, never followed: overwriting its target could destroy another file. A file with
+    other hard links is only unlinked: its bytes are still another name's (an own-folder switch links the keys
+    it keeps into the next own/ tree, see pki/own_switch.py).
+    """
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            remaining = st.st_size
+            zeros = bytes(min(remaining, 65536))
+            while remaining > 0:
+                remaining -= os.write(fd, zeros[: min(remaining, len(zeros))])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    path.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True

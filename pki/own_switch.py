@@ -15,10 +15,9 @@ import ctypes
 import os
 import secrets
 import shutil
-import stat
 from pathlib import Path
 
-from .files import CERT_MODE, DIR_MODE, KEY_MODE, PRIVATE_DIR_MODE, fsync_dir, write_temp
+from .files import CERT_MODE, DIR_MODE, KEY_MODE, PRIVATE_DIR_MODE, destroy_secret, fsync_dir, write_temp
 
 NEXT_PREFIX = "own-next-"
 _AT_FDCWD = -100
@@ -50,27 +49,13 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(error, os.strerror(error), str(a))
 
 
-def destroy_file(path: Path) -> None:
-    """Overwrite a secret file with zeros, make that durable, then unlink it. A file with other hard links is only
-    unlinked: its bytes are still someone's (a history key shared with the next own tree)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
-        with open(path, "r+b", buffering=0) as handle:
-            handle.write(b"\0" * st.st_size)
-            os.fsync(handle.fileno())
-    path.unlink(missing_ok=True)
-
-
 def remove_tree(root: Path) -> None:
     """Remove a leftover own tree; its private keys are destroyed, not just unlinked."""
     if not root.exists():
         return
     for path in sorted(root.rglob("*"), reverse=True):
         if path.is_file() and not path.is_symlink():
-            destroy_file(path) if path.suffix == ".pem" else path.unlink(missing_ok=True)
+            destroy_secret(path) if path.suffix == ".pem" else path.unlink(missing_ok=True)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -95,9 +80,9 @@ def _write(folder: Path, name: str, data: bytes, mode: int) -> Path:
 
 
 def build_next(own: Path, staging: Path, *, cert_name: str, cert_bytes: bytes, key_name: str, key_pem: bytes,
-               previous: list[tuple[str, Path, Path, bytes]], new_marker: str, history_keep: int | None) -> tuple[Path, list[Path]]:
+               previous: list[tuple[str, Path, Path, bytes]], new_marker: str) -> tuple[Path, list[Path]]:
     """The next own tree: the new pair, everything own/ holds besides the previous pairs, history with each previous
-    pair (``(stem, cert path, key path, der)``); keys beyond the newest ``history_keep`` previous pairs are left out."""
+    pair (``(stem, cert path, key path, der)``); the store prunes history keys after the switch."""
     root = staging / f"{NEXT_PREFIX}{secrets.token_hex(6)}"
     parts = {"certs": DIR_MODE, "private": PRIVATE_DIR_MODE, "history": PRIVATE_DIR_MODE, "staged": PRIVATE_DIR_MODE}
     root.mkdir(mode=PRIVATE_DIR_MODE)
@@ -120,18 +105,9 @@ def build_next(own: Path, staging: Path, *, cert_name: str, cert_bytes: bytes, k
             target.unlink(missing_ok=True)
             os.link(key_path, target)
             archived.append(target)
-    if history_keep is not None:
-        _prune_history(root / "history", history_keep)
     _write(root / "certs", cert_name, cert_bytes, CERT_MODE)
     _write(root / "private", key_name, key_pem, KEY_MODE)
     for name in parts:
         fsync_dir(root / name)
     fsync_dir(root)
     return root, archived
-
-
-def _prune_history(history: Path, keep: int) -> None:
-    """Keys of all but the ``keep`` most recently archived pairs are removed (their certificates stay, as .der)."""
-    keys = sorted(history.glob("*.pem"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
-    for path in keys[max(0, keep):]:
-        path.unlink()  # a link in the next tree only: the old tree's copy is destroyed with it (remove_tree)

@@ -25,6 +25,7 @@ from .files import (
     KEY_MODE,
     PRIVATE_DIR_MODE,
     atomic_write,
+    destroy_secret,
     ensure_dir_within,
     fsync_dir,
     link_refused,
@@ -97,6 +98,9 @@ class ApplicationStore(CrlFolders):
         return self.root / self._kind_dir(kind) / "certs"
 
     def crl_dir(self, kind: str) -> Path:
+        if self.layout.shared_crl_dir:
+            self._kind_dir(kind)  # still refuse an unknown part
+            return self.root / self.layout.shared_crl_dir
         return self.root / self._kind_dir(kind) / "crl"
 
     @property
@@ -145,12 +149,12 @@ class ApplicationStore(CrlFolders):
         with none to restore, the pair ``current_thumbprint`` is removed."""
         restored = self.history_pair(previous_thumbprint) if previous_thumbprint else None
         if restored is not None:
-            self.install_own(restored[0], restored[1])
+            self.install_own(restored[0], restored[1], self.own_chain())
             return
         own = self.own()
         if own is not None and own.thumbprint == current_thumbprint:
             own.cert_path.unlink(missing_ok=True)
-            own.key_path.unlink(missing_ok=True)
+            destroy_secret(own.key_path)
 
     def discard_created(self) -> None:
         """Remove a store folder that the failing operation itself created: nothing partial is left."""
@@ -175,18 +179,34 @@ class ApplicationStore(CrlFolders):
         """New own pairs waiting for their proof; no stack reads this folder."""
         return self.root / "own" / "staged"
 
-    def stage_own(self, cert: x509.Certificate, key_pem: bytes) -> tuple[Path, Path]:
-        """Write a new pair beside the current one without touching it."""
+    def stage_own(self, cert: x509.Certificate, key_pem: bytes, chain: tuple[x509.Certificate, ...] = ()) -> tuple[Path, Path]:
+        """Write a new pair beside the current one without touching it. ``chain`` (the issuing CAs) is kept
+        with it as ``<stem>.chain.pem`` so that installing the staged pair writes the same own file."""
         self._dir(self.staged_dir, PRIVATE_DIR_MODE)
+        self._dir(self.staging_dir, PRIVATE_DIR_MODE)
         stem = _pair_stem(cert)
         key_path = atomic_write(self.staged_dir / f"{stem}.pem", key_pem, KEY_MODE, self.staging_dir)
         cert_path = atomic_write(self.staged_dir / f"{stem}.der", cert.public_bytes(serialization.Encoding.DER), CERT_MODE, self.staging_dir)
+        if chain and self.layout.own_holds_chain:
+            pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+            atomic_write(self.staged_dir / f"{stem}.chain.pem", pem, CERT_MODE, self.staging_dir)
         return cert_path, key_path
 
+    def staged_chain(self, thumb: str) -> tuple[x509.Certificate, ...]:
+        """The CA chain staged with the pair ``thumb`` (empty when none was given)."""
+        marker = f" [{thumb.upper()}].chain.pem"
+        for path in self.staged_dir.iterdir() if self.staged_dir.is_dir() else []:
+            if path.name.endswith(marker):
+                return tuple(x509.load_pem_x509_certificates(path.read_bytes()))
+        return ()
+
     def unstage(self, thumb: str) -> None:
+        """Remove a staged pair (a failed or finished renewal); its key is destroyed, not just unlinked."""
         marker = f" [{thumb.upper()}]"
         for path in self.staged_dir.iterdir() if self.staged_dir.is_dir() else []:
-            if path.stem.endswith(marker):
+            if path.name.endswith(f"{marker}.pem"):
+                destroy_secret(path)
+            elif path.stem.endswith(marker) or path.name.endswith(f"{marker}.chain.pem"):
                 path.unlink(missing_ok=True)
 
     # own certificate and key -----------------------------------------------------------------------
@@ -194,6 +214,17 @@ class ApplicationStore(CrlFolders):
         """The current own pair, or None. Several candidates: the one valid latest wins."""
         pairs = self.own_pairs()
         return max(pairs, key=lambda p: p.certificate.not_valid_after_utc) if pairs else None
+
+    def own_chain(self) -> tuple[x509.Certificate, ...]:
+        """The CA certificates after the leaf in the current own file (PEM own files only)."""
+        own = self.own()
+        if own is None or not self.layout.own_holds_chain:
+            return ()
+        try:
+            blocks = x509.load_pem_x509_certificates(own.cert_path.read_bytes())
+        except (OSError, ValueError):
+            return ()
+        return tuple(blocks[1:])
 
     def own_certificates(self) -> list[Loaded[x509.Certificate]]:
         """Every file of own/certs, readable or not."""
@@ -235,9 +266,11 @@ class ApplicationStore(CrlFolders):
             archived.append(key_target)
         return archived
 
-    def install_own(self, cert: x509.Certificate, key_pem: bytes, *, keep_history: int | None = None) -> InstallResult:
-        """Make ``cert``/``key_pem`` the application's own pair; the previous pair goes to history (keys of all but
-        the newest ``keep_history`` previous pairs are removed).
+    def install_own(self, cert: x509.Certificate, key_pem: bytes, chain: tuple[x509.Certificate, ...] = (), *,
+                    keep_history: int | None = None) -> InstallResult:
+        """Make ``cert``/``key_pem`` the application's own pair; the previous pair goes to history, and the keys of
+        all but the newest ``keep_history`` previous pairs are destroyed (None keeps them all). ``chain``: the issuing
+        CA certificates, written after the leaf where the own file is PEM (node-opcua), ignored for DER.
 
         The whole own/ folder is exchanged in one step (pki/own_switch.py): at no instant does a stack see two own
         certificates or a mismatched pair, whatever moment a crash hits. Where the file system cannot exchange,
@@ -252,9 +285,8 @@ class ApplicationStore(CrlFolders):
         pairs = [(_pair_stem(p.certificate), p.cert_path, p.key_path, p.certificate.public_bytes(serialization.Encoding.DER))
                  for p in previous]
         next_root, archived = build_next(
-            own_root, self.staging_dir, cert_name=cert_target.name, cert_bytes=self.layout.own_cert_bytes(cert),
+            own_root, self.staging_dir, cert_name=cert_target.name, cert_bytes=self.layout.own_cert_bytes(cert, tuple(chain)),
             key_name=key_target.name, key_pem=key_pem, previous=pairs, new_marker=f" [{thumbprint(cert)}]",
-            history_keep=keep_history,
         )
         try:
             swapped = exchange(own_root, next_root)
@@ -264,34 +296,37 @@ class ApplicationStore(CrlFolders):
         if swapped:
             fsync_dir(self.root)
             remove_tree(next_root)  # now the previous tree: its keys not carried into history are destroyed
+            if keep_history is not None:
+                self.prune_history(keep_history, current=thumbprint(cert))
             return InstallResult(cert_target, key_target, [own_root / "history" / a.name for a in archived])
         remove_tree(next_root)
-        return self._install_in_place(cert, key_pem, cert_target, key_target, previous)
+        return self._install_in_place(cert, key_pem, chain, cert_target, key_target, previous, keep_history)
 
-    def _install_in_place(self, cert, key_pem: bytes, cert_target: Path, key_target: Path, previous) -> InstallResult:
+    def _install_in_place(self, cert, key_pem: bytes, chain, cert_target: Path, key_target: Path, previous,
+                          keep_history: int | None) -> InstallResult:
         archived: list[Path] = []
         for pair in previous:
             archived += self._archive(pair.cert_path, pair.key_path)
 
         key_temp = write_temp(self.staging_dir, key_pem, KEY_MODE)
         try:
-            cert_temp = write_temp(self.staging_dir, self.layout.own_cert_bytes(cert), CERT_MODE)
+            cert_temp = write_temp(self.staging_dir, self.layout.own_cert_bytes(cert, tuple(chain)), CERT_MODE)
         except BaseException:
-            key_temp.unlink(missing_ok=True)
+            destroy_secret(key_temp)
             raise
         old_key = key_target.read_bytes() if key_target.exists() else None
         try:
             replace_into(key_temp, key_target)
         except BaseException:
             cert_temp.unlink(missing_ok=True)
-            key_temp.unlink(missing_ok=True)
+            destroy_secret(key_temp)
             raise
         try:
             replace_into(cert_temp, cert_target)
         except BaseException:
             cert_temp.unlink(missing_ok=True)
             if old_key is None:
-                key_target.unlink(missing_ok=True)
+                destroy_secret(key_target)
             else:
                 atomic_write(key_target, old_key, KEY_MODE, self.staging_dir)
             raise
@@ -299,7 +334,9 @@ class ApplicationStore(CrlFolders):
             if pair.cert_path != cert_target:
                 pair.cert_path.unlink(missing_ok=True)
                 if pair.key_path != key_target:
-                    pair.key_path.unlink(missing_ok=True)
+                    destroy_secret(pair.key_path)
+        if keep_history is not None:
+            self.prune_history(keep_history, current=thumbprint(cert))
         return InstallResult(cert_target, key_target, archived)
 
     def keep_only_own(self, thumb: str) -> list[str]:
@@ -310,7 +347,7 @@ class ApplicationStore(CrlFolders):
                 self._archive(pair.cert_path, pair.key_path)
                 pair.cert_path.unlink(missing_ok=True)
                 if not self.layout.own_fixed_names:  # fixed names hold one pair only: its key is the current one
-                    pair.key_path.unlink(missing_ok=True)
+                    destroy_secret(pair.key_path)
                 done.append(f"moved the previous pair {pair.thumbprint} to history (the switch had been cut)")
         return done
 
@@ -321,15 +358,15 @@ class ApplicationStore(CrlFolders):
         marker = f" [{thumb.upper()}]"
         for folder in (self.history_dir, self.staged_dir):
             for path in folder.iterdir() if folder.is_dir() else []:
-                if path.stem.endswith(marker):
-                    path.unlink(missing_ok=True)
+                if path.stem.endswith(marker) or path.name.endswith(f"{marker}.chain.pem"):
+                    destroy_secret(path) if path.suffix == ".pem" else path.unlink(missing_ok=True)
                     done.append(f"removed {path.parent.name}/{path.name}")
         own = self.own()
         for pair in self.own_pairs():
             if pair.thumbprint == thumb.upper() and (own is None or own.thumbprint != thumb.upper()):
                 pair.cert_path.unlink(missing_ok=True)
                 if not self.layout.own_fixed_names:
-                    pair.key_path.unlink(missing_ok=True)
+                    destroy_secret(pair.key_path)
                 done.append(f"removed {pair.cert_path.name}")
         return done
 
@@ -340,8 +377,44 @@ class ApplicationStore(CrlFolders):
         for pair in self.own_pairs():
             archived += self._archive(pair.cert_path, pair.key_path)
             pair.cert_path.unlink(missing_ok=True)
-            pair.key_path.unlink(missing_ok=True)
+            destroy_secret(pair.key_path)
         return archived
+
+    def prune_history(self, keep: int = 1, current: str | None = None) -> list[Path]:
+        """Keep the keys of at most ``keep`` previous pairs in own/history (the newest by notBefore, for a
+        rollback); older history certificates stay as .der, their keys are destroyed. ``current``: the
+        thumbprint of the own certificate, whose copy in history (after a rollback) never counts."""
+        if keep < 0:
+            raise ValueError("keep must be 0 or more")
+        with_keys = []
+        for loaded in self.history():
+            if loaded.value is None or thumbprint(loaded.value) == (current or "").upper():
+                continue
+            key_path = loaded.path.with_suffix(".pem")
+            if key_path.exists():
+                with_keys.append((loaded.value.not_valid_before_utc, loaded.path.name, key_path))
+        with_keys.sort(reverse=True)
+        removed = []
+        for _, _, key_path in with_keys[keep:]:
+            destroy_secret(key_path)
+            removed.append(key_path)
+        return removed
+
+    def destroy_key(self, thumb: str, include_current: bool = False) -> list[Path]:
+        """Destroy every copy of the private key of certificate ``thumb`` in this store (own/history,
+        own/staged; the current own key only with ``include_current``), for a keyCompromise revocation.
+        The certificates stay (they are public); the removed key files are returned."""
+        thumb = thumb.upper()
+        removed = []
+        marker = f" [{thumb}].pem"
+        for folder in (self.history_dir, self.staged_dir):
+            for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+                if path.name.endswith(marker) and destroy_secret(path):
+                    removed.append(path)
+        own = self.own()
+        if include_current and own is not None and own.thumbprint == thumb and destroy_secret(own.key_path):
+            removed.append(own.key_path)
+        return removed
 
     def repair_own_pair(self, key_matches) -> list[str]:
         """After a crash in the middle of a switch: put back a consistent own pair.
@@ -360,7 +433,7 @@ class ApplicationStore(CrlFolders):
             if not consistent:
                 restored = self.history_pair(own.thumbprint)
                 if restored is not None:
-                    self.install_own(*restored)
+                    self.install_own(*restored, self.own_chain())
                     done.append(f"restored the pair of {own.thumbprint} from history (its key had been replaced)")
         if self.layout.own_fixed_names and own is None:
             key_file = self.own_private_dir / self.layout.own_fixed_names[1]
@@ -371,7 +444,7 @@ class ApplicationStore(CrlFolders):
             stems = {p.cert_path.stem for p in self.own_pairs()}
             for key_file in self.own_private_dir.iterdir():
                 if key_file.suffix == ".pem" and key_file.stem not in stems:
-                    key_file.unlink(missing_ok=True)
+                    destroy_secret(key_file)
                     done.append(f"removed {key_file.name}, a key without its certificate")
         return done
 
@@ -401,6 +474,10 @@ class ApplicationStore(CrlFolders):
             if loaded.value is not None and loaded.value.public_bytes(serialization.Encoding.DER) == der:
                 return loaded.path
         return atomic_write(folder / self.layout.peer_cert_name(cert), der, CERT_MODE, self.staging_dir)
+
+    def folder_of(self, kind: str) -> Path:
+        """trusted/issuer certificate folders, or the rejected folder for kind "rejected"."""
+        return self.rejected_dir if kind == REJECTED else self.certs_dir(kind)
 
     def move_certificate(self, path: Path, expected_der: bytes, to_kind: str | None) -> Path | None:
         """Move a certificate file between trusted, issuer and rejected (or delete it, ``to_kind`` None).
@@ -456,4 +533,4 @@ class ApplicationStore(CrlFolders):
 
 def _pair_stem(cert: x509.Certificate) -> str:
     """File stem for a certificate and its key kept aside (history, staged): "<CN> [<THUMBPRINT>]"."""
-    return f"{safe_stem(common_name(cert) or 'certificate')} [{thumbprint(cert)}]"
+    return f"{safe_stem(common_name(cert))} [{thumbprint(cert)}]"

@@ -91,3 +91,18 @@ port = {port}
 from = "certmgr@plant.local"
 to = ["ops@plant.local"]
 '''
+
+
+def npm_installed(app_dir: Path, package: str) -> Path:
+    """``npm ci`` in a tests/apps Node.js package once (its package-lock.json pins node-opcua); node and npm
+    come from the machine (Node.js 20 here). A missing tool fails the test: it needs the independent stack."""
+    import shutil
+
+    import pytest
+
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed: this test runs a node-opcua application (install Node.js 20)")
+    if not (app_dir / "node_modules" / package / "package.json").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=app_dir, check=True, timeout=600)
+    return app_dir

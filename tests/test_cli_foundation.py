@@ -137,14 +137,13 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     return {
         "malformed uri": (["--app-uri", "plant historian", "--store", store], "URI"),
         "empty uri": (["--app-uri", "", "--store", store], "empty"),
-        "unknown layout": (["--app-uri", "urn:app:b", "--store", store, "--layout", "open62541"], "layout"),
+        "unknown layout": (["--app-uri", "urn:app:b", "--store", store, "--layout", "milo"], "layout"),
         "bad ip": (["--app-uri", "urn:app:b", "--store", store, "--ip", "10.0.0.300"], "IPv4 or IPv6"),
         "dns with spaces": (["--app-uri", "urn:app:b", "--store", store, "--dns", "my host"], "host name"),
         "key size 1024": (["--app-uri", "urn:app:b", "--store", store, "--key-size", "1024"], "key-size"),
         "zero days": (["--app-uri", "urn:app:b", "--store", store, "--days", "0"], "--days 0"),
         "negative days": (["--app-uri", "urn:app:b", "--store", store, "--days", "-5"], "--days -5"),
         "store is a file": (["--app-uri", "urn:app:b", "--store", str(afile)], "is a file"),
-        "cn escapes": (["--app-uri", "urn:app:b", "--store", store, "--name", "../../etc"], "escape"),
         "renew window too long": (["--app-uri", "urn:app:b", "--store", store, "--days", "10", "--renew-before", "30d"], "renew-before"),
     }
 
@@ -152,7 +151,7 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
 @pytest.mark.parametrize(
     "case",
     ["malformed uri", "empty uri", "unknown layout", "bad ip", "dns with spaces", "key size 1024", "zero days",
-     "negative days", "store is a file", "cn escapes", "renew window too long"],
+     "negative days", "store is a file", "renew window too long"],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(initialised: Certmgr, tmp_path, case):
     args, needle = bad_inputs(tmp_path)[case]
@@ -164,6 +163,14 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(initialised: Certmgr
     assert len(errors) <= 3  # click usage errors add a usage line and a hint line
     assert not (tmp_path / "store").exists()
     assert initialised.json("list") == before
+
+
+def test_issue_with_a_cn_that_would_escape_stays_in_the_store(initialised: Certmgr, tmp_path):
+    """Issue 12: a CN is mapped to a safe file name, never refused (it used to be bad input, exit 2)."""
+    out = initialised.json("issue", "--app-uri", "urn:app:b", "--store", str(tmp_path / "store"), "--name", "../../etc")
+    assert out["files"] and all(Path(f).parent.parent.parent == tmp_path / "store" for f in out["files"])
+    assert all(Path(f).name.startswith("_.._etc [") for f in out["files"]), out["files"]
+    assert not (tmp_path / "etc").exists() and not (tmp_path.parent / "etc").exists()
 
 
 def test_wrong_passphrase_exits_2_and_writes_nothing(initialised: Certmgr, tmp_path):

@@ -128,10 +128,8 @@ def test_first_install_crash_leaves_no_key(tmp_path, test_ca, key_pool, monkeypa
     assert list(store.own_certs_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("cn", ["../evil", "a/b", "x\x00y", "..", ".hidden", "back\\slash"])
-def test_names_that_escape_the_folder_are_refused(tmp_path, test_ca, key_pool, cn):
-    key = key_pool.get()
-    cert = (
+def cert_with_cn(test_ca, key, cn):
+    return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)]))
         .issuer_name(test_ca.certificate.subject)
@@ -141,11 +139,55 @@ def test_names_that_escape_the_folder_are_refused(tmp_path, test_ca, key_pool, c
         .not_valid_after(T0 + timedelta(days=1))
         .sign(test_ca.private_key, hashes.SHA256())
     )
-    store = pki.ApplicationStore(tmp_path / "pki")
-    with pytest.raises(pki.UnsafeNameError):
-        store.install_own(cert, ca.private_key_pem(key))
-    assert not any(p.is_file() for p in tmp_path.rglob("*") if "evil" in p.name)
+
+
+# Names that would escape the folder (or hide in it) are mapped to a stem inside it, never refused:
+# an operator cannot change a vendor's CN.
+@pytest.mark.parametrize("cn", ["../evil", "a/b", "x\x00y", "..", ".hidden", "back\\slash", "c:\\evil", " .. /evil. "])
+@pytest.mark.parametrize("layout", ["ua-net", "node-opcua", "open62541"])
+def test_names_that_would_escape_the_folder_stay_inside(tmp_path, test_ca, key_pool, cn, layout):
+    key = key_pool.get()
+    cert = cert_with_cn(test_ca, key, cn)
+    store = pki.ApplicationStore(tmp_path / "pki", layout)
+    written = [store.add_certificate(cert), store.add_rejected(cert), store.install_own(cert, ca.private_key_pem(key)).cert_path]
+    for path in written:
+        assert path.resolve().is_relative_to((tmp_path / "pki").resolve())
+        assert not path.name.startswith(".")
+        assert path.is_file()
     assert not (tmp_path / "evil").exists()
+    assert not any("evil" in p.name for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("cn", "stem"),
+    [
+        ("historian", "historian"),  # plain CNs keep the names existing stores already hold
+        ("PI Connector (plant 2)", "PI Connector (plant 2)"),
+        ("newcomer urn:vendor:kepware01@vm", "newcomer urn_vendor_kepware01@vm"),
+        ('a<b>c"d|e?f*g\\h/i', "a_b_c_d_e_f_g_h_i"),
+        ("tab\there\x7f", "tab_here_"),
+        ("...hidden", "hidden"),
+        ("trailing. . ", "trailing"),
+        ("", "certificate"),
+        ("..", "certificate"),
+    ],
+)
+def test_safe_stem_mapping(cn, stem):
+    assert pki.safe_stem(cn) == stem
+
+
+def test_safe_stem_bounds_length_in_bytes():
+    stem = pki.safe_stem("\u00e9" * 200)
+    assert len(stem.encode()) <= 120 and stem == "\u00e9" * 60
+    assert pki.safe_stem("x" * 119 + "\u00e9") == "x" * 119  # never a half character
+
+
+def test_cns_that_map_to_one_stem_stay_distinct_files(tmp_path, test_ca, key_pool):
+    store = pki.ApplicationStore(tmp_path / "pki")
+    first, second = cert_with_cn(test_ca, key_pool.get(), "a:b"), cert_with_cn(test_ca, key_pool.get(), "a/b")
+    paths = {store.add_certificate(first), store.add_certificate(second)}
+    assert len(paths) == 2
+    assert {p.name for p in paths} == {f"a_b [{pki.thumbprint(c)}].der" for c in (first, second)}
 
 
 def test_store_path_that_is_a_file_or_unwritable(tmp_path):
@@ -161,7 +203,7 @@ def test_store_path_that_is_a_file_or_unwritable(tmp_path):
         with pytest.raises(pki.StoreError, match="not writable"):
             pki.ApplicationStore(locked / "pki").check_usable()
     with pytest.raises(pki.StoreError, match="unknown store layout"):
-        pki.ApplicationStore(tmp_path, "open62541")
+        pki.ApplicationStore(tmp_path, "milo")
 
 
 @pytest.mark.parametrize("linked", [".", "trusted", "trusted/crl"])
@@ -347,15 +389,170 @@ def test_a_switch_cut_at_any_moment_shows_one_matching_pair(tmp_path, test_ca, k
     assert store.own().thumbprint == pki.thumbprint(expected)
 
 
-def test_history_keeps_the_keys_of_the_newest_pairs_only(tmp_path, test_ca, key_pool):
-    store = pki.ApplicationStore(tmp_path / "store")
-    certs = []
-    for _ in range(4):
-        key = key_pool.get(2048)
-        cert = ca.build_application_certificate(make_identity(), key.public_key(), test_ca, now=T0)
-        store.install_own(cert, ca.private_key_pem(key), keep_history=1)
-        certs.append(cert)
-    history = store.history_dir
-    keys = sorted(p.name for p in history.glob("*.pem"))
-    assert keys == [f"app [{pki.thumbprint(certs[2])}].pem"]  # only the previous pair can be rolled back to
-    assert len(list(history.glob("*.der"))) == 3  # every earlier certificate stays known
+def renewals(store, test_ca, key_pool, count, keep=1):
+    pairs = []
+    for n in range(count):
+        key = key_pool.get()
+        cert = ca.build_application_certificate(make_identity("urn:test:app", "app"), key.public_key(), test_ca, now=T0 + timedelta(days=n))
+        store.install_own(cert, ca.private_key_pem(key), keep_history=keep)
+        pairs.append(cert)
+    return pairs
+
+
+def history_names(store):
+    return sorted(p.name for p in store.history_dir.iterdir())
+
+
+@pytest.mark.parametrize("keep", [0, 1, 2])
+def test_history_keeps_the_keys_of_at_most_keep_previous_pairs(tmp_path, test_ca, key_pool, keep):
+    store = pki.ApplicationStore(tmp_path / "pki")
+    certs = renewals(store, test_ca, key_pool, 4, keep=keep)
+    previous = certs[:-1]
+    kept = {pki.thumbprint(c) for c in previous[len(previous) - keep:]} if keep else set()
+    for cert in previous:
+        stem = f"app [{pki.thumbprint(cert)}]"
+        assert (store.history_dir / f"{stem}.der").is_file()  # the certificate stays, it is public
+        assert (store.history_dir / f"{stem}.pem").exists() == (pki.thumbprint(cert) in kept)
+    assert (store.history_pair(pki.thumbprint(previous[-1])) is not None) == (keep > 0)
+
+
+def test_history_default_keeps_one_previous_key(tmp_path, test_ca, key_pool):
+    store = pki.ApplicationStore(tmp_path / "pki")
+    certs = renewals(store, test_ca, key_pool, 3)
+    assert [n for n in history_names(store) if n.endswith(".pem")] == [f"app [{pki.thumbprint(certs[1])}].pem"]
+
+
+def test_destroy_secret_overwrites_before_unlinking(tmp_path, monkeypatch):
+    from pki import files
+
+    secret = tmp_path / "key.pem"
+    secret.write_bytes(b"SECRET" * 1000)
+    seen = {}
+    real_unlink = type(secret).unlink
+
+    def spy(self, missing_ok=False):
+        if self == secret:
+            seen["bytes"] = self.read_bytes()
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(type(secret), "unlink", spy)
+    assert files.destroy_secret(secret) is True
+    assert seen["bytes"] == bytes(6000)  # zeros on disk before the name went away
+    assert not secret.exists()
+    assert files.destroy_secret(secret) is False
+
+
+def test_destroy_secret_does_not_follow_a_link(tmp_path):
+    from pki import files
+
+    target = tmp_path / "elsewhere.txt"
+    target.write_bytes(b"keep me")
+    link = tmp_path / "key.pem"
+    link.symlink_to(target)
+    files.destroy_secret(link)
+    assert not link.is_symlink() and target.read_bytes() == b"keep me"
+
+
+def test_unstage_destroys_the_staged_key(tmp_path, test_ca, key_pool, monkeypatch):
+    store = pki.ApplicationStore(tmp_path / "pki")
+    cert, key_pem = issue(test_ca, key_pool)
+    _, key_path = store.stage_own(cert, key_pem)
+    destroyed = []
+    real = store_module.destroy_secret
+    monkeypatch.setattr(store_module, "destroy_secret", lambda p: destroyed.append(p) or real(p))
+    store.unstage(pki.thumbprint(cert))
+    assert destroyed == [key_path]
+    assert list(store.staged_dir.iterdir()) == []
+
+
+def test_destroy_key_removes_every_copy_of_one_key(tmp_path, test_ca, key_pool):
+    store = pki.ApplicationStore(tmp_path / "pki")
+    first, second = renewals(store, test_ca, key_pool, 2)
+    third, third_key = issue(test_ca, key_pool, cn="app")
+    store.stage_own(third, third_key)
+    thumb = pki.thumbprint(first)
+    assert store.destroy_key(thumb) == [store.history_dir / f"app [{thumb}].pem"]
+    assert (store.history_dir / f"app [{thumb}].der").is_file()
+    assert store.destroy_key(pki.thumbprint(third)) == [store.staged_dir / f"app [{pki.thumbprint(third)}].pem"]
+    # the current key goes only when asked
+    assert store.destroy_key(pki.thumbprint(second)) == []
+    assert store.own().key_path.exists()
+    assert store.destroy_key(pki.thumbprint(second), include_current=True) == [store.own().key_path]
+    assert not store.own().key_path.exists()
+
+
+# node-opcua's certificate.pem with the chain -------------------------------------------------------------
+def test_node_opcua_own_file_holds_leaf_then_chain(tmp_path, test_ca, key_pool):
+    store = pki.ApplicationStore(tmp_path / "pki", "node-opcua")
+    cert, key_pem = issue(test_ca, key_pool)
+    installed = store.install_own(cert, key_pem, chain=(test_ca.certificate,))
+    blocks = x509.load_pem_x509_certificates(installed.cert_path.read_bytes())
+    assert blocks == [cert, test_ca.certificate]
+    assert store.own().certificate == cert  # every certmgr reader takes the leaf
+    assert pki.parse_certificate(installed.cert_path.read_bytes()) == cert
+    assert store.own_chain() == (test_ca.certificate,)
+    assert [c.value for c in store.history()] == []
+    # a renewal rolled back keeps the chain in the restored file
+    new, new_key = issue(test_ca, key_pool)
+    store.install_own(new, new_key, chain=(test_ca.certificate,))
+    store.revert_own(pki.thumbprint(cert), pki.thumbprint(new))
+    assert x509.load_pem_x509_certificates(store.own().cert_path.read_bytes()) == [cert, test_ca.certificate]
+    assert [c.value for c in store.history() if c.value is not None] and all(
+        pki.parse_certificate(p.read_bytes()) for p in store.history_dir.glob("*.der"))
+
+
+def test_der_own_files_ignore_the_chain(tmp_path, test_ca, key_pool):
+    for layout in ("ua-net", "open62541"):
+        store = pki.ApplicationStore(tmp_path / layout, layout)
+        cert, key_pem = issue(test_ca, key_pool)
+        installed = store.install_own(cert, key_pem, chain=(test_ca.certificate,))
+        assert installed.cert_path.read_bytes() == der(cert)
+
+
+def test_staged_pair_keeps_its_chain(tmp_path, test_ca, key_pool):
+    store = pki.ApplicationStore(tmp_path / "pki", "node-opcua")
+    cert, key_pem = issue(test_ca, key_pool)
+    store.stage_own(cert, key_pem, chain=(test_ca.certificate,))
+    assert store.staged_chain(pki.thumbprint(cert)) == (test_ca.certificate,)
+    store.unstage(pki.thumbprint(cert))
+    assert list(store.staged_dir.iterdir()) == []
+
+
+# open62541 layout -------------------------------------------------------------------------------------
+def test_open62541_own_names_never_change_across_renewals(tmp_path, test_ca, key_pool):
+    store = pki.ApplicationStore(tmp_path / "pki", "open62541")
+    paths = set()
+    for n in range(2):
+        cert, key_pem = issue(test_ca, key_pool)
+        installed = store.install_own(cert, key_pem)
+        paths.add((installed.cert_path, installed.key_path))
+        assert x509.load_der_x509_certificate(installed.cert_path.read_bytes()) == cert
+        assert mode(installed.key_path) == 0o600
+    assert paths == {(tmp_path / "pki/own/certs/certificate.der", tmp_path / "pki/own/private/private_key.pem")}
+    assert pki.detect_layout(tmp_path / "pki") == "open62541"
+
+
+def test_open62541_every_crl_goes_to_the_one_crl_folder(tmp_path, test_ca, foreign_ca):
+    store = pki.ApplicationStore(tmp_path / "pki", "open62541")
+    store.create()
+    store.add_certificate(test_ca.certificate, pki.TRUSTED)
+    store.add_certificate(foreign_ca.certificate, pki.ISSUER)
+    store.add_certificate(foreign_ca.certificate, pki.TRUSTED)
+    assert store.crl_dir(pki.TRUSTED) == store.crl_dir(pki.ISSUER) == tmp_path / "pki" / "crl"
+    store.publish_crl_where_held(der(crl_for(test_ca, 1)), test_ca.certificate, 1)
+    store.publish_crl_where_held(der(crl_for(foreign_ca, 4)), foreign_ca.certificate, 4)
+    files = sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*.crl"))
+    assert files == [f"crl/{store.layout.crl_name(c.certificate, n)}" for c, n in sorted(
+        ((test_ca, 1), (foreign_ca, 4)), key=lambda cn: store.layout.crl_name(cn[0].certificate, cn[1]))]
+    assert not (store.root / "trusted" / "crl").exists() and not (store.root / "issuer" / "crl").exists()
+    # a newer CRL replaces the CA's older one in the shared folder and leaves the other CA's alone
+    store.publish_crl_where_held(der(crl_for(test_ca, 2)), test_ca.certificate, 2)
+    assert sorted(p.name for p in (store.root / "crl").iterdir()) == sorted(
+        [store.layout.crl_name(test_ca.certificate, 2), store.layout.crl_name(foreign_ca.certificate, 4)])
+
+
+def test_open62541_rejected_name_is_the_thumbprint(tmp_path, test_ca, key_pool):
+    store = pki.ApplicationStore(tmp_path / "pki", "open62541")
+    cert, _ = issue(test_ca, key_pool, cn="newcomer urn:vendor:x")
+    assert store.add_rejected(cert) == tmp_path / "pki" / "rejected" / "certs" / f"{pki.thumbprint(cert)}.der"
+    assert store.rejected()[0].value == cert

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import threading
 from datetime import datetime, timezone
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 import ca
 import pki
 from tests.conftest import Certmgr
+from tests.helpers import npm_installed
 
 NODE_DIR = Path(__file__).parent / "apps" / "node_push"
 SERVER_URI = "urn:certmgr:test:nodeopcua-server"
@@ -25,14 +25,8 @@ SERVER_URI = "urn:certmgr:test:nodeopcua-server"
 
 @pytest.fixture(scope="session")
 def node_push_installed() -> Path:
-    """npm ci once per test run; node and npm come from the machine (Node.js 20 here)."""
-    for tool in ("node", "npm"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed: the push tests run node-opcua's server (install Node.js 20)")
-    marker = NODE_DIR / "node_modules" / "node-opcua-server-configuration" / "package.json"
-    if not marker.exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR, check=True, timeout=600)
-    return NODE_DIR
+    """npm ci once per test run."""
+    return npm_installed(NODE_DIR, "node-opcua-server-configuration")
 
 
 class NodeServer:

@@ -206,7 +206,7 @@ def test_store_status_on_both_layouts_and_a_broken_store(initialised: Certmgr, t
     messages = " | ".join(p["message"] for p in report["problems"])
     assert "private key does not match" in messages
     assert "past its nextUpdate" in messages
-    assert "SHA-1" in messages and "1024-bit" in messages
+    assert "SHA-1" in messages and "RSA 1024 bits" in messages  # ca.Finding wording (issue 13: one wording)
     assert "garbage.der" in " ".join(p["where"] for p in report["problems"])
     assert "notes.crl" in " ".join(p["where"] for p in report["problems"])
     assert "junk.pem" in " ".join(p["where"] for p in report["problems"])

@@ -112,11 +112,19 @@ def store_rejected(app, store_dir, all_stores, app_uri, layout) -> None:
 
 def _triage(app, store_dir, layout, prefix, kinds, to_kind, action, question, yes) -> None:
     from ..services.store_inspect import open_store
-    from ..services.triage import find, move
+    from ..services.triage import check_before_trust, find, find_file, move, remove_file
 
     app.require_initialised()
     store = open_store(app, store_dir, layout)
+    named = find_file(store, prefix, kinds) if to_kind is None else None
+    if named is not None:  # `store remove` of a file by name: the way to remove an unreadable file
+        confirm(f"Remove {named}?", yes)
+        remove_file(app, store, named)
+        emit_json({"thumbprint": None, "from": str(named), "to": None}) if app.json else click.echo(f"{named} -> removed")
+        return
     match = find(store, prefix, kinds)
+    if to_kind == "trusted":
+        check_before_trust(app, store, match.certificate, warn)
     if not app.json:
         click.echo(key_values(list(match.details().items())), err=True)
     confirm(question.format(subject=match.certificate.subject.rfc4514_string()), yes)
@@ -154,7 +162,9 @@ store_reject = _triage_command(
 )
 store_remove = _triage_command(
     "remove",
-    "Delete a trusted, issuer or rejected certificate from a store.\n\n\b\nExample:\n  certmgr store remove /opt/historian/pki 35FE16F0E016BFF2",
+    "Delete a trusted, issuer or rejected certificate from a store: by thumbprint prefix, or by file name (relative to\n"
+    "its folder or to the store), which also removes a file that is not a readable certificate.\n\n"
+    "\b\nExamples:\n  certmgr store remove /opt/historian/pki 35FE16F0E016BFF2\n  certmgr store remove /opt/historian/pki trusted/certs/garbage.der",
     ("trusted", "issuer", "rejected"), None, "Remove {subject}?",
 )
 

@@ -120,7 +120,7 @@ class StoreDelivery:
         item.result.new_thumbprint = pki.thumbprint(item.cert)
         item.result.not_after = item.cert.not_valid_after_utc
         try:
-            item.store.stage_own(item.cert, ca.private_key_pem(item.key))
+            item.store.stage_own(item.cert, ca.private_key_pem(item.key), chain=(self.issuer.certificate,))
         except (OSError, pki.StoreError) as exc:
             item.fail("stage", str(exc))
 
@@ -209,7 +209,8 @@ class StoreDelivery:
             with store.locked():
                 before = store.own()
                 item.previous = before.thumbprint if before else None
-                store.install_own(item.cert, ca.private_key_pem(item.key), keep_history=self.ctx.settings.renew.keep_history)
+                store.install_own(item.cert, ca.private_key_pem(item.key), store.staged_chain(thumb),
+                                  keep_history=self.ctx.settings.renew.keep_history)
                 item.switched = True
                 store.unstage(thumb)
         except (OSError, pki.StoreError) as exc:

@@ -146,7 +146,8 @@ def _issue(ctx: AppContext, req: IssueRequest, planned: Plan, key) -> IssueOutco
             with store.locked():  # a renewal switching this store's pair (issue --force) waits, and vice versa
                 if old_layout and old_layout != store.layout.name:
                     pki.ApplicationStore(store.root, old_layout).retire_own()  # the old layout's pair goes to history
-                installed = store.install_own(cert, ca.private_key_pem(private_key), keep_history=ctx.settings.renew.keep_history)
+                installed = store.install_own(cert, ca.private_key_pem(private_key), chain=(issuer.certificate,),
+                                              keep_history=ctx.settings.renew.keep_history)
         except (OSError, pki.StoreError) as exc:
             raise OperationFailed(f"cannot write store {store.root}: {exc}", "check the folder's owner and free space") from None
         replaced = _commit(ctx, req, planned, cert_id, now, authority.id, (crl_row.number, crl_kinds))

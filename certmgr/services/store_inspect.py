@@ -6,13 +6,12 @@ unreadable files are named as problems.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 import ca
 import pki
@@ -114,39 +113,67 @@ def _validity_problems(cert: x509.Certificate, where: str, now: datetime, what: 
     return []
 
 
+# Profile findings a store keeps for every certificate it holds, in ca's one wording (issue 13: one rule).
+_WEAKNESS_CODES = ("signature-sha1", "key-size-small")
+
+
 def _weakness(cert: x509.Certificate, where: str) -> list[Problem]:
-    problems = []
-    key = cert.public_key()
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
-        problems.append(Problem(ERROR, where, f"RSA {key.key_size}-bit key: stacks refuse keys under 2048 bits"))
-    try:
-        if isinstance(cert.signature_hash_algorithm, hashes.SHA1):
-            problems.append(Problem(ERROR, where, "signed with SHA-1: refused by current security policies"))
-    except Exception:
-        pass
-    return problems
+    """Weak key or SHA-1 signature of a trusted or issuer certificate, worded by ca.Finding."""
+    check = ca.check_ca_certificate if pki.is_ca(cert) else ca.check_application_certificate
+    return [Problem(f.severity, where, f"profile: {f.message}") for f in check(cert) if f.code in _WEAKNESS_CODES]
 
 
-def _issuer_in_store(store: pki.ApplicationStore, cert) -> object | None:
-    """The CA the store holds for ``cert`` (trusted or issuer folder), so a tampered own certificate shows."""
-    if cert.issuer == cert.subject:
-        return cert
-    named = [loaded.value for kind in (pki.TRUSTED, pki.ISSUER) for loaded in store.certificates(kind)
-             if loaded.value is not None and loaded.value.subject == cert.issuer]
-    for candidate in named:  # two CAs may share a name: the one that signed it, if any did
+# Folders stacks load, and what one unreadable file there does to each (see docs/store-layouts.md):
+# asyncua's TrustStore parses every file whose name matches ".*(der|pem)" and lets the first parse error
+# escape, so the whole trust list fails to load; node-opcua-pki catches the error per file and skips it
+# with a debug log only (that file's certificate or CRL is silently not in effect).
+_ASYNCUA_NAME = re.compile(".*(der|pem)")
+
+
+def unreadable_problem(path: Path, error: str, layout: str, what: str = "file") -> Problem:
+    """An unreadable file in a folder a stack loads: an ERROR naming the file and what it breaks."""
+    breaks = []
+    if _ASYNCUA_NAME.match(path.name.lower()):
+        breaks.append("asyncua-based applications fail to load their whole trust list on it "
+                      "(ValueError error parsing asn1 value)")
+    if layout == "node-opcua":
+        breaks.append("node-opcua skips it silently, so whatever it should hold is not in effect")
+    elif layout == "open62541":
+        breaks.append("open62541 reads it at every handshake and cannot use it")
+    effect = "; ".join(breaks) or "OPC UA stacks cannot use it"
+    return Problem(ERROR, str(path), f"unreadable {what}: {error}: {effect}; remove it with "
+                   f"`certmgr store remove STORE {path.name}` or replace it with the real file")
+
+
+def _named_issuers(store: pki.ApplicationStore, cert: x509.Certificate) -> list[x509.Certificate]:
+    return [loaded.value for kind in (pki.TRUSTED, pki.ISSUER) for loaded in store.certificates(kind)
+            if loaded.value is not None and loaded.value.subject == cert.issuer]
+
+
+def issuer_held(store: pki.ApplicationStore, cert: x509.Certificate) -> x509.Certificate | None:
+    """The CA in the store's trusted or issuer folder that signed ``cert``, or None."""
+    for candidate in _named_issuers(store, cert):  # two CAs may share a name: the one that signed it
         try:
             cert.verify_directly_issued_by(candidate)
             return candidate
         except Exception:
             continue
-    return named[0] if named else None
+    return None
+
+
+def _issuer_in_store(store: pki.ApplicationStore, cert) -> object | None:
+    """The CA the store holds for ``cert`` (trusted or issuer folder), so a tampered own certificate shows:
+    a CA of that name that did not sign it is returned too, and the profile check then says so."""
+    if cert.issuer == cert.subject:
+        return cert
+    return issuer_held(store, cert) or next(iter(_named_issuers(store, cert)), None)
 
 
 def _inspect_own(store: pki.ApplicationStore, report: StoreReport, now: datetime) -> None:
     pairs = store.own_pairs()
     unreadable = [loaded for loaded in store.own_certificates() if loaded.value is None]
     for loaded in unreadable:
-        report.problems.append(Problem(ERROR, str(loaded.path), f"unreadable own certificate: {loaded.error}"))
+        report.problems.append(unreadable_problem(loaded.path, loaded.error, store.layout.name, "own certificate"))
     if not pairs:
         if not unreadable:
             report.problems.append(Problem(ERROR, str(store.own_certs_dir), "no own certificate: the application cannot open secure channels"))
@@ -160,11 +187,10 @@ def _inspect_own(store: pki.ApplicationStore, report: StoreReport, now: datetime
     info["conformance"] = [str(f) for f in findings]
     report.own = info
     for finding in findings:
-        if finding.code in ("expired", "not-yet-valid", "signature-sha1", "key-size-small"):
+        if finding.code in ("expired", "not-yet-valid"):
             continue  # reported below in the operator's words
         report.problems.append(Problem(finding.severity, where, f"profile: {finding.message}"))
     report.problems += _validity_problems(pair.certificate, where, now, "own certificate")
-    report.problems += _weakness(pair.certificate, where)
     try:
         key = ca.load_private_key_pem(pair.key_path.read_bytes())
     except FileNotFoundError:
@@ -182,7 +208,7 @@ def _inspect_peers(store: pki.ApplicationStore, report: StoreReport, now: dateti
         for loaded in store.certificates(kind):
             where = str(loaded.path)
             if loaded.value is None:
-                report.problems.append(Problem(WARNING, where, f"unreadable file: {loaded.error}"))
+                report.problems.append(unreadable_problem(loaded.path, loaded.error, store.layout.name))
                 continue
             info = describe(loaded.value)
             info["file"] = loaded.path.name
@@ -194,6 +220,7 @@ def _inspect_peers(store: pki.ApplicationStore, report: StoreReport, now: dateti
 
 def _inspect_crls(store: pki.ApplicationStore, report: StoreReport, now: datetime) -> None:
     audit = pki.audit_crls(store)
+    any_crl = any(state.valid or state.forged for state in audit.cas) or bool(audit.orphans)
     for state in audit.cas:
         status = state.status(now)
         name = state.ca_cert.subject.rfc4514_string()
@@ -206,8 +233,17 @@ def _inspect_crls(store: pki.ApplicationStore, report: StoreReport, now: datetim
                 "revoked": len(crl), "signature_valid": True,
             })
         where = str(store.crl_dir(state.kind))
-        if status == pki.MISSING:
-            report.problems.append(Problem(ERROR, where, f"CA {name} has no CRL: peers it issued are refused with BadCertificateRevocationUnknown"))
+        open62541 = store.layout.name == "open62541"
+        if status == pki.MISSING and open62541 and not any_crl:
+            report.problems.append(Problem(ERROR, where, f"CA {name} has no CRL and the store holds no CRL at all: open62541 "
+                                           "then skips the revocation check entirely, so a revoked peer is accepted"))
+        elif status == pki.MISSING:
+            refused = "open62541 refuses them (RevocationUnknown, shown to the peer as BadSecurityChecksFailed)" if open62541 \
+                else "peers it issued are refused with BadCertificateRevocationUnknown"
+            report.problems.append(Problem(ERROR, where, f"CA {name} has no CRL: {refused}"))
+        elif status == pki.STALE and open62541:
+            report.problems.append(Problem(ERROR, where, f"CRL of {name} is past its nextUpdate: open62541 never checks a CRL's "
+                                           "dates, so it keeps accepting every certificate revoked since; publish a fresh CRL"))
         elif status == pki.STALE:
             report.problems.append(Problem(ERROR, where, f"CRL of {name} is past its nextUpdate: peers are refused with BadCertificateRevocationUnknown"))
         elif status == pki.NOT_YET_VALID:
@@ -220,9 +256,10 @@ def _inspect_crls(store: pki.ApplicationStore, report: StoreReport, now: datetim
                 report.problems.append(Problem(WARNING, where, f"CRL of {name} goes stale on {newest.crl.next_update_utc:%Y-%m-%d %H:%M} UTC"))
         for path in state.forged:
             report.crls.append({"file": path.name, "part": state.kind, "issuer": name, "signature_valid": False})
-            report.problems.append(Problem(ERROR, str(path), f"CRL names {name} as issuer but its signature does not verify"))
+            applied = ": open62541 never checks a CRL's signature and applies it" if store.layout.name == "open62541" else ""
+            report.problems.append(Problem(ERROR, str(path), f"CRL names {name} as issuer but its signature does not verify{applied}"))
     for loaded in audit.unreadable:
-        report.problems.append(Problem(WARNING, str(loaded.path), f"unreadable file in a CRL folder: {loaded.error}"))
+        report.problems.append(unreadable_problem(loaded.path, loaded.error, store.layout.name, "file in a CRL folder"))
     for path in audit.orphans:
         report.problems.append(Problem(WARNING, str(path), "CRL of a CA this store does not hold"))
 

@@ -6,11 +6,13 @@ still the certificate the operator was shown.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 import pki
@@ -18,7 +20,7 @@ from db import queries
 
 from ..context import AppContext
 from ..errors import InputError, OperationFailed
-from .store_inspect import describe
+from .store_inspect import describe, issuer_held
 
 MIN_PREFIX = 8
 KIND_LABELS = {pki.REJECTED: "rejected", pki.TRUSTED: "trusted", pki.ISSUER: "issuer"}
@@ -36,6 +38,23 @@ class Match:
 
     def details(self) -> dict:
         return {**describe(self.certificate), "file": str(self.path), "part": KIND_LABELS[self.kind]}
+
+
+def find_file(store: pki.ApplicationStore, name: str, kinds: tuple[str, ...]) -> Path | None:
+    """A file named ``name`` in one of the folders of ``kinds`` (or its path relative to the store root,
+    e.g. ``trusted/certs/x.der``), readable or not; None when ``name`` names no such file. Never a path
+    outside those folders: a name with a separator must resolve to a file directly inside one of them."""
+    candidates = []
+    for folder in map(store.folder_of, kinds):
+        if "/" in name:
+            candidate = store.root / name
+            if candidate.parent != folder:
+                continue
+        else:
+            candidate = folder / name
+        if candidate.is_file() and not candidate.is_symlink():
+            candidates.append(candidate)
+    return candidates[0] if candidates else None
 
 
 def find(store: pki.ApplicationStore, prefix: str, kinds: tuple[str, ...]) -> Match:
@@ -56,6 +75,81 @@ def find(store: pki.ApplicationStore, prefix: str, kinds: tuple[str, ...]) -> Ma
         listed = ", ".join(sorted({pki.thumbprint(m.certificate) for m in matches}))
         raise InputError(f"thumbprint prefix {cleaned} is ambiguous ({listed})", "give more digits")
     return matches[0]
+
+
+def remove_file(ctx: AppContext, store: pki.ApplicationStore, path: Path) -> None:
+    """Delete one file from a certificate folder (an unreadable file that breaks a stack), audited."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        raise OperationFailed(f"{path} is gone; list the store again") from None
+    audit(ctx, "store.remove", store, source=str(path), destination=None, file=path.name)
+
+
+def revoked_by_certmgr(ctx: AppContext, cert: x509.Certificate):
+    """The database row of ``cert`` when certmgr's CA issued and revoked it, else None."""
+    from sqlalchemy import select
+
+    import db
+
+    with ctx.database().read() as session:
+        row = session.scalars(select(db.Certificate).where(db.Certificate.thumbprint == pki.thumbprint(cert))).first()
+        if row is None or row.status != db.CertStatus.REVOKED:
+            return None
+        session.expunge(row)
+        return row
+
+
+def check_before_trust(ctx: AppContext, store: pki.ApplicationStore, cert: x509.Certificate, warn: Callable[[str], None]) -> None:
+    """Refuse a certificate certmgr's CA revoked; warn when the store cannot build or check its chain."""
+    revoked = revoked_by_certmgr(ctx, cert)
+    if revoked is not None:
+        when = f"{revoked.revoked_at:%Y-%m-%d %H:%M} UTC" if revoked.revoked_at else "an unknown date"
+        raise InputError(
+            f"{cert.subject.rfc4514_string()} ({pki.thumbprint(cert)}) was revoked by certmgr's CA on {when} "
+            f"(reason: {revoked.revocation_reason or 'unspecified'}); trusting it would undo the revocation",
+            "keep it out of trusted/; give that application a new certificate (certmgr renew --app-uri URI --force)",
+        )
+    if cert.issuer == cert.subject:
+        return
+    issuer = issuer_held(store, cert)
+    ours = _certmgr_ca_and_crl(ctx, cert)
+    name = cert.issuer.rfc4514_string()
+    root = shlex.quote(str(store.root))
+    if ours is not None:  # certmgr's own CA: the exact files are known
+        crl = shlex.quote(str(ours[1])) if ours[1] else "CA-CRL-FILE"
+        fix = f"certmgr store import {root} {shlex.quote(str(ours[0]))} --trusted --crl {crl}"
+    elif issuer is None:
+        fix = f"certmgr store import {root} ISSUER-CA.der --issuer --crl ISSUER-CA.crl"
+    else:
+        fix = f"certmgr crl import ISSUER-CA.crl --store {root}"
+    if issuer is None:
+        warn(f"{cert.subject.rfc4514_string()} is signed by {name}, which this store does not hold: stacks refuse it "
+             f"(BadCertificateChainIncomplete) until the CA and its CRL are there: {fix}")
+        return
+    states = [s for s in pki.audit_crls(store).cas if s.ca_cert == issuer]
+    if not any(s.status(ctx.now()) == pki.OK for s in states):
+        warn(f"this store holds the issuer {name} but no current CRL of it: stacks refuse its certificates "
+             f"(BadCertificateRevocationUnknown) until one is there: {fix}")
+
+
+def _certmgr_ca_and_crl(ctx: AppContext, cert: x509.Certificate) -> tuple[Path, Path | None] | None:
+    """(certmgr's CA certificate file, its current CRL file in the verifier store) when certmgr's CA
+    issued ``cert``; None for any other issuer."""
+    try:
+        ca_cert = pki.parse_certificate(ctx.home.ca_cert_path.read_bytes())
+        cert.verify_directly_issued_by(ca_cert)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return None
+    newest = None
+    for path in pki.ApplicationStore(ctx.home.verifier_store).ca_crl_files(ca_cert):
+        try:
+            number = pki.crl_number(pki.parse_crl(path.read_bytes())) or 0
+        except (OSError, ValueError):
+            continue
+        if newest is None or number > newest[0]:
+            newest = (number, path)
+    return ctx.home.ca_cert_path, (newest[1] if newest else None)
 
 
 def move(ctx: AppContext, store: pki.ApplicationStore, match: Match, to_kind: str | None, action: str) -> Path | None:
@@ -88,6 +182,12 @@ def import_certificate(
 ) -> dict:
     """Add a certificate (or CA with its CRL) to trusted/ or issuer(s)/ of a store."""
     cert = read_certificate_file(path)
+    if pki.is_ca(cert) and cert.issuer == cert.subject:
+        try:
+            cert.verify_directly_issued_by(cert)
+        except (ValueError, TypeError, InvalidSignature):
+            raise InputError(f"{path} is a CA certificate whose self-signature does not verify (damaged or forged)",
+                             "get the CA certificate again from its owner and compare its thumbprint") from None
     result = {"store": str(store.root), "certificate": describe(cert), "part": KIND_LABELS[kind], "crl": None}
     crl_der, number = None, None
     if crl_path is not None:
