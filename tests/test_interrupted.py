@@ -115,3 +115,34 @@ def test_a_claim_of_a_dead_process_on_this_host_is_taken_over_but_another_hosts_
                     o=other, t=(__import__("datetime").datetime.utcnow() - __import__("datetime").timedelta(minutes=15)).strftime("%Y-%m-%d %H:%M:%S"))
     stale = initialised("renew", "--app-uri", "urn:plant:a", "--force", "--no-verify", code=1)
     assert "has not moved" in stale.stdout + stale.stderr
+
+
+def test_store_status_reports_a_renewal_left_staged(slow_hook_app, tmp_path):
+    cm, started, hold = slow_hook_app
+    store = pki.ApplicationStore(tmp_path / "hmi")
+    process = start_renewal(cm, started)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+    # killed after the switch: nothing staged is left (the switch consumed it); stage one as a cut renewal would
+    (store.staged_dir).mkdir(exist_ok=True)
+    (store.staged_dir / "hmi [ABCDEF0123456789ABCDEF0123456789ABCDEF01].der").write_bytes(b"x")
+    report = cm.json("store", "status", str(store.root))
+    assert any("has not finished" in p["message"] for p in report["problems"])
+    assert cm("db", "check", code=None).exit_code in (0, 1)
+
+
+def test_a_key_compromise_revocation_destroys_every_copy_of_the_key(initialised: Certmgr, tmp_path):
+    initialised("issue", "--app-uri", "urn:plant:lost", "--store", str(tmp_path / "lost"), "--role", "client")
+    store = pki.ApplicationStore(tmp_path / "lost")
+    own = store.own()
+    key_bytes = own.key_path.read_bytes()
+    outcome = initialised.json("revoke", own.thumbprint, "--reason", "keyCompromise", "--yes")
+    assert str(own.key_path) in outcome["destroyed_keys"]
+    assert not own.key_path.exists()
+    leftover = [p for p in (tmp_path / "lost").rglob("*") if p.is_file() and p.read_bytes() == key_bytes]
+    assert leftover == []
+    # a plain revocation keeps the key (the operator may still need the application to run until renewed)
+    initialised("renew", "--app-uri", "urn:plant:lost", "--force", "--no-verify")
+    again = store.own()
+    initialised("revoke", again.thumbprint, "--reason", "cessationOfOperation", "--yes")
+    assert again.key_path.exists()

@@ -31,6 +31,7 @@ class RevokeOutcome:
     was_active: bool = False
     crl_number: int | None = None
     stores: list[StorePublication] = field(default_factory=list)
+    destroyed_keys: list[str] = field(default_factory=list)  # keyCompromise: every copy of the key, removed
 
     def as_dict(self) -> dict:
         return {
@@ -43,6 +44,7 @@ class RevokeOutcome:
             "application_without_certificate": self.was_active,
             "crl_number": self.crl_number,
             "stores": [s.as_dict() for s in self.stores],
+            "destroyed_keys": self.destroyed_keys,
         }
 
 
@@ -104,7 +106,23 @@ def revoke(ctx: AppContext, certificate_id: int, reason: str, *, now: datetime |
     crl_row = sign_crl(ctx, issuer, now)
     outcome.crl_number = crl_row.number
     outcome.stores = publish_everywhere(ctx, crl_row, issuer.certificate, now)
+    if reason == "keyCompromise" and not outcome.already:
+        outcome.destroyed_keys = _destroy_compromised_key(ctx, certificate_id)
     return outcome
+
+
+def _destroy_compromised_key(ctx: AppContext, certificate_id: int) -> list[str]:
+    """A compromised key has no use left and must not stay on disk: every copy in the application's store goes
+    (the current key too: the certificate is revoked, the application needs `certmgr renew --force` anyway)."""
+    with ctx.database().read() as session:
+        cert = session.get(db.Certificate, certificate_id)
+        app = cert.application
+        store_path, layout, thumb = app.store_path, app.layout, cert.thumbprint
+    if not store_path or not pki.ApplicationStore(store_path, layout).root.is_dir():
+        return []
+    store = pki.ApplicationStore(store_path, layout)
+    with store.locked():
+        return [str(path) for path in store.destroy_key(thumb, include_current=True)]
 
 
 def _on_latest_crl(session, cert: db.Certificate) -> bool:

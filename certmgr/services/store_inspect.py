@@ -277,9 +277,22 @@ def rejected_entries(store: pki.ApplicationStore) -> list[dict]:
     return entries
 
 
+def _inspect_interrupted(store: pki.ApplicationStore, report: StoreReport) -> None:
+    """A renewal or switch that did not finish leaves a staged pair or half an own-folder switch behind."""
+    staged = sorted(p.name for p in store.staged_dir.glob("*.der")) if store.staged_dir.is_dir() else []
+    for name in staged:
+        report.problems.append(Problem(WARNING, str(store.staged_dir / name),
+                                       "a renewal of this store has not finished (staged pair); the next `certmgr renew` "
+                                       "finishes or undoes it, unless a renewal is running right now"))
+    for path in store.staging_dir.glob("own-next-*") if store.staging_dir.is_dir() else []:
+        report.problems.append(Problem(WARNING, str(path), "half of an interrupted own-folder switch; the next certmgr "
+                                       "command on this store removes it (no stack reads it)"))
+
+
 def inspect_store(store: pki.ApplicationStore, now: datetime) -> StoreReport:
     report = StoreReport(str(store.root), store.layout.name)
     _inspect_own(store, report, now)
+    _inspect_interrupted(store, report)
     _inspect_peers(store, report, now)
     _inspect_crls(store, report, now)
     report.rejected = rejected_entries(store)
