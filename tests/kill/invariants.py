@@ -13,7 +13,8 @@ count them. Codes, so that tests and the sweep can group them:
     crl-files      a CRL folder holds more than one CRL file of the CA, or trusted/crl none (settled)
     ca-files       the CA files changed, the CA key is not encrypted or not 0600, the database's CA is
                    not ca/ca.der
-    database       PRAGMA integrity_check is not ok, or not exactly one authority row
+    database       PRAGMA integrity_check is not ok
+    authority      not exactly one authority row (at most one right after a kill of init)
     init-incomplete the home is not a working certmgr home (settled phase of init)
     goal           the operation's goal is not reached after the follow-up
     stderr         a "Traceback" or "unexpected" error in a command's stderr
@@ -241,7 +242,7 @@ def check(
         if view.integrity != "ok":
             problems.append(f"database: integrity_check: {view.integrity}")
         if len(view.authorities) > 1 or (settled and len(view.authorities) != 1):
-            problems.append(f"database: {len(view.authorities)} authority rows, not one")
+            problems.append(f"authority: {len(view.authorities)} authority rows, not one")
         ca_der = (home / "ca" / "ca.der").read_bytes() if (home / "ca" / "ca.der").exists() else None
         for thumb, der in view.authorities:
             if ca_der is not None and der != ca_der:
