@@ -23,6 +23,7 @@ from ..errors import InputError, OperationFailed
 from . import windows
 from .crls import install_ca_and_crl
 from .publishing import note_held
+from .store_paths import check_store_location
 
 ROLES = ("server", "client", "both")
 MAX_DAYS = 36500
@@ -143,8 +144,9 @@ def _plan(ctx: AppContext, req: IssueRequest) -> _Plan:
         raise InputError(f"--days {days} is not allowed", "give a whole number of days greater than 0")
     if req.store is None:
         raise InputError("no store folder given", "pass --store DIR (the application's certificate store)")
+    root = req.store if req.internal else check_store_location(ctx, req.store, req.app_uri)
     try:
-        store = pki.ApplicationStore(req.store, req.layout or defaults.layout)
+        store = pki.ApplicationStore(root, req.layout or defaults.layout)
     except pki.StoreError as exc:
         raise InputError(str(exc)) from None
     try:
