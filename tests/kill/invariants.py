@@ -30,10 +30,12 @@ import shutil
 import sqlite3
 import stat
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 import pki
@@ -154,7 +156,7 @@ def _signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(ca_cert)
         return True
-    except (ValueError, TypeError, Exception):  # InvalidSignature is not a ValueError
+    except (InvalidSignature, ValueError, TypeError):  # another issuer, or another key type
         return False
 
 
@@ -210,7 +212,7 @@ def check(
     before: Snapshot,
     *,
     phase: str,
-    stderrs: list[str] = (),  # type: ignore[assignment]
+    stderrs: Sequence[str] = (),
     extra_stores: dict[str, str] | None = None,
 ) -> list[str]:
     """Every violation of the invariants in this phase (an empty list: all hold)."""

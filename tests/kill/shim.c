@@ -122,18 +122,21 @@ int mkdirat(int dirfd, const char *path, mode_t mode) {
     return real_mkdirat(dirfd, path, mode);
 }
 
-int fsync(int fd) {
-    REAL(fsync);
+/* fsync and fdatasync name the file they flush (SQLite's WAL, a store's temp file or folder) */
+static void fd_mutation(const char *op, int fd) {
     char path[PATH_MAX];
     describe_fd(fd, path, sizeof path);
-    mutation("fsync", path);
+    mutation(op, path);
+}
+
+int fsync(int fd) {
+    REAL(fsync);
+    fd_mutation("fsync", fd);
     return real_fsync(fd);
 }
 
 int fdatasync(int fd) {
     REAL(fdatasync);
-    char path[PATH_MAX];
-    describe_fd(fd, path, sizeof path);
-    mutation("fdatasync", path);
+    fd_mutation("fdatasync", fd);
     return real_fdatasync(fd);
 }
