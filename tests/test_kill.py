@@ -29,9 +29,11 @@ KNOWN = {
     "init": {"init-incomplete", "authority"},
     "issue": {"unknown-cert", "own-pair"},
     "issue-force": {"db-store", "own-pair", "unknown-cert"},
-    "renew-ua-net": {"pending-left", "staged-left", "own-pair", "goal"},
-    "renew-node-opcua": {"pending-left", "staged-left", "own-pair", "goal"},
-    "renew-proof": {"pending-left", "staged-left", "own-pair", "goal"},
+    # the sweep finds these at k = 31-35, 65-67, 97-99 of 106; the CI sample happens to miss them
+    "issue-batch": {"unknown-cert", "own-pair"},
+    "renew-ua-net": {"pending-left", "staged-left", "own-pair", "unknown-cert", "goal"},
+    "renew-node-opcua": {"pending-left", "staged-left", "own-pair", "unknown-cert", "goal"},
+    "renew-proof": {"pending-left", "staged-left", "own-pair", "unknown-cert", "goal"},
 }
 REASONS = {
     "init": "issue 14: init killed half-way leaves a home init refuses to redo (no verifier, no authority)",
