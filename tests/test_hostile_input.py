@@ -138,7 +138,7 @@ def test_store_location_refusals_by_the_check_itself(fleet, stores, tmp_path):
         historian / "own": "is inside the store of urn:plant1:historian",
         historian / "own" / "certs" / "x": "is inside the store of urn:plant1:historian",
         stores: "holds the store of urn:plant1:historian",
-        historian: "is the store of urn:plant1:historian",
+        historian: "belongs to urn:plant1:historian",
         fleet.home: "is the certmgr home",
         fleet.home / "ca": "is inside the certmgr home",
         fleet.home / "verifier" / "own": "is inside the certmgr home",

@@ -54,7 +54,7 @@ def check_store_location(ctx: AppContext, path: Path, app_uri: str) -> Path:
     for other_uri, other_path in stores:
         other = _real(Path(other_path))
         if real == other:
-            raise InputError(f"store {absolute} is the store of {other_uri}", "give each application its own store folder")
+            raise InputError(f"store {absolute} belongs to {other_uri}", "give each application its own store folder")
         if _within(real, other):
             raise InputError(f"store {absolute} is inside the store of {other_uri} ({other_path})", fix)
         if _within(other, real):
