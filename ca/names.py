@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -23,6 +24,13 @@ _URI_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
 _URN = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9\-]{0,30}[A-Za-z0-9]:\S+$", re.IGNORECASE)
 _DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9\-]{1,63}(?<!-)$")
 MAX_CN_LENGTH = 64  # X.520 ub-common-name
+# The longest ApplicationUri certmgr accepts. OPC UA's String has no small limit, but the URI travels in
+# the SAN of the certificate every OpenSecureChannel carries in its asymmetric security header, which must
+# fit one message chunk, and a stack may offer only the 8192-byte minimum buffer of Part 6's Hello message,
+# shared with the rest of the certificate (~1.4 kB with a 4096-bit key), the chain and the signature.
+# The database column is String(1024) (PostgreSQL enforces it, SQLite does not): 1024 is what every stack
+# can carry and every database holds.
+MAX_URI_LENGTH = 1024
 
 
 def validate_application_uri(uri: str) -> str:
@@ -30,6 +38,11 @@ def validate_application_uri(uri: str) -> str:
     example = "e.g. urn:plant1:historian or http://example.com/app"
     if not uri or not uri.strip():
         raise ProfileError(f"the application URI is empty; give one, {example}")
+    if len(uri) > MAX_URI_LENGTH:
+        raise ProfileError(
+            f"application URI {uri[:40]!r}... is {len(uri)} characters, more than the {MAX_URI_LENGTH} an OPC UA "
+            f"certificate and stack can carry; use a shorter URI, {example}"
+        )
     if uri != uri.strip() or not _URI_CHARS.match(uri):
         raise ProfileError(f"application URI {uri!r} contains characters a URI may not hold (spaces?); {example}")
     scheme = uri.split(":", 1)[0] if ":" in uri else ""
@@ -58,13 +71,33 @@ def validate_dns_name(name: str) -> str:
 
 def validate_ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
-        return ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(text.strip())
     except ValueError:
         raise ProfileError(f"{text!r} is not an IPv4 or IPv6 address; e.g. 192.168.10.20 or fd00::20") from None
+    if getattr(address, "scope_id", None):
+        # a SAN iPAddress is 16 bytes: the zone (%eth0) names an interface of one host, not part of the address
+        bare = str(address).split("%", 1)[0]
+        raise ProfileError(
+            f"IP address {text!r} carries a zone (%{address.scope_id}) that a certificate cannot hold; "
+            f"give {bare} without it, or better a global or fd00:: address (a link-local one is per interface)"
+        )
+    return address
+
+
+def _control_characters(value: str) -> list[str]:
+    """Control characters (C0, DEL, C1) and line/paragraph separators: they break file names, logs,
+    certmgr.toml and the display of a subject in every stack's UI."""
+    return [f"U+{ord(c):04X}" for c in dict.fromkeys(value) if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
 
 
 def _check_attribute(label: str, value: str, max_length: int = 64) -> str:
-    if "\x00" in value or not value.strip() or len(value) > max_length:
+    controls = _control_characters(value)
+    if controls:
+        raise ProfileError(
+            f"subject {label} {value!r} contains control character(s) {', '.join(controls)}; "
+            "use printable characters only (no tabs or line breaks)"
+        )
+    if not value.strip() or len(value) > max_length:
         raise ProfileError(f"subject {label} {value!r} must be 1..{max_length} printable characters")
     return value
 

@@ -93,6 +93,10 @@ class AppContext:
                 raise OperationFailed(
                     f"cannot open database {safe_url(url)}: {reason}", "check --db / CERTMGR_DB and that the server runs"
                 ) from None
+            if revision not in (None, db.HEAD_REVISION) and not db.is_known_revision(revision):
+                engine.dispose()  # written by a newer certmgr: no command (db upgrade included) may touch it
+                raise InputError(f"database {safe_url(url)} is at schema {revision}, newer than this certmgr "
+                                 f"(head {db.HEAD_REVISION}): upgrade certmgr")
             if check_schema and revision != db.HEAD_REVISION:
                 engine.dispose()
                 if revision is None:

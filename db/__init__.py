@@ -4,7 +4,7 @@ Imports only ``sqlalchemy``, ``alembic`` (lazily, for migrations) and the standa
 """
 
 from .engine import Database, make_engine
-from .migrate import HEAD_REVISION, current_revision, schema_differences, upgrade
+from .migrate import HEAD_REVISION, current_revision, is_known_revision, schema_differences, upgrade
 from .models import (
     AlertState,
     Application,
@@ -37,6 +37,7 @@ __all__ = [
     "StoreCrl",
     "Role",
     "current_revision",
+    "is_known_revision",
     "make_engine",
     "schema_differences",
     "scheduler_jobs",

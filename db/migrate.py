@@ -37,6 +37,18 @@ def current_revision(engine: Engine) -> str | None:
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def is_known_revision(revision: str) -> bool:
+    """Whether this certmgr ships ``revision``; an unknown one was written by a newer certmgr."""
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(alembic_config_for_scripts()).get_revision(revision) is not None
+    except (RevisionError, CommandError):
+        return False
+
+
 def script_head() -> str:
     from alembic.script import ScriptDirectory
 

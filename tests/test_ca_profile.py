@@ -339,3 +339,34 @@ def test_serial_limit_boundary(test_ca, key_pool, serial, accepted):
     else:
         with pytest.raises(ca.ProfileError, match="159 bits"):
             build()
+
+
+def test_application_uri_length_limit_is_1024_characters():
+    at_limit = "urn:plant1:" + "h" * (ca.names.MAX_URI_LENGTH - len("urn:plant1:"))
+    assert len(at_limit) == 1024 and ca.validate_application_uri(at_limit) == at_limit
+    with pytest.raises(ca.ProfileError, match="1025 characters, more than the 1024"):
+        ca.validate_application_uri(at_limit + "h")
+    with pytest.raises(ca.ProfileError, match="shorter URI"):
+        ca.ApplicationIdentity("http://example.com/" + "p" * 10_000, ca.SubjectFields("app", "Plant"))
+
+
+@pytest.mark.parametrize("field", ["common_name", "organization", "organizational_unit", "locality", "state"])
+@pytest.mark.parametrize("char", ["\n", "\t", "\r", "\x01", "\x1b", "\x7f", "\x85", "\u2028"])
+def test_control_characters_are_refused_in_every_subject_field(field, char):
+    values = {"common_name": "app", "organization": "Plant", field: f"Plant{char}1"}
+    with pytest.raises(ca.ProfileError, match=rf"contains control character\(s\) U\+{ord(char):04X}; use printable"):
+        ca.SubjectFields(**values)
+
+
+def test_printable_unicode_subjects_are_accepted():
+    subject = ca.SubjectFields("Pumpe Süd 1", "Stadtwerke Zürich", "Wasser & Abwasser", "Zürich", "ZH")
+    assert subject.to_name().rfc4514_string() == "CN=Pumpe Süd 1,OU=Wasser & Abwasser,O=Stadtwerke Zürich,L=Zürich,ST=ZH"
+
+
+def test_scoped_ipv6_addresses_are_refused_and_the_bare_address_accepted():
+    with pytest.raises(ca.ProfileError, match=r"carries a zone \(%eth0\).*give fe80::1 without it"):
+        ca.validate_ip_address("fe80::1%eth0")
+    with pytest.raises(ca.ProfileError, match="zone"):
+        ca.ApplicationIdentity("urn:plant1:a", ca.SubjectFields("a", "P"), ip_addresses=("fe80::1%2",))
+    assert str(ca.validate_ip_address("fe80::1")) == "fe80::1"
+    assert str(ca.validate_ip_address("fd00::20")) == "fd00::20"

@@ -84,6 +84,8 @@ class CertmgrGroup(click.Group):
             raise _one_line(error) from None
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:
+            raise  # stdout closed by the reader (`certmgr list | head -1`): click's main ends quietly
         except KeyboardInterrupt:
             click.echo("certmgr: interrupted", err=True)
             ctx.exit(130)

@@ -35,10 +35,15 @@ class BatchRow:
 
 
 def read_rows(path: Path) -> list[tuple[int, dict]]:
+    expected = "give a UTF-8 CSV file with a header row, or JSON lines"
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = Path(path).read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}", "check the path") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})", expected) from None
+    if "\x00" in text:
+        raise InputError(f"{path} holds NUL bytes, so it is not a CSV or JSON lines file", expected)
     stripped = text.lstrip()
     if stripped.startswith("{"):
         rows = []

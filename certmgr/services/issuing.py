@@ -26,6 +26,7 @@ from . import lifecycle, windows
 from .app_spec import AppSpec, build_spec
 from .crls import install_ca_and_crl
 from .publishing import note_held
+from .store_paths import check_store_location
 
 # cryptography releases the GIL while it generates an RSA key, so the key is made in this thread while the
 # issuing thread reads the database and prepares the store: the bookkeeping hides behind the ~70 ms keygen.
@@ -82,9 +83,10 @@ def plan(ctx: AppContext, req: IssueRequest) -> Plan:
                       renew_before=req.renew_before)
     if req.store is None:
         raise InputError("no store folder given", "pass --store DIR (the application's certificate store)")
+    root = req.store if req.internal else check_store_location(ctx, req.store, req.app_uri)
     try:
         # stored absolute: a command run from another folder must find the same store
-        store = pki.ApplicationStore(Path(req.store).expanduser().absolute(), req.layout or ctx.settings.defaults.layout)
+        store = pki.ApplicationStore(Path(root).expanduser().absolute(), req.layout or ctx.settings.defaults.layout)
         store.check_usable()
     except pki.StoreError as exc:
         raise InputError(str(exc)) from None

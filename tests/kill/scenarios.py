@@ -1,0 +1,216 @@
+"""The operations the kill harness sweeps, and one trial: restore a prepared home, run the command killed
+before its k-th mutation, check the invariants, run the follow-up, check them again.
+
+A workspace is one folder holding the home (``home/``) and the stores (``stores/<name>``). Stores are
+registered by absolute path, so a prepared state is restored into the SAME folder (remove, copy back a
+pristine copy) rather than copied elsewhere.
+
+Follow-up: the same command again (what an operator or cron does after a crash: run it again); for
+``revoke`` then also ``crl refresh`` (revoking twice changes nothing, so a revocation committed before the
+kill reaches the stores through the refresh, as the daemon's CRL job would do). The goal check then says
+whether the operation's effect was reached.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import invariants
+from .invariants import DbView, Snapshot
+from .runner import Run, run_certmgr
+
+INIT = ["init", "--ca-name", "Kill CA", "--org", "Kill", "--ca-key-size", "2048"]
+HOSTS = ["--dns", "localhost", "--ip", "127.0.0.1"]
+BATCH_URIS = ("urn:kill:batch1", "urn:kill:batch2", "urn:kill:batch3")
+
+
+class Workspace:
+    """A home and its stores under ``root``, with pristine copies of the prepared states to restore."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.pristine: dict[str, Path] = {}
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    def store(self, name: str) -> Path:
+        return self.root / "stores" / name
+
+    def _reset(self) -> None:
+        if self.root.exists():
+            shutil.rmtree(self.root)
+
+    def prepare(self) -> None:
+        """The two states every scenario starts from: ``empty`` and ``fleet`` (a CA and three stores)."""
+        self._reset()
+        self.root.mkdir(parents=True)
+        self._keep("empty")
+        for args in (
+            INIT,
+            ["issue", "--app-uri", "urn:kill:a", "--store", str(self.store("a")), *HOSTS],
+            ["issue", "--app-uri", "urn:kill:b", "--store", str(self.store("b")), "--layout", "node-opcua", *HOSTS],
+            ["issue", "--app-uri", "urn:kill:c", "--store", str(self.store("c")), *HOSTS],
+        ):
+            run = run_certmgr(self.home, args)
+            if run.returncode != 0:
+                raise RuntimeError(f"preparing the kill workspace: certmgr {' '.join(args)} exited {run.returncode}: {run.stderr}")
+        (self.root / "batch.csv").write_text(
+            "app_uri,store,dns,ip\n" + "".join(f"{uri},{self.store(uri.rsplit(':', 1)[1])},localhost,127.0.0.1\n" for uri in BATCH_URIS)
+        )
+        self._keep("fleet")
+
+    def _keep(self, state: str) -> None:
+        target = self.root.with_name(f"{self.root.name}.{state}")
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(self.root, target, symlinks=True)
+        self.pristine[state] = target
+
+    def restore(self, state: str) -> None:
+        self._reset()
+        shutil.copytree(self.pristine[state], self.root, symlinks=True)
+
+    def active_thumbprint(self, app_uri: str) -> str:
+        view = invariants.read_database(self.home)
+        return next(c["thumbprint"] for c in view.certificates if c["app_uri"] == app_uri and c["status"] == "active")
+
+
+Goal = Callable[[DbView, Snapshot], list[str]]
+
+
+def _active_changed(app_uri: str) -> Goal:
+    def goal(view: DbView, before: Snapshot) -> list[str]:
+        active = [c["thumbprint"] for c in view.certificates if c["app_uri"] == app_uri and c["status"] == "active"]
+        if not active or active[0] == before.actives.get(app_uri):
+            return [f"goal: {app_uri} has no new active certificate"]
+        return []
+    return goal
+
+
+def _registered(*uris: str) -> Goal:
+    def goal(view: DbView, before: Snapshot) -> list[str]:
+        active = {c["app_uri"] for c in view.certificates if c["status"] == "active"}
+        return [f"goal: {uri} has no active certificate" for uri in uris if uri not in active]
+    return goal
+
+
+def _revoked(app_uri: str) -> Goal:
+    def goal(view: DbView, before: Snapshot) -> list[str]:
+        thumb = before.actives.get(app_uri)
+        status = next((c["status"] for c in view.certificates if c["thumbprint"] == thumb), None)
+        return [] if status == "revoked" else [f"goal: {app_uri}'s certificate {thumb} is {status}, not revoked"]
+    return goal
+
+
+def _new_crl(view: DbView, before: Snapshot) -> list[str]:
+    return [] if view.crl_number > before.db_crl_number else [f"goal: no CRL after number {before.db_crl_number}"]
+
+
+def _no_goal(view: DbView, before: Snapshot) -> list[str]:
+    return []  # init's goal is the settled home itself (invariants' init-incomplete)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    state: str  # the prepared state it starts from
+    command: Callable[[Workspace], list[str]]
+    goal: Goal
+    stores: dict[str, str] = field(default_factory=dict)  # target stores to inspect even if unregistered
+    sample: int = 6  # kill points in the CI sample
+    then: tuple[tuple[str, ...], ...] = ()  # follow-up commands after the same command again
+
+    def follow_up(self, args: list[str]) -> list[list[str]]:
+        """``args``: the killed command, computed before it ran (revoke's target is read from the database)."""
+        return [args, *[list(then) for then in self.then]]
+
+    def target_stores(self, ws: Workspace) -> dict[str, str]:
+        return {str(ws.store(name)): layout for name, layout in self.stores.items()}
+
+
+def _renew(app: str, *extra: str) -> Callable[[Workspace], list[str]]:
+    return lambda ws: ["renew", "--app-uri", f"urn:kill:{app}", "--force", *extra]
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("init", "empty", lambda ws: INIT, _no_goal),
+    Scenario("issue", "fleet", lambda ws: ["issue", "--app-uri", "urn:kill:new", "--store", str(ws.store("new")), *HOSTS],
+             _registered("urn:kill:new"), {"new": "ua-net"}),
+    Scenario("issue-force", "fleet",
+             lambda ws: ["issue", "--app-uri", "urn:kill:a", "--store", str(ws.store("a")), *HOSTS, "--force"],
+             _active_changed("urn:kill:a")),
+    Scenario("issue-batch", "fleet", lambda ws: ["issue", "--batch", str(ws.root / "batch.csv")],
+             _registered(*BATCH_URIS), {uri.rsplit(":", 1)[1]: "ua-net" for uri in BATCH_URIS}),
+    Scenario("renew-ua-net", "fleet", _renew("a", "--no-verify"), _active_changed("urn:kill:a")),
+    Scenario("renew-node-opcua", "fleet", _renew("b", "--no-verify"), _active_changed("urn:kill:b")),
+    Scenario("renew-proof", "fleet", _renew("c"), _active_changed("urn:kill:c"), sample=4),
+    Scenario("revoke", "fleet",
+             lambda ws: ["revoke", ws.active_thumbprint("urn:kill:c"), "--reason", "keyCompromise", "--yes"],
+             _revoked("urn:kill:c"), then=(("crl", "refresh"),)),
+    Scenario("crl-refresh", "fleet", lambda ws: ["crl", "refresh", "--force"], _new_crl),
+)}
+
+
+@dataclass
+class Trial:
+    k: int
+    point: str  # the mutation the process was killed before
+    killed: bool
+    violations: list[str]  # "killed: ..." (right after the kill) and "settled: ..." (after the follow-up)
+    seconds: float
+
+
+def kill_points(ws: Workspace, scenario: Scenario, shim: Path) -> list[str]:
+    """The mutations of an unkilled run (its length is N, each names a kill point)."""
+    ws.restore(scenario.state)
+    run = run_certmgr(ws.home, scenario.command(ws), shim=shim, log=ws.root.with_name(ws.root.name + ".log"))
+    if run.returncode != 0:
+        raise RuntimeError(f"{scenario.name}: the unkilled run exited {run.returncode}: {run.stderr.strip()}")
+    return run.mutations
+
+
+def trial(ws: Workspace, scenario: Scenario, k: int, shim: Path, point: str = "") -> Trial:
+    started = time.perf_counter()
+    ws.restore(scenario.state)
+    extra = scenario.target_stores(ws)
+    args = scenario.command(ws)
+    before = invariants.snapshot(ws.home, extra)
+    killed = run_certmgr(ws.home, args, shim=shim, kill_at=k)
+    violations = [f"killed: {v}" for v in invariants.check(
+        ws.home, before, phase=invariants.KILLED, stderrs=[killed.stderr], extra_stores=extra)]
+    follows: list[Run] = [run_certmgr(ws.home, follow) for follow in scenario.follow_up(args)]
+    settled = invariants.check(ws.home, before, phase=invariants.SETTLED,
+                               stderrs=[killed.stderr, *[f.stderr for f in follows]], extra_stores=extra)
+    view = invariants.read_database(ws.home)
+    if view is not None:
+        settled += scenario.goal(view, before)
+    violations += [f"settled: {v}" for v in settled]
+    return Trial(k, point, killed.killed, violations, time.perf_counter() - started)
+
+
+def sample(n: int, count: int, seed: str) -> list[int]:
+    """First, last, and ``count - 2`` points spread evenly over 2..n-1 (a seeded pick inside each slice)."""
+    if n <= count:
+        return list(range(1, n + 1))
+    rng = random.Random(seed)
+    inner = count - 2
+    width = (n - 2) / inner
+    picks = {1, n}
+    for i in range(inner):
+        low = 2 + int(i * width)
+        high = max(low, 1 + int((i + 1) * width))
+        picks.add(rng.randint(low, high))
+    return sorted(picks)
+
+
+def code_of(violation: str) -> str:
+    """'settled: own-pair: a: ...' -> 'own-pair'."""
+    parts = violation.split(": ")
+    return parts[1] if len(parts) > 1 else parts[0]
