@@ -35,14 +35,7 @@ KNOWN = {
     "renew-node-opcua": {"pending-left", "staged-left", "own-pair", "unknown-cert", "goal"},
     "renew-proof": {"pending-left", "staged-left", "own-pair", "unknown-cert", "goal"},
 }
-REASONS = {
-    "init": "issue 14: init killed half-way leaves a home init refuses to redo (no verifier, no authority)",
-    "issue": "issue 14: issue killed after the files, before the commit: its certificate ends unknown in own/history",
-    "issue-force": "issue 14: issue --force DB/store mismatch with nothing marking it; a key of no certificate left",
-    "renew-ua-net": "issue 14: renew killed: staged pair, pending row and claim left; two own certificates mid-switch",
-    "renew-node-opcua": "issue 14: renew killed: staged pair, pending row and claim left",
-    "renew-proof": "issue 14: renew killed: staged pair, pending row and claim left",
-}
+REASONS: dict[str, str] = {}  # scenarios still known to break an invariant (none since the intents of issue 14)
 
 
 @pytest.fixture(scope="session")

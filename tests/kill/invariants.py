@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import serialization
 
 import pki
 from pki.readers import read_certificates
-from pki.store_crls import crl_number_of
+from pki import crl_number as crl_number_of
 
 KILLED = "killed"
 SETTLED = "settled"
@@ -198,7 +198,8 @@ def _ca_signed_under_own(store: pki.ApplicationStore, ca_cert: x509.Certificate)
     found = []
     for folder in (store.own_certs_dir, store.history_dir, store.staged_dir):
         for item in read_certificates(folder):
-            if item.value is not None and _signed_by(item.value, ca_cert):
+            # the CA's own certificate (the chain kept with a staged node-opcua pair) is not one certmgr issued
+            if item.value is not None and not pki.is_ca(item.value) and _signed_by(item.value, ca_cert):
                 found.append((item.path, pki.thumbprint(item.value)))
     return found
 
@@ -273,7 +274,13 @@ def check(
         app = apps_by_store.get(path)
         if app is not None or store.own_certs_dir.is_dir():
             pair_problems, thumb = _check_own_pair(store, where)
-            if app is not None:
+            statuses = {c["thumbprint"]: c["status"] for c in view.certificates if app and c["application_id"] == app["id"]}
+            if thumb is not None and statuses.get(thumb) == "revoked":
+                # a revoked own certificate may have lost its key on purpose (keyCompromise destroys every copy)
+                pair_problems = [p for p in pair_problems if "no key" not in p]
+            first_issue = app is not None and not any(s in ("active", "superseded", "revoked") for s in statuses.values())
+            if app is not None and not (first_issue and not settled):
+                # a store whose first issue is still in progress (its intent pending) has no own pair yet
                 problems += pair_problems
                 problems += _check_db_store(app, thumb, view, where)
         for file, thumb in _ca_signed_under_own(store, ca_cert):
