@@ -14,6 +14,7 @@ from db import queries
 
 from ..context import AppContext
 from ..errors import InputError
+from .canary import new_canary
 
 
 def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
@@ -29,11 +30,13 @@ def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
         previous = queries.latest_crl(session, authority.id)
         if previous is not None and previous.this_update > now:
             now = previous.this_update  # a later number never carries an earlier thisUpdate (clock skew between nodes)
+        days = crl_days(ctx, authority)
+        new_canary(session, ctx, issuer, authority, number, now, days)  # revoked before this CRL exists: listed in it
         entries = [
             ca.RevokedEntry(int(serial, 16), revoked_at, reason)
             for serial, revoked_at, reason in queries.revoked_entries(session, authority.id, now)
         ]
-        this_update, next_update = ca.crl_validity(now, crl_days(ctx, authority))
+        this_update, next_update = ca.crl_validity(now, days)
         crl = ca.build_crl(issuer, number=number, this_update=this_update, next_update=next_update, revoked=entries)
         row = db.Crl(
             authority_id=authority.id,
