@@ -61,6 +61,9 @@ def trust_exchange(
         "application_certificate": f"{pki.safe_stem(pki.common_name(own.certificate))} [{own.thumbprint}].der",
     }
     result["for_the_server"] = offer
+    from .peers import register_endpoint_peer  # issue 15: the server becomes a tracked peer
+
+    result["peer"] = register_endpoint_peer(ctx, url, server_cert, "trust-exchange")
     if export_dir is not None:
         export_dir = Path(export_dir).expanduser()
         export_dir.mkdir(parents=True, exist_ok=True)

@@ -143,6 +143,24 @@ def register_store_peer(ctx: AppContext, store: pki.ApplicationStore, source: st
         return peer_dict(peer)
 
 
+def register_endpoint_peer(ctx: AppContext, url: str, certificate: x509.Certificate, source: str) -> dict | None:
+    """Called by `trust-exchange`: the server it exchanged trust with becomes a tracked peer (its offered
+    policies are filled in by the next tracking run). None when it is an application's or a known peer's."""
+    with ctx.database().read() as session:
+        if session.scalars(select(db.Peer).where(db.Peer.endpoint == url)).first() is not None:
+            return None
+        if session.scalars(select(db.Application).where(db.Application.endpoint == url)).first() is not None:
+            return None
+    now = ctx.now()
+    with ctx.database().write() as session:
+        peer = db.Peer(name=url, endpoint=url, source=source, created_at=now, offered=[], flags=[], last_seen_at=now,
+                       **certificate_facts(certificate, now))
+        session.add(peer)
+        queries.add_audit(session, at=now, actor=ctx.actor, action="peer.add", target=url, thumbprint=peer.thumbprint, source=source)
+        session.flush()
+        return peer_dict(peer)
+
+
 def find_peer(session, key: str) -> db.Peer:
     resolved = str(Path(key).expanduser().resolve()) if not key.startswith("opc.tcp://") else key
     peer = session.scalars(select(db.Peer).where(
