@@ -53,7 +53,8 @@ async def read_endpoint(url: str, timeout: float = DEFAULT_CHANNEL_TIMEOUT) -> E
     from asyncua.crypto import uacrypto
 
     endpoints = await asyncio.wait_for(Client(url, timeout=timeout).connect_and_get_server_endpoints(), timeout)
-    pairs = [(policy_name(e.SecurityPolicyUri), e.SecurityMode.name) for e in endpoints]
+    # asyncua spells MessageSecurityMode.None as "None_" (a Python keyword)
+    pairs = [(policy_name(e.SecurityPolicyUri), e.SecurityMode.name.rstrip("_")) for e in endpoints]
     with_cert = [e for e in endpoints if e.ServerCertificate]
     if not with_cert:
         raise ConnectionError(f"{url} lists no endpoint with a certificate")
