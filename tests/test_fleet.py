@@ -4,8 +4,10 @@ reaching peer stores, certificate tracking. Real asyncua servers and clients on 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import stat
+import time
 from datetime import timedelta
 
 import pytest
@@ -19,6 +21,7 @@ from certmgr.opcua.channel import Identity, LoopbackServer, try_channel
 from certmgr.opcua.identities import identity_from_store
 from tests.conftest import Certmgr
 from tests.helpers import der, utc
+from tests.test_push import node_push_installed  # noqa: F401  (fixture: npm ci of node-opcua once)
 
 
 @pytest.fixture
@@ -117,14 +120,18 @@ def test_probe_proves_the_crl_in_effect_and_catches_a_server_that_never_reloads(
             # Prime the frozen server's trust list with CRL 1, then revoke: CRL 2 reaches its store but not its memory.
             await asyncio.to_thread(plant, "revoke", "--app-uri", "urn:plant:hmi", "--reason", "keyCompromise", "--yes")
             after = await asyncio.to_thread(plant, "probe", "--all", "--json", code=1)
+            alerts = list(probe_subjects(AppContext(plant.home), utc()))
             await frozen.use(server_identity(tmp_path, LoadedOnce()))  # "restart": the trust list is read again
             restarted = await asyncio.to_thread(plant.json, "probe", "--peer", frozen.url)
-            return live.url, frozen.url, first, after.json(), restarted
+            return live.url, frozen.url, first, after.json(), alerts, restarted
         finally:
             await live.stop()
             await frozen.stop()
 
-    live_url, frozen_url, first, after, restarted = asyncio.run(scenario())
+    from certmgr.context import AppContext
+    from certmgr.services.probe import probe_subjects
+
+    live_url, frozen_url, first, after, alerts, restarted = asyncio.run(scenario())
     assert {(o["endpoint"], o["trusts_ca"], o["crl_effective"], o["crl_current"]) for o in first} == {
         (live_url, True, 1, 1), (frozen_url, True, 1, 1)}
     by_url = {o["endpoint"]: o for o in after}
@@ -133,6 +140,9 @@ def test_probe_proves_the_crl_in_effect_and_catches_a_server_that_never_reloads(
     assert (stale["trusts_ca"], stale["crl_effective"], stale["crl_current"], stale["ok"]) == (True, 1, 2, False)
     assert "restart" in stale["fix"] and "BadCertificateRevoked" in stale["statuses"]
     assert [(o["crl_effective"], o["ok"]) for o in restarted] == [(2, True)]
+    assert [(a.name, a.level) for a in alerts] == [(frozen_url, "critical")]
+    assert "revocation not effective on" in alerts[0].reason
+    assert [s.level for s in probe_subjects(AppContext(plant.home), utc())] == []  # every endpoint is proven again
     shown = plant.json("peer", "show", frozen_url)
     assert shown["last_probe"]["crl_effective"] == 2
     rows = {r["endpoint"]: r for r in plant.json("fleet", "status") if r["kind"] == "peer"}
@@ -300,3 +310,39 @@ def test_peer_add_refuses_bad_input_and_remove_needs_confirmation(plant: Certmgr
     assert len(plant.json("peer", "list")) == 1
     plant("peer", "remove", "vendor", "--yes")
     assert plant.json("peer", "list") == []
+
+
+def test_node_opcua_server_on_an_unmanaged_store_refuses_a_revoked_client_and_probe_proves_it(
+        plant: Certmgr, tmp_path, node_push_installed):
+    from certmgr.opcua.proofs import endpoint_certificate
+    from tests.test_push import NodeServer
+
+    pki_dir = tmp_path / "node-pki"
+    pki_dir.mkdir()
+    crl1 = tmp_path / "crl1.crl"
+    crl1.write_bytes(plant.sql("SELECT der FROM crls WHERE number = 1")[0][0])
+    imported = plant("store", "import", str(pki_dir), str(plant.home / "ca" / "ca.der"), "--trusted", "--crl", str(crl1),
+                     "--layout", "node-opcua")
+    assert "peer store" in imported.stdout
+    server = NodeServer(pki_dir, {"admin": "admin-pw", "operator": "operator-pw"})
+    hmi = identity_from_store(pki.ApplicationStore(tmp_path / "hmi"), "urn:plant:hmi", peer_role="server", clock=utc)
+    try:
+        plant("peer", "add", "--endpoint", server.url, "--name", "node")
+        certificate, _ = asyncio.run(endpoint_certificate(server.url))
+
+        def connect_hmi():
+            return asyncio.run(try_channel(server.url, dataclasses.replace(hmi, validator=None), "Basic256Sha256",
+                                           server_certificate=der(certificate)))
+
+        assert connect_hmi().ok
+        assert [(o["trusts_ca"], o["crl_effective"]) for o in plant.json("probe", "--peer", server.url)] == [(True, 1)]
+        plant("revoke", "--app-uri", "urn:plant:hmi", "--reason", "keyCompromise", "--yes")
+        # node-opcua watches its crl folder; give it a moment to notice the new file
+        deadline = time.monotonic() + 20
+        while (result := connect_hmi()).ok and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not result.ok and result.status in ("BadCertificateRevoked", "BadSecurityChecksFailed")
+        outcome = plant.json("probe", "--peer", server.url)[0]
+        assert (outcome["trusts_ca"], outcome["crl_effective"], outcome["crl_current"], outcome["ok"]) == (True, 2, 2, True)
+    finally:
+        server.stop()

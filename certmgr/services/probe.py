@@ -80,3 +80,20 @@ def record(ctx: AppContext, outcomes) -> None:
         if outcomes:
             queries.add_audit(session, at=now, actor=ctx.actor, action="probe", target=None,
                               endpoints=len(outcomes), not_ok=[o.endpoint for o in outcomes if not o.ok])
+
+
+def probe_subjects(ctx: AppContext, now):
+    """Critical alert Subjects (kind "probe") for every endpoint whose last probe found the CA untrusted or
+    the current CRL not in effect ("revocation not effective on X"); the lead chains them into the scan."""
+    from ..alerts.levels import Subject
+
+    with ctx.database().read() as session:
+        rows = list(session.scalars(select(db.ProbeResult).where(db.ProbeResult.trusts_ca.is_not(None))))
+    for row in rows:
+        if row.trusts_ca and row.crl_current is not None and row.crl_effective == row.crl_current:
+            continue
+        if not row.trusts_ca:
+            reason = f"{row.endpoint} does not trust certmgr's CA: {row.fix}"
+        else:
+            reason = f"revocation not effective on {row.endpoint} (CRL {row.crl_effective} of {row.crl_current}): {row.fix}"
+        yield Subject(f"probe:{row.endpoint}", "probe", row.endpoint, None, row.probed_at, 0.0, "critical", reason)
