@@ -19,10 +19,11 @@ from .channel import DEFAULT_CHANNEL_TIMEOUT, POLICY_NAMES, ChannelResult, Ident
 from .proofs import _der
 
 WEAK_POLICIES = ("Basic128Rsa15", "Basic256")
-# Refusals that prove the canary's revocation was seen. BadSecurityChecksFailed: stacks that hide the
-# reason (node-opcua, UA-.NET) send it for a revoked client; only counted when the verifier identity,
-# issued by the same CA and differing only in revocation, was accepted on the same endpoint.
-REVOKED_STATUSES = ("BadCertificateRevoked", "BadCertificateIssuerRevoked", "BadSecurityChecksFailed")
+# A canary refusal counts as proof only after the verifier identity was accepted on the same endpoint
+# and policy: both are issued by the same CA with the same profile and differ only in revocation. Stacks
+# hide the reason (UA-.NET: BadSecurityChecksFailed; node-opcua 2.157 sends an ERR message with an
+# invalid code and closes, which asyncua reports as BadSecureChannelClosed), so any refusal but the
+# statuses of an endpoint that did not answer counts; the statuses seen are reported.
 UNREACHABLE_STATUSES = ("BadTimeout", "BadCommunicationError", "BadConnectionClosed", "BadServerNotConnected",
                         "BadNotConnected", "BadConnectionRejected", "BadTcpInternalError")
 MAX_CANARY_ATTEMPTS = 4
@@ -162,7 +163,7 @@ async def probe_endpoint(url: str, good: Identity, canaries: list[tuple[int, Ide
     if not canaries:
         outcome.fix = "no canary key in this home yet: sign a CRL (certmgr crl refresh) and probe again"
         return outcome
-    refused = lambda r: not r.ok and r.status in REVOKED_STATUSES  # noqa: E731
+    refused = lambda r: not r.ok and r.status not in UNREACHABLE_STATUSES  # noqa: E731
     newest_number, newest = canaries[0]
     if refused(await attempt(f"canary {newest_number}", newest)):
         outcome.crl_effective = newest_number

@@ -25,6 +25,7 @@ from ..errors import InputError, OperationFailed
 from .store_inspect import describe
 
 DEFAULT_TRACK_HOURS = 6
+CHANGE_NOTICE = timedelta(days=7)  # a changed peer certificate stays a warning this long, so the alert is seen
 
 
 @dataclass(frozen=True)
@@ -312,7 +313,7 @@ def peer_subjects(ctx: AppContext, now: datetime, settings) -> Iterator:
         peers = list(session.scalars(select(db.Peer).where(db.Peer.not_after.is_not(None))))
     for peer in peers:
         level, reason = certificate_level(peer.not_after, None, now, settings.warning, settings.critical, False)
-        if peer.changed_at is not None and level == "ok":
+        if peer.changed_at is not None and now - peer.changed_at < CHANGE_NOTICE and level == "ok":
             level = "warning"
             reason = f"certificate changed ({peer.previous_thumbprint} -> {peer.thumbprint}); {reason}"
         if level != "ok":
