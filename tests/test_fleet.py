@@ -118,12 +118,12 @@ def test_probe_proves_the_crl_in_effect_and_catches_a_server_that_never_reloads(
                 await asyncio.to_thread(plant, "peer", "add", "--endpoint", url)
             first = await asyncio.to_thread(plant.json, "probe", "--all")
             # Prime the frozen server's trust list with CRL 1, then revoke: CRL 2 reaches its store but not its memory.
-            await asyncio.to_thread(plant, "revoke", "--app-uri", "urn:plant:hmi", "--reason", "keyCompromise", "--yes")
+            revoked = await asyncio.to_thread(plant, "revoke", "--app-uri", "urn:plant:hmi", "--reason", "keyCompromise", "--yes")
             after = await asyncio.to_thread(plant, "probe", "--all", "--json", code=1)
             alerts = list(probe_subjects(AppContext(plant.home), utc()))
             await frozen.use(server_identity(tmp_path, LoadedOnce()))  # "restart": the trust list is read again
             restarted = await asyncio.to_thread(plant.json, "probe", "--peer", frozen.url)
-            return live.url, frozen.url, first, after.json(), alerts, restarted
+            return live.url, frozen.url, first, revoked, after.json(), alerts, restarted
         finally:
             await live.stop()
             await frozen.stop()
@@ -131,9 +131,11 @@ def test_probe_proves_the_crl_in_effect_and_catches_a_server_that_never_reloads(
     from certmgr.context import AppContext
     from certmgr.services.probe import probe_subjects
 
-    live_url, frozen_url, first, after, alerts, restarted = asyncio.run(scenario())
+    live_url, frozen_url, first, revoked, after, alerts, restarted = asyncio.run(scenario())
     assert {(o["endpoint"], o["trusts_ca"], o["crl_effective"], o["crl_current"]) for o in first} == {
         (live_url, True, 1, 1), (frozen_url, True, 1, 1)}
+    # revoke probes every endpoint itself (unless --no-probe) and names the one that did not take the CRL
+    assert f"revocation not effective on {frozen_url}" in revoked.stderr and live_url not in revoked.stderr
     by_url = {o["endpoint"]: o for o in after}
     assert (by_url[live_url]["crl_effective"], by_url[live_url]["ok"]) == (2, True)
     stale = by_url[frozen_url]
