@@ -71,6 +71,10 @@ class ScheduleSettings:
     crl_refresh_jitter: str | None = None
     expiry_scan: str = "cron 0 7 * * *"
     expiry_scan_jitter: str | None = None
+    track_peers: str | None = None  # None: every [fleet] track_every_hours
+    track_peers_jitter: str | None = None
+    probe: str = "every 6h"  # canary probes of every live endpoint
+    probe_jitter: str | None = None
 
 
 @dataclass
@@ -86,6 +90,13 @@ class RenewSettings:
 
 
 @dataclass
+class FleetSettings:
+    track_every_hours: float = 6.0  # peers' certificates re-read (GetEndpoints only) by the daemon
+    probe_concurrency: int = 8  # endpoints probed at once
+    timeout_seconds: float = 10.0  # per OPC UA step of a probe or a peer read
+
+
+@dataclass
 class Settings:
     ca: CASettings = field(default_factory=CASettings)
     defaults: Defaults = field(default_factory=Defaults)
@@ -95,6 +106,7 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     daemon: DaemonSection = field(default_factory=DaemonSection)
     renew: RenewSettings = field(default_factory=RenewSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
 
     @property
     def database_url(self) -> str | None:
@@ -334,6 +346,10 @@ def render_settings(settings: Settings) -> str:
 {_line("crl_refresh_jitter", s.crl_refresh_jitter, "10m")}
 {_line("expiry_scan", s.expiry_scan)}
 {_line("expiry_scan_jitter", s.expiry_scan_jitter, "10m")}
+{_line("track_peers", s.track_peers, "every 6h")}
+{_line("track_peers_jitter", s.track_peers_jitter, "10m")}
+{_line("probe", s.probe)}
+{_line("probe_jitter", s.probe_jitter, "10m")}
 
 [daemon]
 # Unset node: the host name (job ids and log lines carry it). metrics_listen "" turns the endpoint off.
@@ -344,4 +360,10 @@ def render_settings(settings: Settings) -> str:
 # A renewal claim older than this belongs to a node that died; previous own pairs kept for rollback.
 {_line("claim_timeout", r.claim_timeout)}
 {_line("keep_history", r.keep_history)}
+
+[fleet]
+# Peers (endpoints certmgr does not issue for): how often the daemon re-reads their certificates; probes.
+{_line("track_every_hours", settings.fleet.track_every_hours)}
+{_line("probe_concurrency", settings.fleet.probe_concurrency)}
+{_line("timeout_seconds", settings.fleet.timeout_seconds)}
 """

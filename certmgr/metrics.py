@@ -4,6 +4,7 @@
     certmgr_crl_next_update_timestamp_seconds{issuer}
     certmgr_renewal_last_success_timestamp_seconds
     certmgr_renewal_failures_total
+    certmgr_peer_certificate_not_after_timestamp_seconds{endpoint}
 """
 
 from __future__ import annotations
@@ -53,7 +54,14 @@ class CertmgrCollector:
             )
             # every failed renewal leaves one audit event (append-only), also those that failed before a certificate existed
             failures = session.scalar(select(func.count()).select_from(db.AuditEvent).where(db.AuditEvent.action == queries.RENEWAL_FAILED))
+        from .services.peers import peer_expiry_metric
+
+        peers = GaugeMetricFamily("certmgr_peer_certificate_not_after_timestamp_seconds",
+                                  "notAfter of each peer endpoint's certificate (Unix time).", labels=["endpoint"])
+        for labels, value in peer_expiry_metric(self.ctx):
+            peers.add_metric([labels["endpoint"]], value)
         yield not_after
+        yield peers
         yield crl
         last = GaugeMetricFamily("certmgr_renewal_last_success_timestamp_seconds", "When a renewal last succeeded (Unix time; 0: never).")
         last.add_metric([], _timestamp(last_success))

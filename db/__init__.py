@@ -7,6 +7,9 @@ from .engine import Database, make_engine
 from .migrate import HEAD_REVISION, current_revision, is_known_revision, schema_differences, upgrade
 from .models import (
     AlertState,
+    Canary,
+    Peer,
+    ProbeResult,
     Application,
     AuditEvent,
     Authority,
@@ -24,6 +27,9 @@ from .models import (
 __all__ = [
     "HEAD_REVISION",
     "AlertState",
+    "Canary",
+    "Peer",
+    "ProbeResult",
     "Application",
     "AuditEvent",
     "Authority",

@@ -247,3 +247,61 @@ scheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+class Peer(Base):
+    """An endpoint and/or store certmgr does not issue for (a vendor server, a third-party client's store),
+    with what GetEndpoints last showed of its certificate."""
+
+    __tablename__ = "peers"
+
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(200))
+    endpoint: Mapped[str | None] = mapped_column(String(1024), unique=True)
+    store_path: Mapped[str | None] = mapped_column(Text)
+    layout: Mapped[str] = mapped_column(String(20), default="ua-net")
+    source: Mapped[str] = mapped_column(String(32), default="peer add")  # the command that registered it
+    thumbprint: Mapped[str | None] = mapped_column(String(40))
+    subject: Mapped[str | None] = mapped_column(Text)
+    app_uri: Mapped[str | None] = mapped_column(String(1024))
+    not_after: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    key_size: Mapped[int | None] = mapped_column(Integer)
+    signature_hash: Mapped[str | None] = mapped_column(String(32))
+    findings: Mapped[list[str]] = mapped_column(default=list)
+    offered: Mapped[list[str]] = mapped_column(default=list)  # "Policy/Mode" pairs from GetEndpoints
+    flags: Mapped[list[str]] = mapped_column(default=list)  # weak policies or modes offered
+    previous_thumbprint: Mapped[str | None] = mapped_column(String(40))
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[utc]
+
+
+class ProbeResult(Base):
+    """The last canary probe of one endpoint (an application's or a peer's)."""
+
+    __tablename__ = "probe_results"
+
+    id: Mapped[intpk]
+    endpoint: Mapped[str] = mapped_column(String(1024), unique=True)
+    trusts_ca: Mapped[bool | None] = mapped_column()
+    crl_effective: Mapped[int | None] = mapped_column(Integer)
+    crl_current: Mapped[int | None] = mapped_column(Integer)
+    statuses: Mapped[list[str]] = mapped_column(default=list)
+    fix: Mapped[str | None] = mapped_column(Text)
+    probed_at: Mapped[utc]
+
+
+class Canary(Base):
+    """A certificate revoked before it was ever used, first listed in CRL ``crl_number``: a server refusing it
+    has loaded that CRL or a newer one. Its key stays in the home of the node that signed the CRL."""
+
+    __tablename__ = "canaries"
+    __table_args__ = (UniqueConstraint("authority_id", "crl_number", name="uq_canaries_authority_number"),)
+
+    id: Mapped[intpk]
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    crl_number: Mapped[int] = mapped_column(Integer)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"))
+    key_file: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[utc]

@@ -5,7 +5,7 @@ Imports only ``cryptography`` and the standard library.
 
 from .crl_audit import MISSING, MULTIPLE, NOT_YET_VALID, OK, STALE, CaCrlState, CrlAudit, CrlFile, audit_crls
 from .errors import StoreError, UnsafeNameError
-from .files import CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, atomic_write, ensure_dir
+from .files import CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, atomic_write, destroy_secret, ensure_dir
 from .layout import DEFAULT_LAYOUT, LAYOUTS, Layout, common_name, detect_layout, get_layout, safe_stem, thumbprint
 from .readers import Loaded, parse_certificate, parse_crl
 from .store import REJECTED, ApplicationStore, InstallResult, OwnPair
@@ -20,6 +20,7 @@ __all__ = [
     "atomic_write",
     "crl_number",
     "crl_signed_by",
+    "destroy_secret",
     "ensure_dir",
     "is_ca",
     "DEFAULT_LAYOUT",

@@ -273,7 +273,8 @@ def initialised(request, tmp_path, initialised_template, pg_databases) -> Certmg
         toml.write_text(toml.read_text().replace(template.db_url, url))
     cm = Certmgr(home, url)
     old, new = str(template.home), str(home)
-    for table, column in (("applications", "store_path"), ("authorities", "key_path"), ("store_crls", "store_path")):
+    for table, column in (("applications", "store_path"), ("authorities", "key_path"), ("store_crls", "store_path"),
+                          ("canaries", "key_file")):
         cm.sql(f"UPDATE {table} SET {column} = :new || substr({column}, :length + 1) WHERE substr({column}, 1, :length) = :old",
                new=new, old=old, length=len(old))
     return cm

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 
 import db
+from certmgr.daemon.schedule import JOBS
 from tests.conftest import Certmgr
 from tests.helpers import configure, free_port, smtp_channel, utc
 
@@ -106,7 +107,7 @@ metrics_listen = ""
 ''')
     daemon = start_daemon(initialised)
     time.sleep(0.5)
-    wait_for(lambda: initialised.sql("SELECT count(*) FROM apscheduler_jobs")[0][0] == 3, 60, "the jobs to be stored")
+    wait_for(lambda: initialised.sql("SELECT count(*) FROM apscheduler_jobs")[0][0] == len(JOBS), 60, "the jobs to be stored")
     daemon.send_signal(signal.SIGTERM)
     _, err = daemon.communicate(timeout=60)
     assert daemon.returncode == 0 and "job=expiry-scan outcome=started" not in err

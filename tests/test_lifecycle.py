@@ -91,7 +91,7 @@ def test_the_template_parses_back_into_the_same_settings(tmp_path):
     text = render_settings(settings)
     assert parse_settings(text, tmp_path / "certmgr.toml") == settings
     assert parse_settings(render_settings(Settings()), tmp_path / "certmgr.toml") == Settings()
-    for section in ("[ca]", "[defaults]", "[verify]", "[database]", "[alerts]", "[schedule]", "[daemon]", "[renew]"):
+    for section in ("[ca]", "[defaults]", "[verify]", "[database]", "[alerts]", "[schedule]", "[daemon]", "[renew]", "[fleet]"):
         assert section in text
 
 

@@ -114,9 +114,20 @@ def scan(ctx: AppContext, now: datetime, settings: AlertSettings) -> Iterator[Su
             if level != "ok":
                 yield Subject(f"crl:{authority.thumbprint}", "crl", authority.subject, authority.thumbprint, latest.next_update,
                               _days(latest.next_update - now), level, f"certmgr's {reason}; run `certmgr crl refresh`")
-        for external in session.scalars(select(db.ExternalCrl).order_by(db.ExternalCrl.next_update)):
-            level, reason = crl_level(external.next_update, now, settings)
-            if level != "ok":
-                yield Subject(f"xcrl:{external.issuer_thumbprint}:{external.store_path}", "crl", external.issuer_subject,
-                              external.issuer_thumbprint, external.next_update, _days(external.next_update - now), level,
-                              f"imported {reason}; import a fresh one with `certmgr crl import`", external.store_path)
+        externals = list(session.scalars(select(db.ExternalCrl).order_by(db.ExternalCrl.next_update)))
+    yield from _external_subjects(externals, now, settings)
+    # the fleet: peer certificates (expiry, a certificate that changed) and endpoints where a probe failed
+    from ..services.peers import peer_subjects
+    from ..services.probe import probe_subjects
+
+    yield from peer_subjects(ctx, now, settings)
+    yield from probe_subjects(ctx, now)
+
+
+def _external_subjects(externals, now: datetime, settings: AlertSettings) -> Iterator[Subject]:
+    for external in externals:
+        level, reason = crl_level(external.next_update, now, settings)
+        if level != "ok":
+            yield Subject(f"xcrl:{external.issuer_thumbprint}:{external.store_path}", "crl", external.issuer_subject,
+                          external.issuer_thumbprint, external.next_update, _days(external.next_update - now), level,
+                          f"imported {reason}; import a fresh one with `certmgr crl import`", external.store_path)

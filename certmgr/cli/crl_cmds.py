@@ -21,11 +21,12 @@ def _publication_lines(stores) -> list[str]:
 @click.option("--serial", default=None, metavar="HEX", help="The certificate's serial number in hex.")
 @click.option("--app-uri", default=None, help="Revoke this application's active certificate.")
 @click.option("--reason", type=click.Choice(REASON_CHOICES), default="unspecified", show_default=True)
+@click.option("--no-probe", is_flag=True, help="Do not probe the application and peer endpoints afterwards.")
 @yes_option
 @passphrase_file_option
 @json_option
 @click.pass_obj
-def revoke(app, thumbprint, serial, app_uri, reason, yes) -> None:
+def revoke(app, thumbprint, serial, app_uri, reason, yes, no_probe) -> None:
     """Revoke a certificate, sign a new CRL at once and publish it to every store.
 
     \b
@@ -46,13 +47,17 @@ def revoke(app, thumbprint, serial, app_uri, reason, yes) -> None:
     confirm(f"Revoke {cert.thumbprint} of {cert.application.app_uri} ({reason})?", yes)
     outcome = revoke_service(app, cert.id, reason)
     failed = [s for s in outcome.stores if s.status == "error"]
+    probed = _probe_after_revoke(app) if not (no_probe or outcome.already) else []  # issue 15
     if app.json:
-        emit_json(outcome.as_dict())
+        emit_json({**outcome.as_dict(), "probe": [o.as_dict() for o in probed]})
     elif outcome.already:
         click.echo(f"{outcome.thumbprint} was already revoked on {outcome.revoked_at:%Y-%m-%d %H:%M} UTC ({outcome.reason}); nothing changed")
     else:
         click.echo(f"revoked {outcome.thumbprint} ({outcome.reason}); CRL {outcome.crl_number} published:")
         click.echo("\n".join(_publication_lines(outcome.stores)))
+    for o in probed:
+        if not o.ok:
+            warn(f"revocation not effective on {o.endpoint} (CRL {o.crl_effective} of {o.crl_current}): {o.fix}")
     if outcome.was_active:
         warn(
             f"{outcome.app_uri} is now without a valid certificate; "
@@ -60,6 +65,14 @@ def revoke(app, thumbprint, serial, app_uri, reason, yes) -> None:
         )
     if failed:
         raise OperationFailed(f"the new CRL could not be written to {len(failed)} store(s)", "fix them and run `certmgr crl refresh`")
+
+
+def _probe_after_revoke(app) -> list:
+    """Canary probe of every application and peer endpoint: did the new CRL take effect? (docs/fleet.md)"""
+    from ..services.probe import probe, probe_targets
+
+    targets = probe_targets(app, all_=True, app_uri=None, peer=None)
+    return probe(app, targets) if targets else []
 
 
 @click.group("crl")

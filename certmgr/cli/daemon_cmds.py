@@ -11,7 +11,7 @@ import click
 from .options import json_option, passphrase_file_option
 from .output import emit_json, table
 
-JOB_CHOICES = ("renew-due", "crl-refresh", "expiry-scan")
+JOB_CHOICES = ("renew-due", "crl-refresh", "expiry-scan", "track-peers", "probe")
 
 
 def _structured_logging() -> None:

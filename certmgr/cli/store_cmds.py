@@ -35,7 +35,13 @@ def store_status(app, store_dir, layout) -> None:
     from ..errors import OperationFailed
     from ..services.store_inspect import inspect_store, open_store
 
-    report = inspect_store(open_store(app, store_dir, layout), app.now())
+    store = open_store(app, store_dir, layout)
+    report = inspect_store(store, app.now())
+    from ..services.fleet import stale_crl_problem  # issue 15: a store behind certmgr's current CRL is an error
+
+    stale = stale_crl_problem(app, store)
+    if stale is not None:
+        report.problems.append(stale)
     if app.json:
         emit_json(report.as_dict())
     else:
@@ -195,6 +201,8 @@ def store_import(app, store_dir, file, kind, crl_file, layout) -> None:
     app.require_initialised()
     result = import_certificate(app, open_store(app, store_dir, layout), file, kind, crl_file, warn)
     emit_json(result) if app.json else click.echo(f"imported {result['certificate']['subject']} into {result['file']}" + (f", CRL {result['crl']}" if result["crl"] else ""))
+    if result.get("peer") and not app.json:
+        click.echo(f"registered {result['store']} as a peer store: it receives every new CRL (certmgr peer list)")
 
 
 @click.command("trust-exchange")
@@ -234,6 +242,8 @@ def trust_exchange(app, app_uri, endpoint, export_dir, yes) -> None:
         return
     state = "was already trusted" if result["already_trusted"] else f"is now trusted ({result['trusted_file']})"
     click.echo(f"server certificate {result['server_certificate']['thumbprint']} {state}")
+    if result.get("peer"):
+        click.echo(f"registered {endpoint} as a peer: its certificate is tracked (certmgr peer show {endpoint})")
     offer = result["for_the_server"]
     if "exported_to" in result:
         where = f"exported to {result['exported_to']}; {offer['readme']} there says which file goes where"

@@ -119,4 +119,24 @@ def _expiry_scan(ctx: AppContext, job: str = "expiry-scan") -> bool:
     return not report.failed
 
 
-JOBS = {"renew-due": _renew_due, "crl-refresh": _crl_refresh, "expiry-scan": _expiry_scan}
+def _track_peers(ctx: AppContext) -> bool:
+    from ..services.peers import track_peers
+
+    for change in track_peers(ctx):
+        event(log, f"peer certificate changed: {change.old_thumbprint} -> {change.new_thumbprint}", logging.WARNING,
+              job="track-peers", endpoint=change.endpoint, outcome="changed")
+    return _expiry_scan(ctx, job="track-peers")  # a changed or expiring peer alerts now
+
+
+def _probe(ctx: AppContext) -> bool:
+    from ..services.probe import probe, probe_targets
+
+    outcomes = probe(ctx, probe_targets(ctx, all_=True, app_uri=None, peer=None))
+    for outcome in outcomes:
+        event(log, outcome.fix or "revocation in effect", logging.INFO if outcome.ok else logging.ERROR, job="probe",
+              endpoint=outcome.endpoint, crl_effective=outcome.crl_effective, outcome="ok" if outcome.ok else "not-effective")
+    return _expiry_scan(ctx, job="probe") and all(o.ok for o in outcomes)
+
+
+JOBS = {"renew-due": _renew_due, "crl-refresh": _crl_refresh, "expiry-scan": _expiry_scan, "track-peers": _track_peers,
+        "probe": _probe}

@@ -20,10 +20,11 @@ from datetime import timedelta
 from ..durations import parse_duration
 from ..errors import InputError
 
-JOBS = ("renew-due", "crl-refresh", "expiry-scan")
+JOBS = ("renew-due", "crl-refresh", "expiry-scan", "track-peers", "probe")
 SIGNING_JOBS = frozenset({"renew-due", "crl-refresh"})  # these need the CA key; the expiry scan only reads
 # A job missed while the daemon was down runs once on start if it is not older than this.
-MISFIRE_GRACE = {"renew-due": timedelta(hours=20), "crl-refresh": timedelta(hours=6), "expiry-scan": timedelta(hours=20)}
+MISFIRE_GRACE = {"renew-due": timedelta(hours=20), "crl-refresh": timedelta(hours=6), "expiry-scan": timedelta(hours=20),
+                 "track-peers": timedelta(hours=6), "probe": timedelta(hours=6)}
 
 
 @dataclass
@@ -71,7 +72,10 @@ def daemon_settings(settings) -> DaemonSettings:
         key = name.replace("-", "_")
         jitter = str(getattr(schedule, f"{key}_jitter") or "0")
         spread = None if jitter.strip() in ("0", "0s", "") else parse_duration(jitter)
-        result.jobs[name] = JobSpec(name, getattr(schedule, key), spread)
+        expression = getattr(schedule, key)
+        if expression is None and name == "track-peers":  # peers are re-read as often as [fleet] says
+            expression = f"every {int(settings.fleet.track_every_hours * 3600)}s"
+        result.jobs[name] = JobSpec(name, expression, spread)
     for spec in result.jobs.values():
         spec.trigger()
     return result

@@ -81,7 +81,7 @@ def parse_serial(text: str) -> int:
 
 
 def _write_state(root: RootDir, state: dict) -> None:
-    from pki.files import CERT_MODE, atomic_write
+    from pki import CERT_MODE, atomic_write
 
     atomic_write(root.state, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode(), CERT_MODE)
 
@@ -113,7 +113,7 @@ def create_root(
 
     import ca
     import pki
-    from pki.files import CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, atomic_write, ensure_dir
+    from pki import CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, atomic_write, ensure_dir
 
     root = RootDir(Path(out))
     existing = [p for p in root.files() if p.exists()]
@@ -191,7 +191,7 @@ def sign_root_crl(
     from cryptography.hazmat.primitives.serialization import Encoding
 
     import ca
-    from pki.files import CERT_MODE, atomic_write
+    from pki import CERT_MODE, atomic_write
 
     ca.reason_flag(reason)
     this_update, next_update = ca.crl_validity(now, crl_days if crl_days is not None else ca.DEFAULT_ROOT_CRL_DAYS)
@@ -274,7 +274,7 @@ def sign_issuing_csr(
 ) -> dict:
     """Sign the issuing CA requested in ``csr_path`` with the offline root; writes ``out`` (PEM for *.pem)."""
     import pki
-    from pki.files import CERT_MODE, atomic_write
+    from pki import CERT_MODE, atomic_write
 
     out = Path(out)
     if out.exists():

@@ -185,6 +185,9 @@ def refresh(ctx: AppContext, *, force: bool = False, now: datetime | None = None
         report.checks.append(check)
         report.publications.append(publication)
     record_publications(ctx, crl_row, report.publications, now)
+    from .fleet import deliver_crl_to_peer_stores  # issue 15: peer stores holding certmgr's CA get it too
+
+    report.publications += deliver_crl_to_peer_stores(ctx, crl_row, issuer_cert, now).publications
     with ctx.database().write() as session:
         queries.add_audit(
             session, at=now, actor=ctx.actor, action="crl.refresh", target=None, number=crl_row.number, resigned=resigned,

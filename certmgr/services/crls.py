@@ -15,26 +15,41 @@ from db import queries
 from ..context import AppContext
 from ..constants import MAX_CRL_DAYS
 from ..errors import InputError
+from .canary import discard as discard_canary
+from .canary import prepare_canary, record_canary
 
 
 def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
     """Sign the next CRL. The number comes from a row lock on the authority, so it never repeats,
     and the revoked list is read under that lock, so a later number never omits an earlier entry."""
     database = ctx.database()
-    with database.write() as session:
-        authority = queries.authority(session, for_update=True)
+    with database.read() as session:
+        authority = queries.authority(session)
         if authority is None:
             raise RuntimeError("database has no authority row")
+        thumb, days = authority.thumbprint, crl_days(ctx, authority)
+    canary = prepare_canary(ctx, issuer, thumb, now, days)  # files before the write transaction, never inside it
+    try:
+        return _sign(ctx, database, issuer, canary, now, days)
+    except BaseException:
+        discard_canary(canary)
+        raise
+
+
+def _sign(ctx: AppContext, database, issuer: ca.Issuer, canary, now: datetime, days: int) -> db.Crl:
+    with database.write() as session:
+        authority = queries.authority(session, for_update=True)
         number = authority.next_crl_number
         authority.next_crl_number = number + 1
         previous = queries.latest_crl(session, authority.id)
         if previous is not None and previous.this_update > now:
             now = previous.this_update  # a later number never carries an earlier thisUpdate (clock skew between nodes)
+        record_canary(session, canary, authority, number, now)  # revoked before this CRL exists: listed in it
         entries = [
             ca.RevokedEntry(int(serial, 16), revoked_at, reason)
             for serial, revoked_at, reason in queries.revoked_entries(session, authority.id, now)
         ]
-        this_update, next_update = ca.crl_validity(now, crl_days(ctx, authority))
+        this_update, next_update = ca.crl_validity(now, days)
         crl = ca.build_crl(issuer, number=number, this_update=this_update, next_update=next_update, revoked=entries)
         row = db.Crl(
             authority_id=authority.id,

@@ -62,6 +62,9 @@ def trust_exchange(
     }
     # a CA-signed application certificate alone cannot be validated: the server needs its issuer to build the chain
     result["application_is_ca_signed"] = own.certificate.issuer != own.certificate.subject
+    from .peers import register_endpoint_peer  # issue 15: the server becomes a tracked peer
+
+    result["peer"] = register_endpoint_peer(ctx, url, server_cert, "trust-exchange")
     if export_dir is not None:
         export_dir = Path(export_dir).expanduser()
         offer["readme"] = README

@@ -53,6 +53,16 @@ def record_pending(
     return row
 
 
+def record_revoked(session, cert: x509.Certificate, application: db.Application, authority_id: int, *, now: datetime,
+                   reason: str, why: str) -> db.Certificate:
+    """A certificate revoked from birth (a canary: it exists only to be refused)."""
+    row = _row(cert, application, authority_id, db.CertStatus.REVOKED, now, None)
+    row.status_reason, row.revoked_at, row.revocation_reason = why, now, reason
+    session.add(row)
+    session.flush()
+    return row
+
+
 def _active_rows(session, application_id: int):
     return session.scalars(select(db.Certificate).where(
         db.Certificate.application_id == application_id, db.Certificate.status == db.CertStatus.ACTIVE))

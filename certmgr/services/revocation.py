@@ -106,6 +106,9 @@ def revoke(ctx: AppContext, certificate_id: int, reason: str, *, now: datetime |
     crl_row = sign_crl(ctx, issuer, now)
     outcome.crl_number = crl_row.number
     outcome.stores = publish_everywhere(ctx, crl_row, issuer.certificate, now)
+    from .fleet import deliver_crl_to_peer_stores  # issue 15: peer stores holding certmgr's CA get it too
+
+    outcome.stores += deliver_crl_to_peer_stores(ctx, crl_row, issuer.certificate, now).publications
     if reason == "keyCompromise" and not outcome.already:
         outcome.destroyed_keys = _destroy_compromised_key(ctx, certificate_id)
     return outcome

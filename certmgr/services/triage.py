@@ -215,4 +215,7 @@ def import_certificate(
             raise InputError(f"the store already holds a newer CRL of this CA ({published.path.name})", "import the newest CRL")
         result["crl"] = str(published.path)
     audit(ctx, "store.import", store, thumbprint=pki.thumbprint(cert), subject=cert.subject.rfc4514_string(), part=kind, crl=result["crl"])
+    from .peers import register_store_peer  # issue 15: a store certmgr does not manage becomes a peer
+
+    result["peer"] = register_store_peer(ctx, store, "store import")
     return result

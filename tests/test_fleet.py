@@ -1,0 +1,353 @@
+"""Fleet trust (issue 15): peers, canary probes proving which CRL a live endpoint has in effect, CRLs
+reaching peer stores, certificate tracking. Real asyncua servers and clients on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import stat
+import time
+from datetime import timedelta
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+import ca
+import pki
+from certmgr.opcua.channel import Identity, LoopbackServer, try_channel
+from certmgr.opcua.identities import identity_from_store
+from tests.conftest import Certmgr
+from tests.helpers import der, utc
+from tests.test_push import node_push_installed  # noqa: F401  (fixture: npm ci of node-opcua once)
+
+
+@pytest.fixture
+def plant(initialised: Certmgr, tmp_path):
+    initialised("issue", "--app-uri", "urn:plant:server", "--store", str(tmp_path / "server"), "--role", "server",
+                "--dns", "localhost", "--ip", "127.0.0.1")
+    initialised("issue", "--app-uri", "urn:plant:hmi", "--store", str(tmp_path / "hmi"), "--role", "client")
+    return initialised
+
+
+def server_identity(tmp_path, cache=None) -> Identity:
+    identity = identity_from_store(pki.ApplicationStore(tmp_path / "server"), "urn:plant:server", peer_role="client", clock=utc)
+    if cache is not None:
+        identity.validator.cache = cache
+    return identity
+
+
+class LoadedOnce(pki.TrustCache):
+    """A server that reads its trust list once, at start, and never again (open62541 "lists" mode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frozen = None
+
+    def material(self, store):
+        if self._frozen is None:
+            self._frozen = super().material(store)
+        return self._frozen
+
+
+def self_signed(key, days: float, cn: str = "Vendor Gateway", uri: str = "urn:vendor:gateway") -> x509.Certificate:
+    now = utc()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri), x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def canary_serials(cm: Certmgr) -> dict[int, str]:
+    rows = cm.sql("SELECT canaries.crl_number, certificates.serial_hex FROM canaries JOIN certificates "
+                  "ON certificates.id = canaries.certificate_id")
+    return {number: serial for number, serial in rows}
+
+
+def test_every_crl_revokes_its_own_canary_which_never_works(plant: Certmgr, tmp_path):
+    plant("revoke", "--app-uri", "urn:plant:hmi", "--reason", "cessationOfOperation", "--yes")
+    serials = canary_serials(plant)
+    assert sorted(serials) == [1, 2]
+    # The canary of CRL 2 is on CRL 2 in every registered store (and canary 1 too), never on CRL 1.
+    for store_dir in ("server", "hmi"):
+        store = pki.ApplicationStore(tmp_path / store_dir)
+        crls = [pki.parse_crl(loaded.path.read_bytes()) for loaded in store.crls(pki.TRUSTED)]
+        newest = max(crls, key=pki.crl_number)
+        assert pki.crl_number(newest) == 2
+        listed = {format(r.serial_number, "X") for r in newest}
+        assert {serials[1].upper(), serials[2].upper()} <= listed
+    first = pki.parse_crl(plant.sql("SELECT der FROM crls WHERE number = 1")[0][0])
+    assert serials[2].upper() not in {format(r.serial_number, "X") for r in first}
+    # Keys only in the home, 0600; list and check do not show canaries.
+    key_files = [Path(f) for (f,) in plant.sql("SELECT key_file FROM canaries ORDER BY crl_number")]
+    assert len(key_files) == 2
+    for key_file in key_files:
+        assert key_file.parent == plant.home / "canary" and stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert all("canary" not in row["app_uri"] for row in plant.json("list"))
+    # The canary can never work as an identity: a running server refuses it as revoked.
+    from certmgr.context import AppContext
+    from certmgr.services.canary import usable_canaries
+
+    canaries = dict(usable_canaries(AppContext(plant.home), utc()))
+    server = server_identity(tmp_path)
+
+    async def scenario():
+        loopback = await LoopbackServer(["Basic256Sha256"]).start(server)
+        try:
+            return [await try_channel(loopback.url, canaries[n], "Basic256Sha256", server_certificate=server.certificate_der)
+                    for n in (1, 2)]
+        finally:
+            await loopback.stop()
+
+    results = asyncio.run(scenario())
+    assert [(r.ok, r.status) for r in results] == [(False, "BadCertificateRevoked")] * 2
+
+
+def test_probe_proves_the_crl_in_effect_and_catches_a_server_that_never_reloads(plant: Certmgr, tmp_path):
+    async def scenario():
+        live = await LoopbackServer(["Basic256Sha256"]).start(server_identity(tmp_path))
+        frozen = await LoopbackServer(["Basic256Sha256"]).start(server_identity(tmp_path, LoadedOnce()))
+        try:
+            for url in (live.url, frozen.url):
+                await asyncio.to_thread(plant, "peer", "add", "--endpoint", url)
+            first = await asyncio.to_thread(plant.json, "probe", "--all")
+            # Prime the frozen server's trust list with CRL 1, then revoke: CRL 2 reaches its store but not its memory.
+            revoked = await asyncio.to_thread(plant, "revoke", "--app-uri", "urn:plant:hmi", "--reason", "cessationOfOperation", "--yes")
+            after = await asyncio.to_thread(plant, "probe", "--all", "--json", code=1)
+            alerts = list(probe_subjects(AppContext(plant.home), utc()))
+            await frozen.use(server_identity(tmp_path, LoadedOnce()))  # "restart": the trust list is read again
+            restarted = await asyncio.to_thread(plant.json, "probe", "--peer", frozen.url)
+            return live.url, frozen.url, first, revoked, after.json(), alerts, restarted
+        finally:
+            await live.stop()
+            await frozen.stop()
+
+    from certmgr.context import AppContext
+    from certmgr.services.probe import probe_subjects
+
+    live_url, frozen_url, first, revoked, after, alerts, restarted = asyncio.run(scenario())
+    assert {(o["endpoint"], o["trusts_ca"], o["crl_effective"], o["crl_current"]) for o in first} == {
+        (live_url, True, 1, 1), (frozen_url, True, 1, 1)}
+    # revoke probes every endpoint itself (unless --no-probe) and names the one that did not take the CRL
+    assert f"revocation not effective on {frozen_url}" in revoked.stderr and live_url not in revoked.stderr
+    by_url = {o["endpoint"]: o for o in after}
+    assert (by_url[live_url]["crl_effective"], by_url[live_url]["ok"]) == (2, True)
+    stale = by_url[frozen_url]
+    assert (stale["trusts_ca"], stale["crl_effective"], stale["crl_current"], stale["ok"]) == (True, 1, 2, False)
+    assert "restart" in stale["fix"] and "BadCertificateRevoked" in stale["statuses"]
+    assert [(o["crl_effective"], o["ok"]) for o in restarted] == [(2, True)]
+    assert [(a.name, a.level) for a in alerts] == [(frozen_url, "critical")]
+    assert "revocation not effective on" in alerts[0].reason
+    assert [s.level for s in probe_subjects(AppContext(plant.home), utc())] == []  # every endpoint is proven again
+    shown = plant.json("peer", "show", frozen_url)
+    assert shown["last_probe"]["crl_effective"] == 2
+    rows = {r["endpoint"]: r for r in plant.json("fleet", "status") if r["kind"] == "peer"}
+    assert rows[frozen_url]["crl_effective"] == 2 and rows[frozen_url]["trusts_ca"] is True
+
+
+def test_probe_of_an_endpoint_that_does_not_trust_the_ca_and_of_one_that_is_down(plant: Certmgr, tmp_path, key_pool):
+    key = key_pool.get(2048)
+    stranger = Identity("urn:vendor:gateway", self_signed(key, 365), key, None)
+
+    class RefuseAll:  # a server whose trust list does not hold certmgr's CA
+        async def __call__(self, cert, app_description):
+            from asyncua.ua.uaerrors import BadCertificateUntrusted
+
+            raise BadCertificateUntrusted()
+
+    async def scenario():
+        server = await LoopbackServer(["Basic256Sha256"], validate_at_open=False).start(stranger)
+        server._server.set_certificate_validator(RefuseAll())
+        try:
+            await asyncio.to_thread(plant, "peer", "add", "--endpoint", server.url)
+            return server.url, await asyncio.to_thread(plant, "probe", "--peer", server.url, "--json", code=1)
+        finally:
+            await server.stop()
+
+    url, refused = asyncio.run(scenario())
+    outcome = refused.json()[0]
+    assert (outcome["trusts_ca"], outcome["crl_effective"]) == (False, None)
+    assert "trust-exchange" in outcome["fix"]
+    down = plant("probe", "--peer", url, "--json", code=1).json()[0]
+    assert down["trusts_ca"] is None and "did not answer" in down["fix"]
+    bad = plant("probe", code=2)
+    assert "pass --all" in bad.stderr
+
+
+def test_crl_reaches_a_peer_store_and_store_status_flags_a_stale_one(plant: Certmgr, tmp_path):
+    from certmgr.context import AppContext
+    from certmgr.opcua.validator import StoreValidator
+
+    ctx = AppContext(plant.home)
+    ca_cert = pki.parse_certificate(ctx.home.ca_cert_path.read_bytes())
+    (tmp_path / "ca.der").write_bytes(der(ca_cert))
+    (tmp_path / "crl1.crl").write_bytes(plant.sql("SELECT der FROM crls WHERE number = 1")[0][0])
+    vendor = pki.ApplicationStore(tmp_path / "vendor")
+    vendor.create()
+    imported = plant("store", "import", str(vendor.root), str(tmp_path / "ca.der"), "--trusted", "--crl", str(tmp_path / "crl1.crl"))
+    assert "registered" in imported.stdout and "peer store" in imported.stdout
+    peers = plant.json("peer", "list")
+    assert [p["store"] for p in peers] == [str(vendor.root.resolve())]
+    assert {"endpoint", "store", "thumbprint", "not_after"} <= set(peers[0])
+    # An unregistered copy that stays at CRL 1.
+    other = pki.ApplicationStore(tmp_path / "other")
+    other.create()
+    other.add_certificate(ca_cert, pki.TRUSTED)
+    other.publish_crl((tmp_path / "crl1.crl").read_bytes(), ca_cert, 1)
+    def crl_problems(store) -> list[str]:  # these stores have no own certificate: status exits 1 for that anyway
+        report = plant("store", "status", str(store.root), "--json", code=1).json()
+        return [p["message"] for p in report["problems"] if p["severity"] == "error" and "current CRL" in p["message"]]
+
+    assert crl_problems(other) == []  # CRL 1 is current: nothing to say yet
+    plant("revoke", "--app-uri", "urn:plant:hmi", "--reason", "cessationOfOperation", "--yes")
+    held = [pki.crl_number(pki.parse_crl(p.read_bytes())) for p in vendor.ca_crl_files(ca_cert)]
+    assert held == [2]
+    assert crl_problems(vendor) == []
+    assert ["current CRL is 2" in m and "CRL 1" in m for m in crl_problems(other)] == [True]
+    # The revoked client is refused by a server on the peer store (real channel, the store's own validator).
+    hmi = identity_from_store(pki.ApplicationStore(tmp_path / "hmi"), "urn:plant:hmi", peer_role="server", clock=utc)
+    key = ca.generate_rsa_key(2048)
+    gateway = Identity("urn:vendor:gateway", self_signed(key, 365), key,
+                       StoreValidator(vendor, "client", utc))
+
+    async def scenario():
+        server = await LoopbackServer(["Basic256Sha256"]).start(gateway)
+        try:
+            return await try_channel(server.url, hmi, "Basic256Sha256", server_certificate=gateway.certificate_der)
+        finally:
+            await server.stop()
+
+    result = asyncio.run(scenario())
+    assert (result.ok, result.status) == (False, "BadCertificateRevoked")
+
+
+def test_a_peer_expiring_soon_is_critical_and_a_regenerated_certificate_is_reported(plant: Certmgr, tmp_path, key_pool):
+    from certmgr.alerts.settings import alert_settings
+    from certmgr.context import AppContext
+    from certmgr.services.peers import peer_expiry_metric, peer_subjects, track_peers
+
+    old_key, new_key = key_pool.get(2048), ca.generate_rsa_key(2048)
+    old = Identity("urn:vendor:gateway", self_signed(old_key, 5), old_key, None)
+    new = Identity("urn:vendor:gateway", self_signed(new_key, 365), new_key, None)
+    (tmp_path / "old.der").write_bytes(old.certificate_der)
+    plant("store", "import", str(tmp_path / "hmi"), str(tmp_path / "old.der"), "--trusted")  # the HMI trusts the old one
+    ctx = AppContext(plant.home)
+
+    async def scenario():
+        server = await LoopbackServer(["Basic256Sha256"]).start(old)
+        try:
+            await asyncio.to_thread(plant, "peer", "add", "--endpoint", server.url, "--name", "gateway")
+            status = await asyncio.to_thread(plant, "fleet", "status", "--json", code=2)
+            unchanged = await asyncio.to_thread(track_peers, ctx)
+            await server.use(new)  # the vendor stack regenerated its certificate
+            changed = await asyncio.to_thread(track_peers, ctx)
+            return server.url, status.json(), unchanged, changed
+        finally:
+            await server.stop()
+
+    url, status, unchanged, changed = asyncio.run(scenario())
+    row = next(r for r in status if r["kind"] == "peer")
+    assert (row["endpoint"], row["level"], row["thumbprint"]) == (url, "critical", pki.thumbprint(old.certificate))
+    assert unchanged == []
+    assert len(changed) == 1
+    change = changed[0]
+    assert (change.old_thumbprint, change.new_thumbprint) == (pki.thumbprint(old.certificate), pki.thumbprint(new.certificate))
+    assert change.stores_trusting_old == [str(tmp_path / "hmi")]
+    assert "->" in change.message() and str(tmp_path / "hmi") in change.message()
+    subjects = list(peer_subjects(ctx, utc(), alert_settings(ctx.settings)))
+    assert [(s.kind, s.level) for s in subjects] == [("peer", "warning")]  # renewed for a year, but changed: look at it
+    assert peer_expiry_metric(ctx) == [({"endpoint": url}, pki.parse_certificate(new.certificate_der).not_valid_after_utc.timestamp())]
+
+
+def test_peer_scan_flags_none_and_basic256(plant: Certmgr, tmp_path, key_pool):
+    from asyncua import Server, ua
+
+    key = key_pool.get(2048)
+    identity = Identity("urn:vendor:old-plc", self_signed(key, 365, uri="urn:vendor:old-plc"), key, None)
+
+    async def scenario():
+        server = Server()
+        await server.init()
+        server.set_endpoint("opc.tcp://127.0.0.1:0/")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity, ua.SecurityPolicyType.Basic256_SignAndEncrypt,
+                                    ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+        await server.set_application_uri(identity.app_uri)
+        await server.load_certificate(identity.certificate_der)
+        await server.load_private_key(identity.private_key_der)
+        await server.start()
+        url = f"opc.tcp://127.0.0.1:{server.bserver.port}/"
+        for endpoint in server.iserver.endpoints:
+            endpoint.EndpointUrl = url
+        try:
+            return url, await asyncio.to_thread(plant.json, "peer", "scan", url, "--add")
+        finally:
+            await server.stop()
+
+    url, found = asyncio.run(scenario())
+    entry = next(e for e in found if e.get("thumbprint"))
+    assert "None/None" in entry["offered"] and "Basic256/SignAndEncrypt" in entry["offered"]
+    assert any(f.startswith("None/None") for f in entry["flags"]) and any(f.startswith("Basic256/") for f in entry["flags"])
+    assert not any(f.startswith("Basic256Sha256") for f in entry["flags"])
+    assert entry["added"] is True
+    assert plant.json("peer", "list")[0]["flags"] == entry["flags"]
+    bad = plant("peer", "scan", "http://nope", code=2)
+    assert "opc.tcp://" in bad.stderr
+
+
+def test_peer_add_refuses_bad_input_and_remove_needs_confirmation(plant: Certmgr, tmp_path):
+    assert "needs an endpoint or a store" in plant("peer", "add", code=2).stderr
+    assert "does not exist" in plant("peer", "add", "--store", str(tmp_path / "missing"), code=2).stderr
+    assert plant.json("peer", "list") == []
+    store = pki.ApplicationStore(tmp_path / "vendor")
+    store.create()
+    plant("peer", "add", "--store", str(store.root), "--name", "vendor")
+    assert "already registered" in plant("peer", "add", "--store", str(store.root), code=2).stderr
+    assert "--yes" in plant("peer", "remove", "vendor", code=2).stderr
+    assert len(plant.json("peer", "list")) == 1
+    plant("peer", "remove", "vendor", "--yes")
+    assert plant.json("peer", "list") == []
+
+
+def test_node_opcua_server_on_an_unmanaged_store_refuses_a_revoked_client_and_probe_proves_it(
+        plant: Certmgr, tmp_path, node_push_installed):
+    from certmgr.opcua.proofs import endpoint_certificate
+    from tests.test_push import NodeServer
+
+    pki_dir = tmp_path / "node-pki"
+    pki_dir.mkdir()
+    crl1 = tmp_path / "crl1.crl"
+    crl1.write_bytes(plant.sql("SELECT der FROM crls WHERE number = 1")[0][0])
+    imported = plant("store", "import", str(pki_dir), str(plant.home / "ca" / "ca.der"), "--trusted", "--crl", str(crl1),
+                     "--layout", "node-opcua")
+    assert "peer store" in imported.stdout
+    server = NodeServer(pki_dir, {"admin": "admin-pw", "operator": "operator-pw"})
+    hmi = identity_from_store(pki.ApplicationStore(tmp_path / "hmi"), "urn:plant:hmi", peer_role="server", clock=utc)
+    try:
+        plant("peer", "add", "--endpoint", server.url, "--name", "node")
+        certificate, _ = asyncio.run(endpoint_certificate(server.url))
+
+        def connect_hmi():
+            return asyncio.run(try_channel(server.url, dataclasses.replace(hmi, validator=None), "Basic256Sha256",
+                                           server_certificate=der(certificate)))
+
+        assert connect_hmi().ok
+        assert [(o["trusts_ca"], o["crl_effective"]) for o in plant.json("probe", "--peer", server.url)] == [(True, 1)]
+        plant("revoke", "--app-uri", "urn:plant:hmi", "--reason", "cessationOfOperation", "--yes")
+        # node-opcua watches its crl folder; give it a moment to notice the new file
+        deadline = time.monotonic() + 20
+        while (result := connect_hmi()).ok and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not result.ok and result.status in ("BadCertificateRevoked", "BadSecurityChecksFailed", "BadSecureChannelClosed")
+        outcome = plant.json("probe", "--peer", server.url)[0]
+        assert (outcome["trusts_ca"], outcome["crl_effective"], outcome["crl_current"], outcome["ok"]) == (True, 2, 2, True)
+    finally:
+        server.stop()
