@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .errors import ProfileError
 from .names import MAX_CN_LENGTH, SubjectFields
-from .profile import CA_KEY_USAGE, Issuer, _check_public_key, _check_serial, validity_window
+from .profile import CA_KEY_USAGE, Issuer, _check_public_key, certificate_builder, validity_window
 
 DEFAULT_ROOT_DAYS = 7300
 DEFAULT_ISSUING_CA_DAYS = 1825
@@ -93,13 +93,8 @@ def build_issuing_ca(
         raise ProfileError(f"the root allows pathLen at most {limit} below it, not {path_length}")
     not_before, not_after = validity_window(now, days, root.certificate.not_valid_after_utc)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(root.certificate.subject)
-        .public_key(key)
-        .serial_number(_check_serial(serial if serial is not None else x509.random_serial_number()))
-        .not_valid_before(max(not_before, root.certificate.not_valid_before_utc))
-        .not_valid_after(not_after)
+        certificate_builder(name, root.certificate.subject, key, serial, max(not_before, root.certificate.not_valid_before_utc),
+                            not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)

@@ -100,6 +100,20 @@ def validity_window(now: datetime, days: int, not_after_limit: datetime | None =
     return not_before, not_after
 
 
+def certificate_builder(subject: x509.Name, issuer: x509.Name, public_key, serial: int | None, not_before: datetime,
+                        not_after: datetime) -> x509.CertificateBuilder:
+    """The part every certmgr certificate shares: names, key, a checked (or random) serial, validity."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(_check_serial(serial if serial is not None else x509.random_serial_number()))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+
+
 def build_application_certificate(
     identity: ApplicationIdentity,
     public_key: object,
@@ -113,13 +127,7 @@ def build_application_certificate(
     key = _check_public_key(public_key)
     not_before, not_after = validity_window(now, days, issuer.certificate.not_valid_after_utc)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(identity.subject.to_name())
-        .issuer_name(issuer.certificate.subject)
-        .public_key(key)
-        .serial_number(_check_serial(serial if serial is not None else x509.random_serial_number()))
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        certificate_builder(identity.subject.to_name(), issuer.certificate.subject, key, serial, not_before, not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(APPLICATION_KEY_USAGE, critical=True)
         .add_extension(APPLICATION_EKU, critical=False)
@@ -147,13 +155,7 @@ def build_root_ca(
     not_before, not_after = validity_window(now, days)
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject.to_name())
-        .issuer_name(subject.to_name())
-        .public_key(public_key)
-        .serial_number(_check_serial(serial if serial is not None else x509.random_serial_number()))
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        certificate_builder(subject.to_name(), subject.to_name(), public_key, serial, not_before, not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(ski, critical=False)

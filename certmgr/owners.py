@@ -66,6 +66,15 @@ def is_dead(owner: str | None) -> bool:
     return _start_time(pid) != start
 
 
+def is_local(owner: str | None) -> bool:
+    """The token names a process of this host (its liveness can be checked here)."""
+    try:
+        who = owner.rsplit(":", 4)[0]
+        return who.split("@", 1)[1] == _host() and len(owner.rsplit(":", 4)) == 5
+    except (AttributeError, IndexError):
+        return False
+
+
 def describe(owner: str | None) -> str:
     """user@host:pid for messages."""
     if not owner:

@@ -152,6 +152,8 @@ class Certificate(Base):
     intent: Mapped[str | None] = mapped_column(String(16))
     intent_owner: Mapped[str | None] = mapped_column(String(200))
     intent_previous: Mapped[str | None] = mapped_column(String(40))
+    intent_store: Mapped[str | None] = mapped_column(Text)  # where the change goes (issue --force may move a store)
+    intent_layout: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[utc]
 
     application: Mapped[Application] = relationship(back_populates="certificates")

@@ -40,7 +40,7 @@ def test_a_revoked_identity_is_told_to_renew_whatever_the_server_says(initialise
     password = private(tmp_path / "password", "s3cret\n")
     server = ThirdPartyServer(tmp_path / "vendor", key_pool.get(), {"operator": "s3cret"})
     thumb = pki.ApplicationStore(client_app).own().thumbprint
-    initialised("revoke", thumb, "--reason", "keyCompromise", "--yes")
+    initialised("revoke", thumb, "--reason", "superseded", "--yes")  # keyCompromise would destroy the key: see below
 
     def steps():
         args = ["diagnose", server.url, "--app-uri", CLIENT, "--user", "operator", "--password-file", str(password)]
@@ -48,10 +48,15 @@ def test_a_revoked_identity_is_told_to_renew_whatever_the_server_says(initialise
 
     report, text = run_with_server(server, steps)
     assert report["fix"] == f"our certificate is revoked: renew it (`certmgr renew --app-uri {CLIENT} --force`)"
-    assert report["identity"]["revoked"].startswith("revoked by certmgr on") and "keyCompromise" in report["identity"]["revoked"]
+    assert report["identity"]["revoked"].startswith("revoked by certmgr on") and "superseded" in report["identity"]["revoked"]
     assert any(f["severity"] == "error" and "our certificate is revoked" in f["message"] for f in report["findings"])
     assert "trust it on the server" not in text.stdout and "rejected folder" not in text.stdout
     assert text.stdout.count("fix: ") == 1
+    # revoked for keyCompromise, the key is destroyed at once: diagnose still says what to do, without connecting
+    initialised("renew", "--app-uri", CLIENT, "--force", "--no-verify")
+    initialised("revoke", "--app-uri", CLIENT, "--reason", "keyCompromise", "--yes")
+    gone = initialised("--json", "diagnose", server.url, "--app-uri", CLIENT, code=1).json()
+    assert gone["fix"] == f"our certificate is revoked (its key is gone): renew it (`certmgr renew --app-uri {CLIENT} --force`)"
 
 
 def test_an_expired_identity_is_told_to_renew_before_anything_else(initialised: Certmgr, client_app):

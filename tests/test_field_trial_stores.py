@@ -322,9 +322,11 @@ def test_open62541_server_runs_on_an_open62541_store(initialised: Certmgr, tmp_p
                 "--role", "server", "--dns", "localhost", "--ip", "127.0.0.1")
     good = managed_store(initialised, tmp_path, "good")
     revoked = managed_store(initialised, tmp_path, "revoked")
-    initialised("revoke", "--app-uri", "urn:plant:revoked", "--reason", "keyCompromise", "--yes")
+    initialised("revoke", "--app-uri", "urn:plant:revoked", "--reason", "cessationOfOperation", "--yes")
     crls = sorted((server_store.root / "crl").iterdir())
-    assert len(crls) == 1 and len(pki.parse_crl(crls[0].read_bytes())) == 1  # the revocation reached the one folder
+    revoked_serial = int(initialised.json("show", "urn:plant:revoked")["certificates"][-1]["serial"], 16)
+    held = pki.parse_crl(crls[0].read_bytes())
+    assert len(crls) == 1 and held.get_revoked_certificate_by_serial_number(revoked_serial) is not None  # in the one folder
 
     def files(folder: Path) -> list[Path]:
         return sorted(p for p in folder.iterdir() if p.is_file())

@@ -74,13 +74,21 @@ class StoreDelivery:
         if live:
             self._touch(work)
             self._phase(live, "live", self._live_all)
+        for item in staged:
+            if not item.failed:  # proven everywhere: only now the database calls it active (the intent ends)
+                guarded(item, "commit", self._commit, item)
+        for item in work:
+            if not item.failed:
+                item.done = True
+                if not self.options.verify:
+                    self._advance(item)
         for item in work:
             if item.failed:
-                self.settle(item)
-            else:
-                item.done = True
-            if not self.options.verify and not item.failed:
-                self._advance(item)
+                try:
+                    self.settle(item)
+                except Exception:  # its pending row stays for the next command's recovery; the others are done
+                    log.exception("could not roll back the renewal of %s; the next certmgr command will", item.candidate.app_uri)
+                    item.done = True
 
     def _phase(self, items: list, stage: str, coroutine) -> None:
         """A concurrent phase (proofs): each item's own failure is its result; a failure of the phase itself
@@ -115,7 +123,8 @@ class StoreDelivery:
 
             row = lifecycle.record_pending(session, item.cert, session.get(db.Application, c.app_id),
                                            queries.authority(session).id, now=now, renew_after=due,
-                                           intent=lifecycle.RENEW, owner=item.token, previous=c.thumbprint)
+                                           intent=lifecycle.RENEW, owner=item.token, previous=c.thumbprint,
+                                           store=c.store_path, layout=c.layout)
             item.cert_id = row.id
         item.result.new_thumbprint = pki.thumbprint(item.cert)
         item.result.not_after = item.cert.not_valid_after_utc
@@ -196,7 +205,9 @@ class StoreDelivery:
         return None
 
     def _switch(self, item) -> None:
-        """Make the new pair current (files, then database); the old pair goes to history."""
+        """Make the new pair current in the store; the old pair goes to history. The database keeps the new
+        certificate pending (the intent) until the hook and the live proof have passed: a crash or a rollback in
+        between is then always marked, and recovery decides from what the store serves."""
         store, thumb = item.store, pki.thumbprint(item.cert)
         lost = self._still_ours(item)
         if lost is not None:
@@ -209,13 +220,14 @@ class StoreDelivery:
             with store.locked():
                 before = store.own()
                 item.previous = before.thumbprint if before else None
+                item.switched = True  # from here on a failure reverts (settle checks what the store really serves)
                 store.install_own(item.cert, ca.private_key_pem(item.key), store.staged_chain(thumb),
                                   keep_history=self.ctx.settings.renew.keep_history)
-                item.switched = True
                 store.unstage(thumb)
         except (OSError, pki.StoreError) as exc:
             item.fail("switch", f"cannot switch the store to the new certificate: {exc}")
-            return
+
+    def _commit(self, item) -> None:
         with self.ctx.database().write() as session:
             lifecycle.activate(session, session.get(db.Certificate, item.cert_id), now=self.ctx.now(), actor=self.ctx.actor,
                                action="certificate.renew")
@@ -244,7 +256,9 @@ class StoreDelivery:
         ctx, store = self.ctx, item.store
         if item.switched:
             with store.locked():
-                store.revert_own(item.previous, pki.thumbprint(item.cert))
+                own = store.own()
+                if own is not None and own.thumbprint == pki.thumbprint(item.cert):  # the switch really happened
+                    store.revert_own(item.previous, pki.thumbprint(item.cert))
         if store is not None and item.cert is not None:
             store.discard_pair(pki.thumbprint(item.cert))
         if item.cert_id is not None:

@@ -20,7 +20,7 @@ import pki
 from db import queries
 
 from ..context import AppContext
-from ..errors import InputError
+from ..errors import InputError, OperationFailed
 from ..opcua.validator import TRUST_REFUSALS
 from .own_identity import OwnIdentity, check_own_identity
 from .store_inspect import describe, open_store
@@ -240,8 +240,9 @@ def diagnose(
     if parts.scheme != "opc.tcp" or not parts.hostname:
         raise InputError(f"{url!r} is not an opc.tcp URL", "write it like opc.tcp://plc01.plant1.local:4840")
     store, uri = _identity_store(ctx, app_uri, store_dir)
-    identity = identity_from_store(store, uri, peer_role="server", clock=ctx.now, record_rejected=True)
     own = store.own()
+    if own is None:
+        raise InputError(f"{store.root} holds no own certificate", "issue one with `certmgr issue`")
     diagnosis = Diagnosis(url, {"app_uri": uri, "store": str(store.root), "thumbprint": own.thumbprint})
     now = ctx.now()
     own_check = check_own_identity(ctx, own.certificate, now)
@@ -249,6 +250,14 @@ def diagnose(
     diagnosis.identity["revoked"] = own_check.revoked
     crls = sorted((ctx.home.verifier_store / "trusted" / "crl").glob("*.crl"), key=lambda p: p.stat().st_mtime)
     side = _Side(store, uri, bool(app_uri), own.thumbprint, own.cert_path, own_check, ctx.home.ca_cert_path, url, crls[-1] if crls else None)
+    try:
+        identity = identity_from_store(store, uri, peer_role="server", clock=ctx.now, record_rejected=True)
+    except OperationFailed:
+        if not own_check.revoked:
+            raise
+        # a keyCompromise revocation destroyed the key: there is nothing to connect with, and nothing to try
+        diagnosis.blocked, diagnosis.fix = True, f"our certificate is revoked (its key is gone): {_renew(side)}"
+        return diagnosis
 
     async def run() -> None:
         from asyncua import Client

@@ -137,7 +137,9 @@ def _issue(ctx: AppContext, req: IssueRequest, planned: Plan, key) -> IssueOutco
                                                 days=planned.spec.days)
     except ca.ProfileError as exc:
         raise InputError(str(exc)) from None
-    before = store.own() if store.root.is_dir() else None
+    # the pair the store serves now, under the layout it was registered with (issue --force may change it)
+    old_store = pki.ApplicationStore(store.root, old_layout) if old_layout and old_layout != store.layout.name else store
+    before = old_store.own() if store.root.is_dir() else None
     fresh = not store.root.exists()  # a store this issue creates goes away whole if the issue fails
     cert_id = _record_intent(ctx, req, planned, cert, now, authority.id, before)
     installed = None
@@ -146,15 +148,15 @@ def _issue(ctx: AppContext, req: IssueRequest, planned: Plan, key) -> IssueOutco
             # trusting the CA and carrying its CRL is a complete state of its own, so it may come first
             crl_kinds = install_ca_and_crl(store, issuer.certificate, crl_row)
             with store.locked():  # a renewal switching this store's pair (issue --force) waits, and vice versa
-                if old_layout and old_layout != store.layout.name:
-                    pki.ApplicationStore(store.root, old_layout).retire_own()  # the old layout's pair goes to history
+                if old_store is not store:
+                    old_store.retire_own()  # the old layout's pair goes to history
                 installed = store.install_own(cert, ca.private_key_pem(private_key), chain=(issuer.certificate,),
                                               keep_history=ctx.settings.renew.keep_history)
         except (OSError, pki.StoreError) as exc:
             raise OperationFailed(f"cannot write store {store.root}: {exc}", "check the folder's owner and free space") from None
         replaced = _commit(ctx, req, planned, cert_id, now, authority.id, (crl_row.number, crl_kinds))
     except BaseException as exc:
-        _undo(ctx, store, fresh, installed is not None, before, cert, cert_id, exc)
+        _undo(ctx, store, old_store, fresh, before, cert, cert_id, exc)
         raise
     _catch_up_crl(ctx, store, issuer, crl_row.number)
     return IssueOutcome(
@@ -205,7 +207,8 @@ def _record_intent(ctx: AppContext, req: IssueRequest, planned: Plan, cert, now:
                                   windows.default_window(ctx))
         row = lifecycle.record_pending(session, cert, application, authority_id, now=now, renew_after=due,
                                        intent=lifecycle.ISSUE, owner=current_owner(),
-                                       previous=before.thumbprint if before else None)
+                                       previous=before.thumbprint if before else None, store=str(planned.store.root),
+                                       layout=planned.store.layout.name)
         return row.id
 
 
@@ -220,15 +223,22 @@ def _commit(ctx: AppContext, req: IssueRequest, planned: Plan, cert_id: int, now
                                   store=str(planned.store.root), forced=req.force)
 
 
-def _undo(ctx: AppContext, store: pki.ApplicationStore, fresh: bool, installed: bool, before, cert, cert_id: int,
-          exc: BaseException) -> None:
-    """The issue failed after its intent was recorded: put the store back, fail and revoke the certificate.
-    If even that fails (the database is gone), the pending row stays for the next command to undo."""
+def _undo(ctx: AppContext, store: pki.ApplicationStore, old_store: pki.ApplicationStore, fresh: bool, before, cert,
+          cert_id: int, exc: BaseException) -> None:
+    """The issue failed after its intent was recorded: put the store back (decided by what it serves, not by how
+    far the code got), fail and revoke the certificate. If even that fails (the database is gone), the pending row
+    stays for the next command to undo."""
+    new = pki.thumbprint(cert)
     if fresh:
         store.discard_created()
-    elif installed:
+    else:
         with store.locked():
-            store.revert_own(before.thumbprint if before else None, pki.thumbprint(cert))
+            own = store.own()
+            if own is not None and own.thumbprint == new:
+                store.discard_pair(new) if old_store is not store else None
+                old_store.revert_own(before.thumbprint if before else None, new)
+            elif before is not None and old_store.own() is None:  # cut between retiring the old layout and the install
+                old_store.revert_own(before.thumbprint, new)
     try:
         with ctx.database().write() as session:
             row = session.get(db.Certificate, cert_id)

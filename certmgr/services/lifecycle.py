@@ -42,11 +42,14 @@ def _row(cert: x509.Certificate, application: db.Application, authority_id: int,
 
 def record_pending(
     session, cert: x509.Certificate, application: db.Application, authority_id: int, *, now: datetime,
-    renew_after: datetime | None, intent: str, owner: str, previous: str | None,
+    renew_after: datetime | None, intent: str, owner: str, previous: str | None, store: str | None = None,
+    layout: str | None = None,
 ) -> db.Certificate:
-    """A new certificate about to be delivered; committed before any file changes (the intent)."""
+    """A new certificate about to be delivered; committed before any file changes (the intent). ``store`` and
+    ``layout`` say where it goes (the registration may name another store until the change is committed)."""
     row = _row(cert, application, authority_id, db.CertStatus.PENDING, now, renew_after)
     row.intent, row.intent_owner, row.intent_previous = intent, owner, previous
+    row.intent_store, row.intent_layout = store, layout
     row.status_reason = f"{intent} in progress ({owner})"[:2000]
     session.add(row)
     session.flush()
@@ -159,4 +162,4 @@ def set_renewal_outcome(session, application: db.Application, *, ok: bool, error
 
 
 def _clear_intent(row: db.Certificate) -> None:
-    row.intent = row.intent_owner = row.intent_previous = None
+    row.intent = row.intent_owner = row.intent_previous = row.intent_store = row.intent_layout = None

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 import db
 import pki
@@ -52,6 +52,10 @@ class _Pending:
 
 
 def _abandoned(owner: str | None, since: datetime, now: datetime, timeout: timedelta) -> bool:
+    """A process of this host is abandoned when it no longer runs (never by age: a long batch is alive); one of
+    another host when its claim or intent is older than the timeout."""
+    if owners.is_local(owner):
+        return owners.is_dead(owner)
     return owners.is_dead(owner) or since < now - timeout
 
 
@@ -105,8 +109,9 @@ def recover(ctx: AppContext, *, now: datetime | None = None) -> int:
     with database.read() as session:
         rows = session.execute(
             select(db.Certificate.id, db.Certificate.application_id, db.Application.app_uri, db.Certificate.thumbprint,
-                   db.Certificate.intent, db.Certificate.intent_owner, db.Certificate.created_at, db.Application.store_path,
-                   db.Application.layout, db.Application.deploy, db.Application.endpoint, db.Application.renewal_claimed_by,
+                   db.Certificate.intent, db.Certificate.intent_owner, db.Certificate.created_at,
+                   func.coalesce(db.Certificate.intent_store, db.Application.store_path),
+                   func.coalesce(db.Certificate.intent_layout, db.Application.layout), db.Application.deploy, db.Application.endpoint, db.Application.renewal_claimed_by,
                    db.Application.renewal_claimed_at)
             .join(db.Application, db.Certificate.application_id == db.Application.id)
             .where(db.Certificate.status == db.CertStatus.PENDING)

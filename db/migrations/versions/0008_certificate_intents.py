@@ -20,10 +20,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('intent', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('intent_owner', sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column('intent_previous', sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column('intent_store', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('intent_layout', sa.String(length=20), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('certificates', schema=None) as batch_op:
+        batch_op.drop_column('intent_layout')
+        batch_op.drop_column('intent_store')
         batch_op.drop_column('intent_previous')
         batch_op.drop_column('intent_owner')
         batch_op.drop_column('intent')
