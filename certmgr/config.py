@@ -130,6 +130,13 @@ DURATION_KEYS = {("alerts", k) for k in ("warning", "critical", "crl_warning", "
     ("defaults", "renew_before"), ("renew", "claim_timeout"),
 }
 _TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+# (section, key): (lowest, highest) allowed; checked at load so a command never fails half-way on a setting
+RANGES = {
+    ("ca", "crl_days"): (1, C.MAX_CRL_DAYS), ("ca", "days"): (1, C.MAX_DAYS), ("defaults", "days"): (1, C.MAX_DAYS),
+    ("renew", "keep_history"): (1, 100),  # 0 would leave nothing to roll back to after a failed switch
+    ("verify", "concurrency"): (1, 64), ("verify", "timeout"): (1, 3600),
+    ("fleet", "track_every_hours"): (0.01, 720), ("fleet", "probe_concurrency"): (1, 256), ("fleet", "timeout_seconds"): (0.5, 300),
+}
 
 
 class _Locator:
@@ -205,6 +212,10 @@ def _fill(target: object, values: dict[str, Any], section: str, path: Path, loca
             _check_value(value, expected, f"[{section}] {key}", _where(path, locate.key(section, key)))
             if isinstance(getattr(target, key), float) and isinstance(value, int):
                 value = float(value)
+        limits = RANGES.get((section, key))
+        if limits is not None and value is not None and not limits[0] <= value <= limits[1]:
+            raise InputError(f"{_where(path, locate.key(section, key))}: [{section}] {key} = {value!r} is out of range",
+                             f"give a value from {limits[0]} to {limits[1]}")
         if (section, key) in DURATION_KEYS and value not in (None, ""):
             from .durations import parse_duration
 

@@ -7,6 +7,7 @@ previous pair back.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -284,10 +285,17 @@ class ApplicationStore(CrlFolders):
         own_root = self.root / "own"
         pairs = [(_pair_stem(p.certificate), p.cert_path, p.key_path, p.certificate.public_bytes(serialization.Encoding.DER))
                  for p in previous]
-        next_root, archived = build_next(
-            own_root, self.staging_dir, cert_name=cert_target.name, cert_bytes=self.layout.own_cert_bytes(cert, tuple(chain)),
-            key_name=key_target.name, key_pem=key_pem, previous=pairs, new_marker=f" [{thumbprint(cert)}]",
-        )
+        try:
+            next_root, archived = build_next(
+                own_root, self.staging_dir, cert_name=cert_target.name, cert_bytes=self.layout.own_cert_bytes(cert, tuple(chain)),
+                key_name=key_target.name, key_pem=key_pem, previous=pairs, new_marker=f" [{thumbprint(cert)}]",
+            )
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            # no hard links here (own/ spans file systems, or the file system has none): switch by renames
+            sweep_leftovers(self.staging_dir)
+            return self._install_in_place(cert, key_pem, chain, cert_target, key_target, previous, keep_history)
         try:
             swapped = exchange(own_root, next_root)
         except BaseException:

@@ -82,6 +82,10 @@ class CrlFolders:
         return {kind: self.publish_crl(crl_der, ca_cert, number, kind)
                 for kind in (TRUSTED, ISSUER) if self.holds_certificate(ca_cert, kind)}
 
+    def newer_crl_of(self, ca_cert: x509.Certificate, number: int, kind: str = TRUSTED) -> Path | None:
+        """A CRL file of this CA with a higher number than ``number`` that the CA really signed, if the store has one."""
+        return self._newer_crl(self.ca_crl_files(ca_cert, kind), ca_cert, number)
+
     def _newer_crl(self, files: list[Path], ca_cert: x509.Certificate, number: int) -> Path | None:
         """A file of this CA with a higher CRL number that the CA really signed (a forged one does not count)."""
         for path in files:

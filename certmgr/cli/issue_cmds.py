@@ -55,7 +55,10 @@ def issue(app, app_uri, store, batch_file, layout, name, organization, dns_names
     from ..services.recovery import recover
 
     app.require_initialised()
-    recover(app)  # what a killed command left is finished or undone first
+    if recover(app):  # what a killed command left is finished or undone first; its revocations get their CRL
+        from ..services.renewal import publish_revocations
+
+        publish_revocations(app, app.issuer())
     if batch_file is not None:
         if app_uri is not None or store is not None:
             raise InputError("--batch takes everything from the file", "drop --app-uri and --store, or drop --batch")

@@ -8,7 +8,7 @@ certmgr's own CA the newest number. certmgr repairs its own CA's CRL files and r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -157,12 +157,18 @@ def check_store(target: StoreTarget, our_ca: x509.Certificate, crl_row: db.Crl, 
     return check, publication
 
 
+MAX_PEER_CLOCK_SKEW = timedelta(minutes=5)
+
+
 def _recheck(ctx: AppContext, target: StoreTarget, issuer_cert, check: StoreCheck, publication: StorePublication):
     """Another certmgr process may have signed and published a newer CRL while this refresh ran: its CRL looks "not
     valid yet" against this run's clock, or newer than the one checked against. Before a problem is reported, the
     store is checked again with the newest CRL and the time now; only what is still wrong is reported."""
     latest = current_crl(ctx)
-    again, publication_again = check_store(target, issuer_cert, latest, max(ctx.now(), latest.this_update))
+    now = ctx.now()
+    # a CRL another node signed a moment ago may carry its clock; minutes of skew are tolerated, days are not
+    at = max(now, min(latest.this_update, now + MAX_PEER_CLOCK_SKEW))
+    again, publication_again = check_store(target, issuer_cert, latest, at)
     if not again.problems:
         again.repaired = check.repaired + again.repaired
         return again, publication_again if publication_again.status != UNCHANGED else publication

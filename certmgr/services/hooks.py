@@ -9,6 +9,21 @@ from dataclasses import dataclass
 
 from ..passphrase import ENV_PASSPHRASE
 
+# secrets certmgr reads from the environment: hooks never need them
+SECRET_VARIABLES = frozenset({ENV_PASSPHRASE, "CERTMGR_ROOT_PASSPHRASE", "CERTMGR_PKCS11_PIN", "PGPASSWORD"})
+
+
+def _channel_secret_variables() -> set[str]:
+    """The variables alert channels name with password_env / token_env (certmgr.toml)."""
+    try:
+        from ..config import CONFIG_NAME, load_settings
+        from ..home import resolve_home
+
+        channels = load_settings(resolve_home(None) / CONFIG_NAME).alerts.channel
+    except Exception:  # no readable home here: nothing more to strip
+        return set()
+    return {str(c[key]) for c in channels for key in ("password_env", "token_env") if c.get(key)}
+
 log = logging.getLogger(__name__)
 DEFAULT_HOOK_TIMEOUT = 300.0
 
@@ -22,9 +37,10 @@ class HookResult:
 def run_deploy_hook(command: str, variables: dict[str, str], timeout: float = DEFAULT_HOOK_TIMEOUT) -> HookResult:
     """Run ``command`` through the shell with CERTMGR_* variables; a non-zero exit is a failure.
 
-    The CA passphrase is removed from the hook's environment: hooks never need it.
+    Every secret certmgr reads from the environment (CA and root passphrases, the PKCS#11 PIN, the database
+    password, alert channels' password_env/token_env) is removed from the hook's environment.
     """
-    env = {k: v for k, v in os.environ.items() if k != ENV_PASSPHRASE}
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES and k not in _channel_secret_variables()}
     env.update(variables)
     try:
         completed = subprocess.run(

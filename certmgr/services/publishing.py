@@ -76,12 +76,16 @@ def publish_to_store(target: StoreTarget, crl_der: bytes, ca_cert: x509.Certific
 
 
 def publish_everywhere(ctx: AppContext, crl_row: db.Crl, ca_cert: x509.Certificate, now: datetime) -> list[StorePublication]:
+    """Every registered store, then every peer store that holds certmgr's CA (Part 12 §7.9.6: every trust list
+    holding the issuer gets the new CRL). The one place a new CRL is published from (revoke, renew, push)."""
+    from .fleet import deliver_crl_to_peer_stores
+
     targets = registered_stores(ctx)
     # Writes and fsyncs release the GIL: a few threads publish to many stores in a fraction of the time.
     with ThreadPoolExecutor(max_workers=max(1, min(PUBLISH_THREADS, len(targets)))) as pool:
         publications = list(pool.map(lambda t: publish_to_store(t, crl_row.der, ca_cert, crl_row.number), targets))
     record_publications(ctx, crl_row, publications, now)
-    return publications
+    return publications + deliver_crl_to_peer_stores(ctx, crl_row, ca_cert, now).publications
 
 
 def record_publications(ctx: AppContext, crl_row: db.Crl, publications: list[StorePublication], now: datetime) -> None:

@@ -209,10 +209,14 @@ def _settle_all(ctx: AppContext, work: list[Work], deliveries: dict, reason: str
 def _finish(ctx: AppContext, issuer: ca.Issuer, work: list[Work], revoked: int, token: str) -> None:
     """One CRL for every revocation of the run, the outcomes, and the claims released."""
     revoked += sum(1 for w in work if w.failed and w.cert_id is not None and w.done)
-    if revoked:
-        publish_revocations(ctx, issuer)
-    _record_outcomes(ctx, [w for w in work if w.done])
-    release(ctx, [w.candidate.app_id for w in work if w.done], token)
+    try:
+        if revoked:
+            publish_revocations(ctx, issuer)
+    finally:  # a CRL that cannot be signed now is caught by the next refresh; the outcomes and claims never wait
+        try:
+            _record_outcomes(ctx, [w for w in work if w.done])
+        finally:
+            release(ctx, [w.candidate.app_id for w in work if w.done], token)
 
 
 def _ensure_current_crl(ctx: AppContext, issuer: ca.Issuer) -> None:

@@ -92,24 +92,25 @@ def revoke(ctx: AppContext, certificate_id: int, reason: str, *, now: datetime |
         already = row.revoked_at is not None
         missing = already and not _on_latest_crl(session, row)
     issuer = None if already and not missing else ctx.issuer()  # the passphrase first: never a revocation without its CRL
-    with ctx.database().write() as session:
+    with ctx.database().read() as session:
         cert = session.get(db.Certificate, certificate_id)
         app = cert.application
         outcome = RevokeOutcome(app.app_uri, cert.thumbprint, cert.serial_hex, reason, now)
         if cert.revoked_at is not None:
             outcome.already, outcome.reason, outcome.revoked_at = True, cert.revocation_reason or "unspecified", cert.revoked_at
-            if not missing:
-                return outcome
-        if not outcome.already:  # (an earlier revocation whose run never signed its CRL gets its CRL below)
+    if outcome.already and not missing:
+        if outcome.reason == "keyCompromise":  # repeatable: a kill may have cut the first run before it
+            outcome.destroyed_keys = _destroy_compromised_key(ctx, certificate_id)
+        return outcome
+    with ctx.database().write() as session:
+        cert = session.get(db.Certificate, certificate_id)
+        if not outcome.already and cert.revoked_at is None:  # (an earlier revocation whose CRL is missing gets one below)
             outcome.was_active = lifecycle.revoke(session, cert, reason=reason, now=now, actor=ctx.actor)
     issuer = issuer or ctx.issuer()
     crl_row = sign_crl(ctx, issuer, now)
     outcome.crl_number = crl_row.number
     outcome.stores = publish_everywhere(ctx, crl_row, issuer.certificate, now)
-    from .fleet import deliver_crl_to_peer_stores  # issue 15: peer stores holding certmgr's CA get it too
-
-    outcome.stores += deliver_crl_to_peer_stores(ctx, crl_row, issuer.certificate, now).publications
-    if reason == "keyCompromise" and not outcome.already:
+    if (outcome.reason if outcome.already else reason) == "keyCompromise":
         outcome.destroyed_keys = _destroy_compromised_key(ctx, certificate_id)
     return outcome
 

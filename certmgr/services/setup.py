@@ -158,9 +158,17 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
             ))
             queries.add_audit(session, at=now, actor=ctx.actor, action="ca.create", target=subject.common_name, thumbprint=thumb)
     issuer = ctx.issuer(passphrase=passphrase)
+    from .recovery import recover
+
+    revoked = recover(ctx)  # a verifier issue the kill cut is undone (revoked): the CRL below must list it
     with database.read() as session:
         crl = queries.latest_crl(session, queries.authority(session).id)
-    crl = crl or sign_crl(ctx, issuer, now)
+    if crl is None or revoked:
+        crl = sign_crl(ctx, issuer, now)
+        if revoked:
+            from .publishing import publish_everywhere
+
+            publish_everywhere(ctx, crl, issuer.certificate, now)
     verifier = _verifier(ctx)
     os.chmod(home.root, HOME_MODE)
     home.init_marker.unlink(missing_ok=True)
@@ -206,10 +214,8 @@ def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now
 def _verifier(ctx: AppContext) -> tuple[str, str]:
     """certmgr's verification identity: the one an interrupted init completed, or a new one (after the recovery
     of a verifier issue that was cut)."""
-    from .recovery import recover
     from .verifier import verifier_application
 
-    recover(ctx)
     with ctx.database().read() as session:
         existing = verifier_application(ctx, session)
         active = queries.active_certificate(session, existing.id) if existing is not None else None

@@ -94,7 +94,7 @@ def revoked_by_certmgr(ctx: AppContext, cert: x509.Certificate):
 
     with ctx.database().read() as session:
         row = session.scalars(select(db.Certificate).where(db.Certificate.thumbprint == pki.thumbprint(cert))).first()
-        if row is None or row.status != db.CertStatus.REVOKED:
+        if row is None or row.revoked_at is None:  # revoked, or failed (revoked too: it never went live)
             return None
         session.expunge(row)
         return row
@@ -208,6 +208,10 @@ def import_certificate(
             f"{cert.subject.rfc4514_string()} is a CA and no CRL was given: OPC UA stacks will refuse every peer it issued "
             "with BadCertificateRevocationUnknown until its CRL is in the store (certmgr crl import FILE --store DIR)"
         )
+    if crl_der is not None:  # refused before anything is written: publishing never rolls a store back
+        newer = store.newer_crl_of(cert, number or 0, kind)
+        if newer is not None:
+            raise InputError(f"the store already holds a newer CRL of this CA ({newer.name})", "import the newest CRL")
     result["file"] = str(store.add_certificate(cert, kind))
     if crl_der is not None:
         published = store.publish_crl(crl_der, cert, number or 0, kind)

@@ -265,7 +265,8 @@ def check(
         for app in view.applications:
             if app["renewal_claimed_by"]:
                 problems.append(f"pending-left: {app['app_uri']}: renewal claim by {app['renewal_claimed_by']} left")
-    revoked_serials = {int(c["serial_hex"], 16) for c in view.certificates if c["status"] == "revoked"}
+    # every revoked serial, failed ones included (revoked_at set: they are on the CRL too)
+    revoked_serials = {int(c["serial_hex"], 16) for c in view.certificates if c.get("revoked_at")}
     apps_by_store = {a["store_path"]: a for a in view.applications if a["store_path"]}
 
     for path, layout in _stores(home, view, extra_stores or {}).items():
