@@ -14,6 +14,7 @@ from datetime import datetime
 
 import ca
 import db
+import pki
 from db import queries
 
 from ..context import AppContext
@@ -93,15 +94,24 @@ class PushDelivery:
         item.done = True
 
     def settle(self, item) -> None:
-        """A push cut short after its certificate existed: failed and revoked (the server never confirmed it)."""
+        """A push cut short after its certificate existed (Ctrl-C during the live proof, say): the server may have
+        taken it already. Serving it: it stays active (revoking it would cut the server off); else failed and
+        revoked."""
+        from .recovery import serves
+
         if item.done:
             return
         if item.cert_id is not None:
+            served = item.cert is not None and serves(item.candidate.endpoint, pki.thumbprint(item.cert))
             with self.ctx.database().write() as session:
                 row = session.get(db.Certificate, item.cert_id)
-                if row.status == db.CertStatus.PENDING:
+                if row.status == db.CertStatus.PENDING and served:
+                    lifecycle.activate(session, row, now=self.ctx.now(), actor=self.ctx.actor, action="certificate.push",
+                                       reason=f"served after an interrupted push ({item.result.reason})"[:2000])
+                    item.cert_id = None  # in use: nothing to revoke
+                elif row.status == db.CertStatus.PENDING:
                     lifecycle.fail(session, row, stage=item.result.stage or "push", reason=item.result.reason,
                                    now=self.ctx.now(), actor=self.ctx.actor, deploy="push")
-            item.failure_recorded = True
+                    item.failure_recorded = True
         item.done = True
 

@@ -85,19 +85,24 @@ def _store_decision(item: _Pending) -> tuple[bool, list[str]]:
     return completed, repairs
 
 
-def _push_decision(item: _Pending) -> bool:
-    """A push the process died in: completed only if the server presents the new certificate now."""
+def serves(endpoint: str | None, thumbprint: str) -> bool:
+    """Whether the server at ``endpoint`` presents the certificate ``thumbprint`` now (GetEndpoints only)."""
     import asyncio
 
     from ..opcua.proofs import endpoint_certificate
 
-    if not item.endpoint:
+    if not endpoint:
         return False
     try:
-        certificate, _ = asyncio.run(endpoint_certificate(item.endpoint, timeout=5.0))
+        certificate, _ = asyncio.run(endpoint_certificate(endpoint, timeout=5.0))
     except Exception:  # unreachable: it cannot be serving a certificate it never finished installing
         return False
-    return pki.thumbprint(certificate) == item.thumbprint
+    return pki.thumbprint(certificate) == thumbprint
+
+
+def _push_decision(item: _Pending) -> bool:
+    """A push the process died in: completed only if the server presents the new certificate now."""
+    return serves(item.endpoint, item.thumbprint)
 
 
 def recover(ctx: AppContext, *, now: datetime | None = None) -> int:
