@@ -215,7 +215,7 @@ def _fill(target: object, values: dict[str, Any], section: str, path: Path, loca
         limits = RANGES.get((section, key))
         if limits is not None and value is not None and not limits[0] <= value <= limits[1]:
             raise InputError(f"{_where(path, locate.key(section, key))}: [{section}] {key} = {value!r} is out of range",
-                             f"give a value from {limits[0]} to {limits[1]}")
+                             f"give a value between {limits[0]} and {limits[1]}")
         if (section, key) in DURATION_KEYS and value not in (None, ""):
             from .durations import parse_duration
 

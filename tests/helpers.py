@@ -103,6 +103,11 @@ def npm_installed(app_dir: Path, package: str) -> Path:
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed: this test runs a node-opcua application (install Node.js 20)")
-    if not (app_dir / "node_modules" / package / "package.json").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=app_dir, check=True, timeout=600)
+    import fcntl
+
+    # pytest-xdist workers share the folder: one runs npm ci, the others wait for it
+    with open(app_dir / ".npm-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (app_dir / "node_modules" / package / "package.json").exists():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=app_dir, check=True, timeout=600)
     return app_dir

@@ -284,8 +284,15 @@ def test_node_opcua_server_reads_the_chain_and_a_certmgr_client_connects(initial
         identity = identity_from_store(client, "urn:plant:client", peer_role="server", clock=lambda: datetime.now(timezone.utc))
 
         async def connect():
-            server_certificate, _ = await endpoint_certificate(url)
-            return server_certificate, await attempt_session(url, identity, "Basic256Sha256", server_certificate)
+            # node-opcua reads its trusted folders in the background after start: a loaded machine may answer
+            # the first channel before the CA is in; a real client retries the same way
+            for _ in range(5):
+                server_certificate, _ = await endpoint_certificate(url)
+                attempt = await attempt_session(url, identity, "Basic256Sha256", server_certificate)
+                if attempt.ok:
+                    break
+                await asyncio.sleep(2)
+            return server_certificate, attempt
 
         served, attempt = asyncio.run(connect())
     finally:
