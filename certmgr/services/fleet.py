@@ -67,6 +67,8 @@ def _bundle_crl(folder: Path, ca_cert: x509.Certificate) -> int | None:
     """The newest CRL number of certmgr's CA among the files of an exported bundle."""
     held = None
     for path in folder.iterdir() if folder.is_dir() else ():
+        if path.suffix.lower() not in (".crl", ".der", ".pem"):  # the README and what else an administrator keeps there
+            continue
         try:
             crl = pki.parse_crl(path.read_bytes())
         except (OSError, ValueError):
