@@ -317,17 +317,22 @@ def test_peer_add_refuses_bad_input_and_remove_needs_confirmation(plant: Certmgr
     assert plant.json("peer", "list") == []
 
 
+def node_pki_trusting_the_ca(plant: Certmgr, tmp_path):
+    """A node-opcua PKI folder certmgr does not manage, given certmgr's CA and CRL 1 by `store import`."""
+    pki_dir = tmp_path / "node-pki"
+    pki_dir.mkdir()
+    crl1 = tmp_path / "crl1.crl"
+    crl1.write_bytes(plant.sql("SELECT der FROM crls WHERE number = 1")[0][0])
+    return pki_dir, plant("store", "import", str(pki_dir), str(plant.home / "ca" / "ca.der"), "--trusted", "--crl", str(crl1),
+                          "--layout", "node-opcua")
+
+
 def test_node_opcua_server_on_an_unmanaged_store_refuses_a_revoked_client_and_probe_proves_it(
         plant: Certmgr, tmp_path, node_push_installed):
     from certmgr.opcua.proofs import endpoint_certificate
     from tests.test_push import NodeServer
 
-    pki_dir = tmp_path / "node-pki"
-    pki_dir.mkdir()
-    crl1 = tmp_path / "crl1.crl"
-    crl1.write_bytes(plant.sql("SELECT der FROM crls WHERE number = 1")[0][0])
-    imported = plant("store", "import", str(pki_dir), str(plant.home / "ca" / "ca.der"), "--trusted", "--crl", str(crl1),
-                     "--layout", "node-opcua")
+    pki_dir, imported = node_pki_trusting_the_ca(plant, tmp_path)
     assert "peer store" in imported.stdout
     server = NodeServer(pki_dir, {"admin": "admin-pw", "operator": "operator-pw"})
     hmi = identity_from_store(pki.ApplicationStore(tmp_path / "hmi"), "urn:plant:hmi", peer_role="server", clock=utc)
@@ -438,11 +443,7 @@ def test_push_registers_its_server_as_a_peer_and_revoke_lists_its_trust_list_unt
         plant: Certmgr, tmp_path, node_push_installed):
     from tests.test_push import SERVER_URI, NodeServer, secret, served_thumbprint
 
-    pki_dir = tmp_path / "node-pki"
-    pki_dir.mkdir()
-    crl1 = tmp_path / "crl1.crl"
-    crl1.write_bytes(plant.sql("SELECT der FROM crls WHERE number = 1")[0][0])
-    plant("store", "import", str(pki_dir), str(plant.home / "ca" / "ca.der"), "--trusted", "--crl", str(crl1), "--layout", "node-opcua")
+    pki_dir, _ = node_pki_trusting_the_ca(plant, tmp_path)
     server = NodeServer(pki_dir, {"admin": "admin-pw", "operator": "operator-pw"})
     try:
         admin = secret(tmp_path / "admin.pass", "admin-pw")
