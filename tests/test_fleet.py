@@ -22,7 +22,7 @@ import pki
 from certmgr.opcua.channel import Identity, LoopbackServer, try_channel
 from certmgr.opcua.identities import identity_from_store
 from tests.conftest import Certmgr
-from tests.helpers import der, utc
+from tests.helpers import configure, der, smtp_channel, utc
 from tests.test_push import node_push_installed  # noqa: F401  (fixture: npm ci of node-opcua once)
 
 
@@ -317,17 +317,22 @@ def test_peer_add_refuses_bad_input_and_remove_needs_confirmation(plant: Certmgr
     assert plant.json("peer", "list") == []
 
 
+def node_pki_trusting_the_ca(plant: Certmgr, tmp_path):
+    """A node-opcua PKI folder certmgr does not manage, given certmgr's CA and CRL 1 by `store import`."""
+    pki_dir = tmp_path / "node-pki"
+    pki_dir.mkdir()
+    crl1 = tmp_path / "crl1.crl"
+    crl1.write_bytes(plant.sql("SELECT der FROM crls WHERE number = 1")[0][0])
+    return pki_dir, plant("store", "import", str(pki_dir), str(plant.home / "ca" / "ca.der"), "--trusted", "--crl", str(crl1),
+                          "--layout", "node-opcua")
+
+
 def test_node_opcua_server_on_an_unmanaged_store_refuses_a_revoked_client_and_probe_proves_it(
         plant: Certmgr, tmp_path, node_push_installed):
     from certmgr.opcua.proofs import endpoint_certificate
     from tests.test_push import NodeServer
 
-    pki_dir = tmp_path / "node-pki"
-    pki_dir.mkdir()
-    crl1 = tmp_path / "crl1.crl"
-    crl1.write_bytes(plant.sql("SELECT der FROM crls WHERE number = 1")[0][0])
-    imported = plant("store", "import", str(pki_dir), str(plant.home / "ca" / "ca.der"), "--trusted", "--crl", str(crl1),
-                     "--layout", "node-opcua")
+    pki_dir, imported = node_pki_trusting_the_ca(plant, tmp_path)
     assert "peer store" in imported.stdout
     server = NodeServer(pki_dir, {"admin": "admin-pw", "operator": "operator-pw"})
     hmi = identity_from_store(pki.ApplicationStore(tmp_path / "hmi"), "urn:plant:hmi", peer_role="server", clock=utc)
@@ -349,5 +354,114 @@ def test_node_opcua_server_on_an_unmanaged_store_refuses_a_revoked_client_and_pr
         assert not result.ok and result.status in ("BadCertificateRevoked", "BadSecurityChecksFailed", "BadSecureChannelClosed")
         outcome = plant.json("probe", "--peer", server.url)[0]
         assert (outcome["trusts_ca"], outcome["crl_effective"], outcome["crl_current"], outcome["ok"]) == (True, 2, 2, True)
+    finally:
+        server.stop()
+
+
+def test_a_vendor_server_expiring_in_5_days_is_critical_everywhere_and_its_new_certificate_is_mailed(
+        plant: Certmgr, tmp_path, key_pool, smtp):
+    from tests.apps.third_party import ThirdPartyServer
+
+    configure(plant, smtp_channel(smtp.port))
+    vendor = ThirdPartyServer(tmp_path / "vendor", key_pool.get(2048), {"operator": "s3cret"}, days=5)
+    old_thumb = pki.thumbprint(vendor.certificate)
+    (tmp_path / "vendor.der").write_bytes(der(vendor.certificate))
+    plant("store", "import", str(tmp_path / "hmi"), str(tmp_path / "vendor.der"), "--trusted")  # the HMI trusts it
+
+    def run(*args, code=0):
+        return asyncio.to_thread(plant, *args, code=code)
+
+    async def scenario():
+        await vendor.start()
+        try:
+            added = (await run("peer", "add", "--endpoint", vendor.url, "--name", "historian", "--json")).json()
+            status = (await run("fleet", "status", "--json", code=2)).json()
+            checked = await run("check", code=2)
+            await run("daemon", "--once", "expiry-scan")
+            scanned = [m.get_content() for m in smtp.messages]
+            await vendor.regenerate(key_pool.get(2048))  # same port, a new self-signed certificate for a year
+            await run("daemon", "--once", "track-peers")
+            return added, status, checked, scanned, [m.get_content() for m in smtp.messages]
+        finally:
+            await vendor.stop()
+
+    added, status, checked, scanned, mails = asyncio.run(scenario())
+    new_thumb = pki.thumbprint(vendor.certificate)
+    assert added["thumbprint"] == old_thumb != new_thumb
+    row = next(r for r in status if r["kind"] == "peer")
+    assert (row["endpoint"], row["level"], row["thumbprint"]) == (vendor.url, "critical", old_thumb)
+    assert checked.stdout.startswith("CERTMGR CRITICAL") and f"{vendor.url} (critical, 5d)" in checked.stdout
+    assert len(scanned) == 1 and f"CRITICAL (was ok): {vendor.url} [{old_thumb}]" in scanned[0]  # the real SMTP receiver got it
+    assert len(mails) == 2
+    changed = mails[1]
+    assert f"certificate changed on {vendor.url}: {old_thumb} -> {new_thumb}" in changed
+    assert f"still trusting the old one: {tmp_path / 'hmi'}" in changed
+    peer = plant.json("peer", "show", vendor.url)
+    assert (peer["thumbprint"], peer["previous_thumbprint"]) == (new_thumb, old_thumb)
+    assert plant("check", code=1).stdout.startswith("CERTMGR WARNING")  # renewed for a year, but changed: look at it
+
+
+def test_revoke_lists_an_exported_bundle_it_cannot_deliver_and_trust_exchange_refreshes_it(plant: Certmgr, tmp_path, key_pool):
+    from tests.apps.third_party import ThirdPartyServer
+
+    vendor = ThirdPartyServer(tmp_path / "vendor", key_pool.get(2048), {"operator": "s3cret"})
+    bundle = tmp_path / "for-vendor"
+
+    def run(*args, code=0):
+        return asyncio.to_thread(plant, *args, code=code)
+
+    async def scenario():
+        await vendor.start()
+        try:
+            exchange = ("trust-exchange", "--app-uri", "urn:plant:hmi", "--endpoint", vendor.url, "--export", str(bundle), "--yes")
+            exchanged = await run(*exchange)
+            revoked = await run("revoke", "--app-uri", "urn:plant:server", "--reason", "superseded", "--yes", "--no-probe")
+            status = (await run("fleet", "status", "--json")).json()
+            untouched = sorted(p.name[-8:] for p in bundle.glob("*.crl"))  # certmgr does not rewrite a bundle by itself
+            again = await run(*exchange)
+            return exchanged, revoked, status, untouched, again, (await run("fleet", "status", "--json")).json()
+        finally:
+            await vendor.stop()
+
+    exchanged, revoked, status, untouched, again, refreshed = asyncio.run(scenario())
+    assert f"registered {vendor.url} as a peer" in exchanged.stdout
+    assert f"registered {bundle} as an exported bundle" in exchanged.stdout
+    peers = {p["layout"]: p for p in plant.json("peer", "list")}
+    assert peers["bundle"]["store"] == str(bundle.resolve()) and peers["ua-net"]["endpoint"] == vendor.url
+    command = f"`certmgr trust-exchange --app-uri urn:plant:hmi --endpoint {vendor.url} --export {bundle.resolve()}`"
+    assert "1 places hold an older CRL" in revoked.stdout
+    assert f"exported bundle {bundle.resolve()} for {vendor.url} holds CRL 1: {command}" in revoked.stdout
+    assert untouched == ["crl1.crl"]
+    row = next(r for r in status if r["kind"] == "bundle")
+    assert command in row["fix"] and row["crl_current"] == 2
+    assert "as an exported bundle" not in again.stdout  # known already
+    assert list(bundle.glob("*crl2.crl"))  # trust-exchange --export again refreshed it
+    assert next(r for r in refreshed if r["kind"] == "bundle")["fix"] is None
+
+
+def test_push_registers_its_server_as_a_peer_and_revoke_lists_its_trust_list_until_the_next_push(
+        plant: Certmgr, tmp_path, node_push_installed):
+    from tests.test_push import SERVER_URI, NodeServer, secret, served_thumbprint
+
+    pki_dir, _ = node_pki_trusting_the_ca(plant, tmp_path)
+    server = NodeServer(pki_dir, {"admin": "admin-pw", "operator": "operator-pw"})
+    try:
+        admin = secret(tmp_path / "admin.pass", "admin-pw")
+        plant("app", "add", "--app-uri", SERVER_URI, "--endpoint", server.url, "--deploy", "push", "--admin-user", "admin",
+              "--admin-password-file", str(admin), "--dns", "localhost", "--ip", "127.0.0.1", "--name", "node push test")
+        pushed = plant("push", "--app-uri", SERVER_URI, "--accept-server", served_thumbprint(server.url)[:16])
+        assert f"{server.url} is now a tracked peer" in pushed.stdout
+        peer = plant.json("peer", "show", server.url)
+        assert (peer["source"], peer["thumbprint"]) == ("push", served_thumbprint(server.url))
+        assert [r["kind"] for r in plant.json("fleet", "status") if r["endpoint"] == server.url] == ["push"]  # one row
+        revoked = plant("revoke", "--app-uri", "urn:plant:hmi", "--reason", "superseded", "--yes", "--no-probe")
+        assert f"push server {server.url} ({SERVER_URI}): its TrustList holds CRL 1: `certmgr push --app-uri {SERVER_URI}`" in revoked.stdout
+        assert "node-pki" not in revoked.stdout.split("older CRL")[1]  # the peer store got CRL 2 itself
+        again = plant.json("push", "--app-uri", SERVER_URI)
+        assert again["ok"] and "peer" not in [s["step"] for s in again["steps"]]  # registered once
+        plant("daemon", "--once", "track-peers")  # what certmgr pushed is no "certificate changed"
+        assert plant.json("peer", "show", server.url)["previous_thumbprint"] is None
+        assert "older CRL" not in plant("crl", "refresh").stdout
+        assert server.url not in plant("check", code=None).stdout
     finally:
         server.stop()

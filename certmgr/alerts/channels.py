@@ -50,7 +50,7 @@ def summary_line(alerts: list[tuple[Subject, str | None]]) -> str:
 
 
 def alert_text(alert: Subject, previous: str | None) -> str:
-    what = alert.name if alert.kind == "certificate" else f"CRL of {alert.name}"
+    what = f"CRL of {alert.name}" if alert.kind == "crl" else alert.name  # peers and probes are named by their endpoint
     change = f" (was {previous})" if previous and previous != alert.level else ""
     days = f"{alert.days_left:.1f} days left" if alert.days_left >= 0 else f"expired {-alert.days_left:.1f} days ago"
     thumb = f" [{alert.thumbprint}]" if alert.thumbprint else ""

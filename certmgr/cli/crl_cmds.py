@@ -48,8 +48,9 @@ def revoke(app, thumbprint, serial, app_uri, reason, yes, no_probe) -> None:
     outcome = revoke_service(app, cert.id, reason)
     failed = [s for s in outcome.stores if s.status == "error"]
     probed = _probe_after_revoke(app) if not (no_probe or outcome.already) else []  # issue 15
+    behind = _places_behind(app, outcome.crl_number)
     if app.json:
-        emit_json({**outcome.as_dict(), "probe": [o.as_dict() for o in probed]})
+        emit_json({**outcome.as_dict(), "probe": [o.as_dict() for o in probed], "places_behind": behind.unreached})
     elif outcome.already:
         click.echo(f"{outcome.thumbprint} was already revoked on {outcome.revoked_at:%Y-%m-%d %H:%M} UTC ({outcome.reason}); nothing changed")
     else:
@@ -58,6 +59,8 @@ def revoke(app, thumbprint, serial, app_uri, reason, yes, no_probe) -> None:
     for o in probed:
         if not o.ok:
             warn(f"revocation not effective on {o.endpoint} (CRL {o.crl_effective} of {o.crl_current}): {o.fix}")
+    if behind.summary() and not app.json:
+        click.echo(behind.summary())
     if outcome.was_active:
         warn(
             f"{outcome.app_uri} is now without a valid certificate; "
@@ -65,6 +68,14 @@ def revoke(app, thumbprint, serial, app_uri, reason, yes, no_probe) -> None:
         )
     if failed:
         raise OperationFailed(f"the new CRL could not be written to {len(failed)} store(s)", "fix them and run `certmgr crl refresh`")
+
+
+def _places_behind(app, crl_number: int | None):
+    """Places certmgr's CA went that did not get CRL ``crl_number``, each with the command that delivers it (the
+    stores revoke could not write are on the publication lines already)."""
+    from ..services.fleet import PeerDelivery, places_behind
+
+    return PeerDelivery(unreached=places_behind(app, crl_number) if crl_number is not None else [])
 
 
 def _probe_after_revoke(app) -> list:
@@ -119,6 +130,9 @@ def crl_refresh(app, force) -> None:
                 click.echo(f"  PROBLEM {check.store}: {line}")
             for line in check.warnings:
                 click.echo(f"  warning {check.store}: {line}")
+        behind = _places_behind(app, report.crl_number).summary()
+        if behind:
+            click.echo(behind)
     if not report.ok:
         broken = sum(1 for c in report.checks if c.problems)
         raise OperationFailed(f"{broken} store(s) still have CRL problems", "see the lines marked PROBLEM")

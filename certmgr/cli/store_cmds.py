@@ -244,6 +244,9 @@ def trust_exchange(app, app_uri, endpoint, export_dir, yes) -> None:
     click.echo(f"server certificate {result['server_certificate']['thumbprint']} {state}")
     if result.get("peer"):
         click.echo(f"registered {endpoint} as a peer: its certificate is tracked (certmgr peer show {endpoint})")
+    if result.get("bundle_peer"):
+        click.echo(f"registered {result['exported_to']} as an exported bundle: after each revocation certmgr lists it until "
+                   "you run this command again (certmgr peer list)")
     offer = result["for_the_server"]
     if "exported_to" in result:
         where = f"exported to {result['exported_to']}; {offer['readme']} there says which file goes where"

@@ -19,6 +19,7 @@ from db import queries
 
 from ..context import AppContext
 from . import lifecycle, windows
+from .crls import current_crl
 from .push import PushReport, _load, conversation
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class PushDelivery:
         report = PushReport(app.uri, old_thumbprint=app.active_thumbprint)
         item.result.report = report
         timeout = options.verify_timeout if options.verify_timeout is not None else ctx.settings.verify.timeout
+        crl_number = current_crl(ctx).number  # what the TrustList step sends, or a newer one: never recorded too high
         try:
             asyncio.run(conversation(ctx, app, self.issuer, report, lambda cert: self._record(item, app, cert),
                                      regenerate_key=options.regenerate_key, accept_server=options.accept_server,
@@ -62,6 +64,7 @@ class PushDelivery:
             log.exception("push to %s", app.endpoint)
             if not report.failed_step:
                 report.fail("push", type(exc).__name__, str(exc))
+        self._as_peer(app, report, item, crl_number)
         item.result.new_thumbprint = report.new_thumbprint
         item.result.channels = [s.as_dict() for s in report.steps]
         if report.not_after:
@@ -69,6 +72,26 @@ class PushDelivery:
         if not report.ok:
             item.fail(f"push: {report.failed_step}", report.message)
         self._commit(item, report)
+
+    def _as_peer(self, app, report: PushReport, item, crl_number: int) -> None:
+        """Issue 15: the server's TrustList now holds certmgr's CA, so the server is registered as a peer (its served
+        certificate is tracked: a vendor stack regenerating it is reported) and what its TrustList read back is noted,
+        so that after each revocation it is listed until it holds the new CRL. Said in the report as a step."""
+        from .fleet import note_trust_list
+        from .peers import PUSH_SOURCE, register_endpoint_peer
+
+        trust_list = next((s for s in report.steps if s.name == "TrustList"), None)
+        if trust_list is None:
+            return
+        try:
+            if trust_list.status == "Good":
+                note_trust_list(self.ctx, app.endpoint, crl_number, self.ctx.now())
+            if (report.ok or report.served) and item.cert is not None:
+                if register_endpoint_peer(self.ctx, app.endpoint, item.cert, PUSH_SOURCE):
+                    report.add("peer", "Registered", f"{app.endpoint} is now a tracked peer (certmgr peer show {app.endpoint}): "
+                               "a certificate the server makes itself is reported; its TrustList is listed after each revocation")
+        except Exception:  # bookkeeping never turns a served certificate into a failed (and revoked) one
+            log.exception("registering push server %s as a peer", app.endpoint)
 
     def _commit(self, item, report: PushReport) -> None:
         """ok: the pushed certificate is active. Served although the proof failed: revoking it would cut the server

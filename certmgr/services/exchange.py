@@ -74,6 +74,9 @@ def trust_exchange(
         atomic_write(export_dir / offer["application_certificate"], own.certificate.public_bytes(serialization.Encoding.DER))
         atomic_write(export_dir / README, readme_text(app_uri, url, offer, result["application_is_ca_signed"]).encode())
         result["exported_to"] = str(export_dir)
+        from .peers import register_bundle_peer  # issue 15: listed after each revocation until refreshed
+
+        result["bundle_peer"] = register_bundle_peer(ctx, export_dir, url, app_uri)
     result["for_the_server"] = offer
     return result
 

@@ -25,6 +25,8 @@ from ..errors import InputError, OperationFailed
 from .store_inspect import describe
 
 CHANGE_NOTICE = timedelta(days=7)  # a changed peer certificate stays a warning this long, so the alert is seen
+BUNDLE = "bundle"  # the layout of a `trust-exchange --export` folder: flat files for a human to copy, not a store
+PUSH_SOURCE = "push"  # a push server's endpoint: certmgr issues its certificate, tracking catches a vendor regenerating it
 
 
 @dataclass(frozen=True)
@@ -142,12 +144,16 @@ def register_store_peer(ctx: AppContext, store: pki.ApplicationStore, source: st
 
 
 def register_endpoint_peer(ctx: AppContext, url: str, certificate: x509.Certificate, source: str) -> dict | None:
-    """Called by `trust-exchange`: the server it exchanged trust with becomes a tracked peer (its offered
-    policies are filled in by the next tracking run). None when it is an application's or a known peer's."""
+    """Called by `trust-exchange` and `push`: the server it touched becomes a tracked peer (its offered
+    policies are filled in by the next tracking run). None when it is a known peer, or (except for `push`,
+    whose server is a push application) an application's endpoint."""
     with ctx.database().read() as session:
-        if session.scalars(select(db.Peer).where(db.Peer.endpoint == url)).first() is not None:
+        known = session.scalars(select(db.Peer).where(db.Peer.endpoint == url)).first()
+        if known is not None:
+            if source == PUSH_SOURCE and known.thumbprint != pki.thumbprint(certificate):
+                _note_pushed(ctx, url, certificate)
             return None
-        if session.scalars(select(db.Application).where(db.Application.endpoint == url)).first() is not None:
+        if source != PUSH_SOURCE and session.scalars(select(db.Application).where(db.Application.endpoint == url)).first() is not None:
             return None
     now = ctx.now()
     with ctx.database().write() as session:
@@ -155,6 +161,35 @@ def register_endpoint_peer(ctx: AppContext, url: str, certificate: x509.Certific
                        **certificate_facts(certificate, now))
         session.add(peer)
         queries.add_audit(session, at=now, actor=ctx.actor, action="peer.add", target=url, thumbprint=peer.thumbprint, source=source)
+        session.flush()
+        return peer_dict(peer)
+
+
+def _note_pushed(ctx: AppContext, url: str, certificate: x509.Certificate) -> None:
+    """certmgr pushed this certificate itself: the next tracking run must not call it a change."""
+    now = ctx.now()
+    with ctx.database().write() as session:
+        peer = session.scalars(select(db.Peer).where(db.Peer.endpoint == url)).first()
+        for key, value in certificate_facts(certificate, now).items():
+            setattr(peer, key, value)
+        peer.last_seen_at, peer.previous_thumbprint, peer.changed_at = now, None, None
+
+
+def register_bundle_peer(ctx: AppContext, folder: Path, server_url: str, app_uri: str) -> dict | None:
+    """Called by `trust-exchange --export`: the exported folder holds certmgr's CA and a CRL that goes stale with
+    the next revocation, and certmgr cannot reach the server's store behind it; as a peer of layout "bundle" it is
+    listed after each revocation with the command that refreshes it (name = the server, app_uri = the application
+    the bundle is for). None when the folder is known already."""
+    path = str(Path(folder).resolve())
+    with ctx.database().read() as session:
+        if session.scalars(select(db.Peer).where(db.Peer.store_path == path)).first() is not None:
+            return None
+    now = ctx.now()
+    with ctx.database().write() as session:
+        peer = db.Peer(name=server_url[:200], endpoint=None, store_path=path, layout=BUNDLE, source="trust-exchange --export",
+                       app_uri=app_uri, created_at=now, findings=[], offered=[], flags=[])
+        session.add(peer)
+        queries.add_audit(session, at=now, actor=ctx.actor, action="peer.add", target=path, source="trust-exchange --export")
         session.flush()
         return peer_dict(peer)
 
@@ -248,7 +283,8 @@ def _stores_trusting(ctx: AppContext, thumbprint: str) -> list[str]:
 
     paths = [t.store() for t in registered_stores(ctx)]
     with ctx.database().read() as session:
-        paths += [pki.ApplicationStore(p.store_path, p.layout) for p in session.scalars(select(db.Peer).where(db.Peer.store_path.is_not(None)))]
+        paths += [pki.ApplicationStore(p.store_path, p.layout) for p in session.scalars(select(db.Peer).where(
+            db.Peer.store_path.is_not(None), db.Peer.layout != BUNDLE))]
     found = []
     for store in paths:
         try:
@@ -308,11 +344,16 @@ def peer_subjects(ctx: AppContext, now: datetime, settings) -> Iterator:
 
     with ctx.database().read() as session:
         peers = list(session.scalars(select(db.Peer).where(db.Peer.not_after.is_not(None))))
+        ours = set(session.scalars(select(db.Certificate.thumbprint).where(db.Certificate.thumbprint.in_([p.thumbprint for p in peers]))))
     for peer in peers:
         level, reason = certificate_level(peer.not_after, None, now, settings.warning, settings.critical, False)
-        if peer.changed_at is not None and now - peer.changed_at < CHANGE_NOTICE and level == "ok":
-            level = "warning"
-            reason = f"certificate changed ({peer.previous_thumbprint} -> {peer.thumbprint}); {reason}"
+        if peer.thumbprint in ours:
+            level = "ok"  # a push server serving what certmgr issued: the application's own alert covers its expiry
+        if peer.changed_at is not None and now - peer.changed_at < CHANGE_NOTICE:
+            level = "warning" if level == "ok" else level
+            change = CertificateChange(peer.endpoint or peer.name, peer.previous_thumbprint, peer.thumbprint,
+                                       _stores_trusting(ctx, peer.previous_thumbprint))
+            reason = f"{change.message()}; {reason}"
         if level != "ok":
             yield Subject(f"peer:{peer.endpoint or peer.store_path}:{peer.thumbprint}", "peer", peer.endpoint or peer.name,
                           peer.thumbprint, peer.not_after, _days(peer.not_after - now), level, f"peer {reason}", peer.store_path)

@@ -15,14 +15,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 URI = "urn:vendor:historian"
 
 
-def self_signed(key: rsa.RSAPrivateKey, cn: str = "Vendor Historian", uri: str = URI) -> x509.Certificate:
+def self_signed(key: rsa.RSAPrivateKey, cn: str = "Vendor Historian", uri: str = URI, days: float = 365) -> x509.Certificate:
     """What vendor servers generate for themselves: self-signed, CA:FALSE, keyCertSign (Part 6)."""
     now = datetime.now(timezone.utc)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Vendor")])
     return (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=365))
+        .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(True, True, True, True, False, True, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
@@ -49,10 +49,10 @@ class _Users:
 class ThirdPartyServer:
     """Stores: <root>/own, <root>/trusted/certs, <root>/rejected/certs (UA-.NETStandard-like)."""
 
-    def __init__(self, root: Path, key: rsa.RSAPrivateKey, users: dict[str, str]) -> None:
+    def __init__(self, root: Path, key: rsa.RSAPrivateKey, users: dict[str, str], days: float = 365) -> None:
         self.root = root
         self.key = key
-        self.certificate = self_signed(key)
+        self.certificate = self_signed(key, days=days)
         self.users = users
         self.server = None
         self.port = None
@@ -85,12 +85,12 @@ class ThirdPartyServer:
             (self.root / "rejected" / "certs" / f"{cn} [{thumb}].der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
             raise
 
-    async def start(self) -> ThirdPartyServer:
+    async def start(self, port: int = 0) -> ThirdPartyServer:
         from asyncua import Server, ua
 
         server = Server(user_manager=_Users(self.users))
         await server.init()
-        server.set_endpoint("opc.tcp://127.0.0.1:0/")
+        server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/")
         server.set_server_name("Vendor Historian")
         await server.set_application_uri(URI)
         server.set_security_policy([
@@ -108,6 +108,15 @@ class ThirdPartyServer:
             endpoint.EndpointUrl = self.url
         return self
 
+    async def regenerate(self, key: rsa.RSAPrivateKey, days: float = 365) -> None:
+        """What vendor stacks do when their certificate nears its end: a new self-signed one, served after a
+        restart on the same port."""
+        await self.stop()
+        self.key, self.certificate = key, self_signed(key, days=days)
+        (self.root / "own" / "certs" / "Vendor Historian.der").write_bytes(self.certificate.public_bytes(serialization.Encoding.DER))
+        await self.start(self.port)
+
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
+            self.server = None
