@@ -3,15 +3,18 @@
 # on SQLite, then every database-touching test again on a throw-away PostgreSQL cluster (installed from
 # Debian's packages if missing, started on a temp directory and a loopback port, stopped at the end).
 # Extra arguments go to pytest, e.g. scripts/test.sh -k crl -x
-# CERTMGR_TEST_PG=skip runs only the SQLite pass; CERTMGR_TEST_PG=URL uses an existing server.
+# CERTMGR_TEST_PG=skip runs only the SQLite pass; CERTMGR_TEST_PG=URL uses an existing server;
+# CERTMGR_TEST_WORKERS=1 runs the tests one after another.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/venv.sh
 .venv/bin/python -m pip install -q -e '.[test]'
+# One worker per core (pytest-xdist; a file's tests stay together): many tests wait on sockets and subprocesses.
+WORKERS=${CERTMGR_TEST_WORKERS:-$(nproc 2>/dev/null || echo 2)}
 
 echo "== pass 1: SQLite"
-.venv/bin/python -m pytest -p no:cacheprovider --durations=15 "$@"
+.venv/bin/python -m pytest -p no:cacheprovider -n "$WORKERS" --dist loadfile --durations=15 "$@"
 
 if [ "${CERTMGR_TEST_PG:-}" = "skip" ]; then
     echo "== pass 2 skipped (CERTMGR_TEST_PG=skip)"
@@ -22,4 +25,4 @@ if [ -z "${CERTMGR_TEST_PG:-}" ]; then
     trap 'bash scripts/pg_cluster.sh stop "$CERTMGR_PG_DIR"' EXIT
 fi
 echo "== pass 2: PostgreSQL ($CERTMGR_TEST_PG)"
-CERTMGR_TEST_PG="$CERTMGR_TEST_PG" .venv/bin/python -m pytest -p no:cacheprovider -m uses_db --durations=15 "$@"
+CERTMGR_TEST_PG="$CERTMGR_TEST_PG" .venv/bin/python -m pytest -p no:cacheprovider -n "$WORKERS" --dist loadfile -m uses_db --durations=15 "$@"
