@@ -10,11 +10,11 @@ cd "$(dirname "$0")/.."
 
 . scripts/venv.sh
 .venv/bin/python -m pip install -q -e '.[test]'
-# One worker per core (pytest-xdist; a file's tests stay together): many tests wait on sockets and subprocesses.
+# One worker per core (pytest-xdist): many tests wait on sockets and subprocesses.
 WORKERS=${CERTMGR_TEST_WORKERS:-$(nproc 2>/dev/null || echo 2)}
 
 echo "== pass 1: SQLite"
-.venv/bin/python -m pytest -p no:cacheprovider -n "$WORKERS" --dist loadfile --durations=15 "$@"
+.venv/bin/python -m pytest -p no:cacheprovider -n "$WORKERS" --dist load --durations=15 "$@"
 
 if [ "${CERTMGR_TEST_PG:-}" = "skip" ]; then
     echo "== pass 2 skipped (CERTMGR_TEST_PG=skip)"
@@ -25,4 +25,4 @@ if [ -z "${CERTMGR_TEST_PG:-}" ]; then
     trap 'bash scripts/pg_cluster.sh stop "$CERTMGR_PG_DIR"' EXIT
 fi
 echo "== pass 2: PostgreSQL ($CERTMGR_TEST_PG)"
-CERTMGR_TEST_PG="$CERTMGR_TEST_PG" .venv/bin/python -m pytest -p no:cacheprovider -n "$WORKERS" --dist loadfile -m uses_db --durations=15 "$@"
+CERTMGR_TEST_PG="$CERTMGR_TEST_PG" .venv/bin/python -m pytest -p no:cacheprovider -n "$WORKERS" --dist load -m uses_db --durations=15 "$@"

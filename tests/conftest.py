@@ -25,6 +25,7 @@ import ca
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL_SIZES = {2048: 32, 3072: 2, 4096: 3}
+CA_KEYS = 4  # 2048-bit keys kept out of the cycle: a CA must never share its key with a leaf it signs
 PASSPHRASE = "test passphrase for the CA"
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
@@ -36,17 +37,25 @@ def _make_key(bits: int) -> bytes:
 
 class KeyPool:
     def __init__(self) -> None:
-        jobs = [bits for bits, count in POOL_SIZES.items() for _ in range(count)]
+        jobs = [bits for bits, count in POOL_SIZES.items() for _ in range(count)] + [2048] * CA_KEYS
         with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             ders = list(pool.map(_make_key, jobs))
         keys: dict[int, list] = {}
         for bits, der in zip(jobs, ders):
             keys.setdefault(bits, []).append(serialization.load_der_private_key(der, None))
+        # A leaf whose key is its CA's looks self-signed to a stack that checks the signature with the leaf's own key
+        # (node-opcua then says BadCertificateUntrusted): CA keys never come back through the cycle.
+        self._ca_keys = keys[2048][-CA_KEYS:]
+        keys[2048] = keys[2048][:-CA_KEYS]
         self._cycles = {bits: itertools.cycle(items) for bits, items in keys.items()}
 
     def get(self, bits: int = 2048):
         ca.check_key_size(bits)
         return next(self._cycles[bits])
+
+    def ca_key(self):
+        """A key no leaf ever gets (four per run: test_ca, foreign_ca, the template home's CA, one spare)."""
+        return self._ca_keys.pop()
 
 
 @pytest.fixture(scope="session")
@@ -64,14 +73,14 @@ def pooled_keys(monkeypatch, key_pool):
 @pytest.fixture(scope="session")
 def test_ca(key_pool):
     """A CA for tests that work below the CLI."""
-    key = key_pool.get(2048)
+    key = key_pool.ca_key()
     cert = ca.build_root_ca(key, ca.SubjectFields("Test CA", "certmgr tests"), now=T0 - timedelta(days=1), days=3650)
     return ca.Issuer(cert, key)
 
 
 @pytest.fixture(scope="session")
 def foreign_ca(key_pool):
-    key = key_pool.get(2048)
+    key = key_pool.ca_key()
     cert = ca.build_root_ca(key, ca.SubjectFields("Foreign CA", "elsewhere"), now=T0 - timedelta(days=1), days=3650)
     return ca.Issuer(cert, key)
 
@@ -242,7 +251,8 @@ def initialised_template(tmp_path_factory, key_pool, pg_databases):
     from _pytest.monkeypatch import MonkeyPatch
 
     patch = MonkeyPatch()
-    patch.setattr(ca, "generate_rsa_key", key_pool.get)
+    first = iter([key_pool.ca_key()])  # init makes the CA key first: one no leaf will share
+    patch.setattr(ca, "generate_rsa_key", lambda bits=2048: next(first, None) or key_pool.get(bits))
     name = f"certmgr_template_{uuid.uuid4().hex[:8]}"
     url = pg_databases.create(name) if pg_databases is not None else None
     template = Certmgr(tmp_path_factory.mktemp("template") / "home", url)

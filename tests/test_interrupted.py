@@ -21,7 +21,8 @@ def slow_hook_app(initialised: Certmgr, tmp_path):
     """A client whose deploy hook, while `hold` exists, says it started and then waits (as a slow reload would)."""
     initialised("issue", "--app-uri", "urn:plant:hmi", "--store", str(tmp_path / "hmi"), "--role", "client")
     started, hold = tmp_path / "hook-started", tmp_path / "hold"
-    hook = (f'if [ "$CERTMGR_ACTION" = renewed ] && [ -e {hold} ]; then touch {started}; sleep 60; fi')
+    # exec: the hook process is the sleep itself, so a Ctrl-C to the group never finds a shell between two commands
+    hook = (f'if [ "$CERTMGR_ACTION" = renewed ] && [ -e {hold} ]; then touch {started}; exec sleep 60; fi')
     initialised("app", "update", "--app-uri", "urn:plant:hmi", "--deploy-hook", hook)
     hold.touch()
     return initialised, started, hold
@@ -37,6 +38,7 @@ def start_renewal(cm: Certmgr, started: Path) -> subprocess.Popen:
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"the renewal never reached its hook: {process.communicate()}")
         time.sleep(0.05)
+    time.sleep(0.5)  # the hook has exec'd its sleep: the interrupt lands mid-hook, as an operator's Ctrl-C would
     return process
 
 
