@@ -32,6 +32,8 @@ def start_renewal(cm: Certmgr, started: Path) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-m", "certmgr", "renew", "--app-uri", "urn:plant:hmi", "--force", "--no-verify"],
         cwd=ROOT, env=cm.subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        # a test run started in the background (nohup, `&`) inherits SIGINT ignored; an operator's terminal does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not started.exists():
