@@ -125,21 +125,30 @@ def atomic_write(target: Path, data: bytes, mode: int = CERT_MODE, staging: Path
     return target
 
 
+DESTROY_PREFIX = ".certmgr-destroy-"
+
+
 def destroy_secret(path: Path) -> bool:
-    """Remove a private key or other secret file so its bytes do not stay readable on the disk: overwrite
-    the file in place with zeros, fsync, then unlink (and fsync the folder). True when a file was removed.
+    """Remove a private key or other secret file so its bytes do not stay readable on the disk. The file is first
+    renamed to a hidden name (a stack loading the folder then sees no key rather than a half-erased one, whatever
+    moment a crash hits), then overwritten in place with zeros, fsynced and unlinked. True when a file was removed.
 
     On copy-on-write or journalled-data file systems and SSDs the old blocks may survive the overwrite;
     this removes what an unlink alone leaves (the bytes in the same blocks) and is the best a file API can do.
     A symbolic link is unlinked, never followed: overwriting its target could destroy another file. A file with
     other hard links is only unlinked: its bytes are still another name's (an own-folder switch links the keys
-    it keeps into the next own/ tree, see pki/own_switch.py).
+    it keeps into the next own/ tree, see pki/own_switch.py). ``sweep_destroyed`` finishes what a crash cut.
     """
     path = Path(path)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return False
+    if not path.name.startswith(DESTROY_PREFIX):
+        hidden = path.with_name(f"{DESTROY_PREFIX}{secrets.token_hex(6)}")
+        os.rename(path, hidden)
+        fsync_dir(path.parent)
+        path = hidden
     if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
         fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
         try:
@@ -153,3 +162,11 @@ def destroy_secret(path: Path) -> bool:
     path.unlink(missing_ok=True)
     fsync_dir(path.parent)
     return True
+
+
+def sweep_destroyed(folder: Path) -> list[Path]:
+    """Finish destroying secrets a crash left under their hidden name."""
+    found = sorted(folder.glob(f"{DESTROY_PREFIX}*")) if folder.is_dir() else []
+    for path in found:
+        destroy_secret(path)
+    return found

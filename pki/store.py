@@ -27,6 +27,7 @@ from .files import (
     PRIVATE_DIR_MODE,
     atomic_write,
     destroy_secret,
+    sweep_destroyed,
     ensure_dir_within,
     fsync_dir,
     link_refused,
@@ -413,6 +414,8 @@ class ApplicationStore(CrlFolders):
         own/staged; the current own key only with ``include_current``), for a keyCompromise revocation.
         The certificates stay (they are public); the removed key files are returned."""
         thumb = thumb.upper()
+        for folder in (self.own_private_dir, self.history_dir, self.staged_dir):
+            sweep_destroyed(folder)  # a destruction a kill cut short
         removed = []
         marker = f" [{thumb}].pem"
         for folder in (self.history_dir, self.staged_dir):
@@ -432,6 +435,8 @@ class ApplicationStore(CrlFolders):
         from history. A key file that belongs to no own certificate (ua-net names) is removed.
         """
         done = sweep_leftovers(self.staging_dir)
+        for folder in (self.own_private_dir, self.history_dir, self.staged_dir):
+            done += [f"finished destroying {p.name} in {folder.name}" for p in sweep_destroyed(folder)]
         own = self.own()
         if own is not None:
             try:

@@ -431,7 +431,7 @@ def test_destroy_secret_overwrites_before_unlinking(tmp_path, monkeypatch):
     real_unlink = type(secret).unlink
 
     def spy(self, missing_ok=False):
-        if self == secret:
+        if self.parent == secret.parent and self.name.startswith(files.DESTROY_PREFIX):  # renamed away first
             seen["bytes"] = self.read_bytes()
         return real_unlink(self, missing_ok=missing_ok)
 
