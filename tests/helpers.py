@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 from pathlib import Path
 
 from cryptography import x509
@@ -111,3 +113,41 @@ def npm_installed(app_dir: Path, package: str) -> Path:
         if not (app_dir / "node_modules" / package / "package.json").exists():
             subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=app_dir, check=True, timeout=600)
     return app_dir
+
+
+NODE_PUSH_DIR = Path(__file__).parent / "apps" / "node_push"
+NODE_PUSH_URI = "urn:certmgr:test:nodeopcua-server"
+
+
+class NodeServer:
+    def __init__(self, pki_dir: Path, passwords: dict[str, str], port: int = 0) -> None:
+        """node-opcua's push server on ``pki_dir`` (``port`` 0: any free one), started and READY."""
+        env = {**os.environ, "ADMIN_PASSWORD": passwords["admin"], "OPERATOR_PASSWORD": passwords["operator"], "APP_URI": NODE_PUSH_URI}
+        self.log = pki_dir.parent / "node-server.log"
+        self.process = subprocess.Popen(["node", str(NODE_PUSH_DIR / "server.js"), str(pki_dir), str(port)], cwd=NODE_PUSH_DIR, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for raw in iter(self.process.stdout.readline, b""):
+            line = raw.decode(errors="replace").strip()
+            if line.startswith("READY "):
+                self.port = int(line.split()[1])
+                break
+        else:
+            raise RuntimeError(f"node-opcua server did not start (exit {self.process.wait()})")
+
+        def drain():  # node-opcua writes warnings to stdout: a full pipe would block the server
+            with open(self.log, "ab") as handle:
+                for chunk in iter(self.process.stdout.readline, b""):
+                    handle.write(chunk)
+
+        threading.Thread(target=drain, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()

@@ -3,10 +3,7 @@ node-opcua-server-configuration 2.157.0, installed here with npm from tests/apps
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,49 +14,16 @@ from cryptography.hazmat.primitives import serialization
 import ca
 import pki
 from tests.conftest import Certmgr
-from tests.helpers import npm_installed
+from tests.helpers import NODE_PUSH_DIR as NODE_DIR
+from tests.helpers import NODE_PUSH_URI as SERVER_URI
+from tests.helpers import NodeServer, npm_installed
 
-NODE_DIR = Path(__file__).parent / "apps" / "node_push"
-SERVER_URI = "urn:certmgr:test:nodeopcua-server"
 
 
 @pytest.fixture(scope="session")
 def node_push_installed() -> Path:
     """npm ci once per test run."""
     return npm_installed(NODE_DIR, "node-opcua-server-configuration")
-
-
-class NodeServer:
-    def __init__(self, pki_dir: Path, passwords: dict[str, str]) -> None:
-        env = {**os.environ, "ADMIN_PASSWORD": passwords["admin"], "OPERATOR_PASSWORD": passwords["operator"], "APP_URI": SERVER_URI}
-        self.log = pki_dir.parent / "node-server.log"
-        self.process = subprocess.Popen(["node", str(NODE_DIR / "server.js"), str(pki_dir), "0"], cwd=NODE_DIR, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for raw in iter(self.process.stdout.readline, b""):
-            line = raw.decode(errors="replace").strip()
-            if line.startswith("READY "):
-                self.port = int(line.split()[1])
-                break
-        else:
-            raise RuntimeError(f"node-opcua server did not start (exit {self.process.wait()})")
-
-        def drain():  # node-opcua writes warnings to stdout: a full pipe would block the server
-            with open(self.log, "ab") as handle:
-                for chunk in iter(self.process.stdout.readline, b""):
-                    handle.write(chunk)
-
-        threading.Thread(target=drain, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"opc.tcp://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def served_thumbprint(url: str) -> str:

@@ -3,6 +3,7 @@ verification identity certmgr uses to prove certificates on real secure channels
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -102,15 +103,22 @@ def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=
         ensure_dir(home.root, HOME_MODE)
     except (OSError, pki.StoreError) as exc:
         raise OperationFailed(f"cannot create certmgr home {home.root}: {exc}", "check the path's permissions") from None
-    # the lock is on the home folder itself: a refused init leaves no file behind
-    fd = os.open(home.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    with _home_locked(home.root):
+        return _initialise_locked(ctx, settings, subject, passphrase, key)
+
+
+@contextlib.contextmanager
+def _home_locked(root: Path):
+    """Hold an exclusive lock on the home folder itself (so a refused init or join leaves no file behind); a
+    second concurrent `init` on the same home exits 2."""
+    fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise InputError(f"another `certmgr init` is creating {home.root} right now",
+            raise InputError(f"another `certmgr init` is creating {root} right now",
                              "wait for it to finish, then use that home (or give another --home)") from None
-        return _initialise_locked(ctx, settings, subject, passphrase, key)
+        yield
     finally:
         os.close(fd)
 
@@ -163,12 +171,10 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
     revoked = recover(ctx)  # a verifier issue the kill cut is undone (revoked): the CRL below must list it
     with database.read() as session:
         crl = queries.latest_crl(session, queries.authority(session).id)
-    if crl is None or revoked:
+    if revoked:
+        crl = _publish_new_crl(ctx, issuer, now)
+    elif crl is None:
         crl = sign_crl(ctx, issuer, now)
-        if revoked:
-            from .publishing import publish_everywhere
-
-            publish_everywhere(ctx, crl, issuer.certificate, now)
     verifier = _verifier(ctx)
     os.chmod(home.root, HOME_MODE)
     home.init_marker.unlink(missing_ok=True)
@@ -211,6 +217,15 @@ def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now
     return ca_cert
 
 
+def _publish_new_crl(ctx: AppContext, issuer, now):
+    """After recovery revoked a cut issue: a CRL listing it, in every store (the revoked certificate may be in one)."""
+    from .publishing import publish_everywhere
+
+    crl = sign_crl(ctx, issuer, now)
+    publish_everywhere(ctx, crl, issuer.certificate, now)
+    return crl
+
+
 def _verifier(ctx: AppContext) -> tuple[str, str]:
     """certmgr's verification identity: the one an interrupted init completed, or a new one (after the recovery
     of a verifier issue that was cut)."""
@@ -231,7 +246,7 @@ def _verifier(ctx: AppContext) -> tuple[str, str]:
 def join(ctx: AppContext, *, node: str, ca_cert: Path, ca_key: Path, passphrase: bytes) -> dict:
     """Make this home another node of an existing certmgr: same database, same CA files, its own verifier."""
     home = ctx.home
-    if home.config_path.exists():
+    if home.config_path.exists() and not home.init_marker.exists():
         raise InputError(f"{home.root} already holds a certmgr home", "give --home an empty or new folder")
     if not ctx.db_url_option:
         raise InputError("--join needs the shared database", "pass --db postgresql+psycopg://... (or CERTMGR_DB)")
@@ -261,18 +276,52 @@ def join(ctx: AppContext, *, node: str, ca_cert: Path, ca_key: Path, passphrase:
     ensure_dir(home.root, HOME_MODE)
     ensure_dir(home.log_dir, HOME_MODE)
     settings.daemon.node = node
+    with _home_locked(home.root):
+        return _join_locked(ctx, settings, node, passphrase)
+
+
+def _join_locked(ctx: AppContext, settings, node: str, passphrase: bytes) -> dict:
+    """The writing half of a join, resumable like init: the marker goes first and is removed last, so a join
+    killed at any point is finished by the next `init --join` (same or another node name) and refused by every
+    other command meanwhile."""
+    home = ctx.home
+    resuming = home.init_marker.exists()
+    if home.config_path.exists() and not resuming:  # a concurrent join won meanwhile
+        raise InputError(f"{home.root} already holds a certmgr home", "give --home an empty or new folder")
+    if resuming:
+        log.warning("resuming the interrupted join of %s", home.root)
+    else:
+        atomic_write(home.init_marker, b"certmgr init --join in progress; run it again to finish it\n", 0o600)
     atomic_write(home.config_path, render_settings(settings).encode(), 0o600)
     issuer = ctx.issuer(passphrase=passphrase)  # proves the passphrase and that the key matches
-    verifier = issue_application(
-        ctx,
-        IssueRequest(app_uri=f"urn:certmgr:verifier:{node}", store=home.verifier_store, layout="ua-net",
-                     name=f"certmgr verifier {node}"[:64], dns_names=("localhost",), ip_addresses=("127.0.0.1",),
-                     role="both", internal=True),
-    )
+    from .recovery import recover
+
+    if recover(ctx):  # a verifier issue a kill cut is undone (revoked): every store's CRL must list it
+        _publish_new_crl(ctx, issuer, ctx.now())
+    database = ctx.database()
+    uri = f"urn:certmgr:verifier:{node}"
+    with database.read() as session:
+        from .verifier import verifier_application
+
+        existing = verifier_application(ctx, session)
+        active = queries.active_certificate(session, existing.id) if existing is not None else None
+        if existing is not None and existing.app_uri != uri:
+            raise InputError(f"the interrupted join of {home.root} was for node {existing.app_uri.rsplit(':', 1)[-1]}",
+                             "run `certmgr init --join` again with that --node")
+        done = (existing.app_uri, active.thumbprint) if active is not None else None
+    if done is None:
+        outcome = issue_application(
+            ctx,
+            IssueRequest(app_uri=uri, store=home.verifier_store, layout="ua-net",
+                         name=f"certmgr verifier {node}"[:64], dns_names=("localhost",), ip_addresses=("127.0.0.1",),
+                         role="both", internal=True, force=existing is not None),
+        )
+        done = (outcome.app_uri, outcome.thumbprint)
     with database.write() as session:
         queries.add_audit(session, at=ctx.now(), actor=ctx.actor, action="node.join", target=node, home=str(home.root))
+    home.init_marker.unlink(missing_ok=True)
     return {"home": str(home.root), "node": node, "ca_thumbprint": pki.thumbprint(issuer.certificate),
-            "verifier_uri": verifier.app_uri, "verifier_thumbprint": verifier.thumbprint}
+            "verifier_uri": done[0], "verifier_thumbprint": done[1], "resumed": resuming}
 
 
 def ca_summary(ctx: AppContext) -> dict:

@@ -13,8 +13,11 @@ whether the operation's effect was reached.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from .runner import Run, run_certmgr
 INIT = ["init", "--ca-name", "Kill CA", "--org", "Kill", "--ca-key-size", "2048"]
 HOSTS = ["--dns", "localhost", "--ip", "127.0.0.1"]
 BATCH_URIS = ("urn:kill:batch1", "urn:kill:batch2", "urn:kill:batch3")
+PUSH_PASSWORDS = {"admin": "kill-admin-pw", "operator": "kill-operator-pw"}
 
 
 class Workspace:
@@ -35,6 +39,7 @@ class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.pristine: dict[str, Path] = {}
+        self.push_port = 0  # set when the push state is prepared
 
     @property
     def home(self) -> Path:
@@ -65,6 +70,55 @@ class Workspace:
             "app_uri,store,dns,ip\n" + "".join(f"{uri},{self.store(uri.rsplit(':', 1)[1])},localhost,127.0.0.1\n" for uri in BATCH_URIS)
         )
         self._keep("fleet")
+
+    def prepare_push(self) -> None:
+        """The ``push`` state: the fleet plus a node-opcua push server (its PKI folder under the workspace, so a
+        restore resets it too) registered with deployment push and already serving a certificate of certmgr's."""
+        if "push" in self.pristine:
+            return
+        from tests.helpers import NODE_PUSH_DIR, NODE_PUSH_URI, npm_installed
+
+        npm_installed(NODE_PUSH_DIR, "node-opcua-server-configuration")
+        self.restore("fleet")
+        with socket.socket() as probe:  # one fixed port: the registration names it, every trial's server reuses it
+            probe.bind(("127.0.0.1", 0))
+            self.push_port = probe.getsockname()[1]
+        self.push_pki.mkdir()
+        crl = next((self.home / "verifier" / "trusted" / "crl").iterdir())
+        admin = self.root / "admin.pass"
+        admin.write_text(PUSH_PASSWORDS["admin"] + "\n")
+        admin.chmod(0o600)
+        self._run(["store", "import", str(self.push_pki), str(self.home / "ca" / "ca.der"), "--trusted", "--crl", str(crl),
+                   "--layout", "node-opcua"])
+        with self.push_server():
+            self._run(["app", "add", "--app-uri", NODE_PUSH_URI, "--endpoint", f"opc.tcp://127.0.0.1:{self.push_port}",
+                       "--deploy", "push", "--admin-user", "admin", "--admin-password-file", str(admin), *HOSTS])
+            from certmgr.opcua.proofs import endpoint_certificate
+
+            import pki
+
+            served, _ = asyncio.run(endpoint_certificate(f"opc.tcp://127.0.0.1:{self.push_port}"))
+            self._run(["push", "--app-uri", NODE_PUSH_URI, "--accept-server", pki.thumbprint(served)])
+        self._keep("push")
+
+    @property
+    def push_pki(self) -> Path:
+        return self.root / "node-pki"
+
+    @contextlib.contextmanager
+    def push_server(self):
+        from tests.helpers import NodeServer
+
+        server = NodeServer(self.push_pki, PUSH_PASSWORDS, port=self.push_port)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    def _run(self, args: list[str]) -> None:
+        run = run_certmgr(self.home, args)
+        if run.returncode != 0:
+            raise RuntimeError(f"preparing the kill workspace: certmgr {' '.join(args)} exited {run.returncode}: {run.stderr}")
 
     def _keep(self, state: str) -> None:
         target = self.root.with_name(f"{self.root.name}.{state}")
@@ -126,6 +180,11 @@ class Scenario:
     stores: dict[str, str] = field(default_factory=dict)  # target stores to inspect even if unregistered
     sample: int = 6  # kill points in the CI sample
     then: tuple[tuple[str, ...], ...] = ()  # follow-up commands after the same command again
+    settled_check: Callable[[Workspace], list[str]] | None = None  # a goal beyond the database (another home)
+    server: bool = False  # the push server runs around the killed command and its follow-up (state ``push``)
+
+    def running(self, ws: Workspace):
+        return ws.push_server() if self.server else contextlib.nullcontext()
 
     def follow_up(self, args: list[str]) -> list[list[str]]:
         """``args``: the killed command, computed before it ran (revoke's target is read from the database)."""
@@ -133,6 +192,38 @@ class Scenario:
 
     def target_stores(self, ws: Workspace) -> dict[str, str]:
         return {str(ws.store(name)): layout for name, layout in self.stores.items()}
+
+
+def _join(ws: Workspace) -> list[str]:
+    """A second node joining the workspace's database and CA files (SQLite here: one host, the same file)."""
+    return ["--home", str(ws.root / "node-b"), "--db", f"sqlite:///{ws.home / 'certmgr.db'}", "init", "--join",
+            "--ca-cert", str(ws.home / "ca" / "ca.der"), "--ca-key", str(ws.home / "ca" / "private" / "ca-key.pem"),
+            "--node", "node-b"]
+
+
+def _joined(ws: Workspace) -> list[str]:
+    """The joined home works: its settings are there, its marker is gone, a command that needs the CA runs."""
+    node = ws.root / "node-b"
+    problems = [] if (node / "certmgr.toml").exists() else ["goal: node-b has no certmgr.toml"]
+    if (node / "init.incomplete").exists():
+        problems.append("goal: node-b still holds init.incomplete")
+    shown = run_certmgr(node, ["--db", f"sqlite:///{ws.home / 'certmgr.db'}", "ca", "show"])
+    if shown.returncode != 0:
+        problems.append(f"goal: `ca show` on node-b exited {shown.returncode}: {shown.stderr.strip()[:160]}")
+    return problems
+
+
+def _serves_active(ws: Workspace) -> list[str]:
+    """Push: the server serves the certificate the database names active (a kill cut neither side's view)."""
+    from certmgr.opcua.proofs import endpoint_certificate
+    from tests.helpers import NODE_PUSH_URI
+
+    import pki
+
+    served, _ = asyncio.run(endpoint_certificate(f"opc.tcp://127.0.0.1:{ws.push_port}"))
+    active = ws.active_thumbprint(NODE_PUSH_URI)
+    return [] if pki.thumbprint(served) == active else [
+        f"push-served: the server serves {pki.thumbprint(served)[:12]}, the database's active is {active[:12]}"]
 
 
 def _renew(app: str, *extra: str) -> Callable[[Workspace], list[str]]:
@@ -155,6 +246,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              lambda ws: ["revoke", ws.active_thumbprint("urn:kill:c"), "--reason", "keyCompromise", "--yes"],
              _revoked("urn:kill:c"), then=(("crl", "refresh"),)),
     Scenario("crl-refresh", "fleet", lambda ws: ["crl", "refresh", "--force"], _new_crl),
+    Scenario("init-join", "fleet", _join, _registered("urn:certmgr:verifier:node-b"), settled_check=_joined),
+    Scenario("renew-push", "push", lambda ws: ["renew", "--app-uri", "urn:certmgr:test:nodeopcua-server", "--force"],
+             _active_changed("urn:certmgr:test:nodeopcua-server"), sample=3, settled_check=_serves_active, server=True),
 )}
 
 
@@ -169,8 +263,11 @@ class Trial:
 
 def kill_points(ws: Workspace, scenario: Scenario, shim: Path) -> list[str]:
     """The mutations of an unkilled run (its length is N, each names a kill point)."""
+    if scenario.state == "push":
+        ws.prepare_push()
     ws.restore(scenario.state)
-    run = run_certmgr(ws.home, scenario.command(ws), shim=shim, log=ws.root.with_name(ws.root.name + ".log"))
+    with scenario.running(ws):
+        run = run_certmgr(ws.home, scenario.command(ws), shim=shim, log=ws.root.with_name(ws.root.name + ".log"))
     if run.returncode != 0:
         raise RuntimeError(f"{scenario.name}: the unkilled run exited {run.returncode}: {run.stderr.strip()}")
     return run.mutations
@@ -178,19 +275,24 @@ def kill_points(ws: Workspace, scenario: Scenario, shim: Path) -> list[str]:
 
 def trial(ws: Workspace, scenario: Scenario, k: int, shim: Path, point: str = "") -> Trial:
     started = time.perf_counter()
+    if scenario.state == "push":
+        ws.prepare_push()
     ws.restore(scenario.state)
     extra = scenario.target_stores(ws)
     args = scenario.command(ws)
     before = invariants.snapshot(ws.home, extra)
-    killed = run_certmgr(ws.home, args, shim=shim, kill_at=k)
-    violations = [f"killed: {v}" for v in invariants.check(
-        ws.home, before, phase=invariants.KILLED, stderrs=[killed.stderr], extra_stores=extra)]
-    follows: list[Run] = [run_certmgr(ws.home, follow) for follow in scenario.follow_up(args)]
-    settled = invariants.check(ws.home, before, phase=invariants.SETTLED,
-                               stderrs=[killed.stderr, *[f.stderr for f in follows]], extra_stores=extra)
-    view = invariants.read_database(ws.home)
-    if view is not None:
-        settled += scenario.goal(view, before)
+    with scenario.running(ws):
+        killed = run_certmgr(ws.home, args, shim=shim, kill_at=k)
+        violations = [f"killed: {v}" for v in invariants.check(
+            ws.home, before, phase=invariants.KILLED, stderrs=[killed.stderr], extra_stores=extra)]
+        follows: list[Run] = [run_certmgr(ws.home, follow) for follow in scenario.follow_up(args)]
+        settled = invariants.check(ws.home, before, phase=invariants.SETTLED,
+                                   stderrs=[killed.stderr, *[f.stderr for f in follows]], extra_stores=extra)
+        view = invariants.read_database(ws.home)
+        if view is not None:
+            settled += scenario.goal(view, before)
+        if scenario.settled_check is not None:
+            settled += scenario.settled_check(ws)
     violations += [f"settled: {v}" for v in settled]
     return Trial(k, point, killed.killed, violations, time.perf_counter() - started)
 
