@@ -8,7 +8,7 @@ import dataclasses
 import os
 import stat
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from pathlib import Path
 
@@ -110,6 +110,30 @@ def test_every_crl_revokes_its_own_canary_which_never_works(plant: Certmgr, tmp_
 
     results = asyncio.run(scenario())
     assert [(r.ok, r.status) for r in results] == [(False, "BadCertificateRevoked")] * 2
+
+
+def test_expired_canary_keys_and_orphans_are_destroyed_by_the_next_crl(plant: Certmgr):
+    """A canary past its notAfter left the CRLs and can prove nothing: its key goes with the next CRL signed. A key
+    with no canary row (a signer killed before its transaction) goes once it is an hour old, never sooner."""
+    plant("crl", "refresh", "--force")
+    first = [Path(f) for (f,) in plant.sql("SELECT key_file FROM canaries ORDER BY crl_number")]
+    assert len(first) == 2 and all(f.exists() for f in first)
+    old_orphan, young_orphan = plant.home / "canary" / "ORPHANOLD.pem", plant.home / "canary" / "ORPHANYOUNG.pem"
+    for orphan in (old_orphan, young_orphan):
+        orphan.write_bytes(b"not a real key")
+        orphan.chmod(0o600)
+    hours_ago = datetime.now().timestamp() - 2 * 3600
+    os.utime(old_orphan, (hours_ago, hours_ago))
+    ends = [datetime.fromisoformat(str(v)).replace(tzinfo=timezone.utc) for (v,) in plant.sql(
+        "SELECT certificates.not_after FROM canaries JOIN certificates ON certificates.id = canaries.certificate_id")]
+    not_after = max(ends)
+    plant.at(min(ends) - timedelta(hours=1))("crl", "refresh", "--force")
+    assert all(f.exists() for f in first)  # still within validity: kept
+    assert not old_orphan.exists() and young_orphan.exists()
+    plant.at(not_after + timedelta(minutes=1))("crl", "refresh", "--force")
+    assert not any(f.exists() for f in first)
+    newest = Path(plant.sql("SELECT key_file FROM canaries ORDER BY crl_number DESC")[0][0])
+    assert newest.exists()  # the canary of the CRL just signed keeps its key
 
 
 def test_probe_proves_the_crl_in_effect_and_catches_a_server_that_never_reloads(plant: Certmgr, tmp_path):

@@ -10,6 +10,7 @@ signs the first CRL listing it, before the certificate exists outside this proce
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -90,6 +91,36 @@ def record_canary(session, prepared: PreparedCanary, authority: db.Authority, nu
                           created_at=now))
     session.flush()
     return row
+
+
+ORPHAN_AGE_SECONDS = 3600  # a key younger than this may belong to a CRL being signed right now on this node
+
+
+def sweep_canary_keys(ctx: AppContext, now: datetime) -> int:
+    """Destroy this node's canary keys that can no longer prove anything: the canary has expired (it left the
+    CRLs), or the key has no canary row at all (a CRL signer killed between the key file and its transaction).
+    Returns how many were removed. ``now`` is the caller's clock; file ages use the file system's."""
+    directory = canary_dir(ctx)
+    if not directory.is_dir():
+        return 0
+    with ctx.database().read() as session:
+        rows = session.execute(
+            select(db.Canary.key_file, db.Certificate.not_after).join(db.Certificate, db.Certificate.id == db.Canary.certificate_id)
+        ).all()
+    expiry = {Path(key_file).name: not_after for key_file, not_after in rows}
+    removed = 0
+    for path in directory.glob("*.pem"):
+        not_after = expiry.get(path.name)
+        if not_after is not None:
+            gone = not_after <= now
+        else:
+            try:
+                gone = time.time() - path.stat().st_mtime > ORPHAN_AGE_SECONDS
+            except FileNotFoundError:
+                continue
+        if gone and pki.destroy_secret(path):
+            removed += 1
+    return removed
 
 
 def usable_canaries(ctx: AppContext, now: datetime) -> list[tuple[int, object]]:

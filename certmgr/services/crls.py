@@ -16,7 +16,7 @@ from ..context import AppContext
 from ..constants import MAX_CRL_DAYS
 from ..errors import InputError
 from .canary import discard as discard_canary
-from .canary import prepare_canary, record_canary
+from .canary import prepare_canary, record_canary, sweep_canary_keys
 
 
 def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
@@ -30,10 +30,12 @@ def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
         thumb, days = authority.thumbprint, crl_days(ctx, authority)
     canary = prepare_canary(ctx, issuer, thumb, now, days)  # files before the write transaction, never inside it
     try:
-        return _sign(ctx, database, issuer, canary, now, days)
+        row = _sign(ctx, database, issuer, canary, now, days)
     except BaseException:
         discard_canary(canary)
         raise
+    sweep_canary_keys(ctx, now)  # each CRL makes a canary key; those past their canary's notAfter go
+    return row
 
 
 def _sign(ctx: AppContext, database, issuer: ca.Issuer, canary, now: datetime, days: int) -> db.Crl:
