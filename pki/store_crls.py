@@ -124,6 +124,19 @@ class CrlFolders:
                 found.append(path)
         return found
 
+    def newest_ca_crl_file(self, ca_cert: x509.Certificate, kind: str = TRUSTED) -> Path | None:
+        """The file of the highest CRL number among ``ca_crl_files`` (by number, never by file time: a copy
+        restored from a backup is newer on disk and older in content). None when the folder has none."""
+        newest: tuple[int, Path] | None = None
+        for path in self.ca_crl_files(ca_cert, kind):
+            crl = read_crl_file(path).value
+            if crl is None:
+                continue
+            number = crl_number(crl) or 0
+            if newest is None or number > newest[0]:
+                newest = (number, path)
+        return newest[1] if newest else None
+
     def remove_crl_file(self, path: Path) -> None:
         """Remove one file from a crl folder of this store (a forged or unreadable CRL found by an audit)."""
         path = Path(path)

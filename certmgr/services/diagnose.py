@@ -248,8 +248,8 @@ def diagnose(
     own_check = check_own_identity(ctx, own.certificate, now)
     _audit_identity(diagnosis, own_check)
     diagnosis.identity["revoked"] = own_check.revoked
-    crls = sorted((ctx.home.verifier_store / "trusted" / "crl").glob("*.crl"), key=lambda p: p.stat().st_mtime)
-    side = _Side(store, uri, bool(app_uri), own.thumbprint, own.cert_path, own_check, ctx.home.ca_cert_path, url, crls[-1] if crls else None)
+    side = _Side(store, uri, bool(app_uri), own.thumbprint, own.cert_path, own_check, ctx.home.ca_cert_path, url,
+                 _current_crl_file(ctx))
     try:
         identity = identity_from_store(store, uri, peer_role="server", clock=ctx.now, record_rejected=True)
     except OperationFailed:
@@ -299,3 +299,12 @@ def _same_host(endpoint_url: str, url: str) -> bool:
     """Connect where the operator pointed: servers often announce a host name that does not resolve here."""
     a, b = urlsplit(endpoint_url), urlsplit(url)
     return (a.hostname, a.port) == (b.hostname, b.port)
+
+
+def _current_crl_file(ctx: AppContext) -> Path | None:
+    """certmgr's current CRL as the verifier store holds it (highest number, the same rule as triage's)."""
+    try:
+        ca_cert = pki.parse_certificate(ctx.home.ca_cert_path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return pki.ApplicationStore(ctx.home.verifier_store).newest_ca_crl_file(ca_cert)

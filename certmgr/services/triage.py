@@ -141,15 +141,7 @@ def _certmgr_ca_and_crl(ctx: AppContext, cert: x509.Certificate) -> tuple[Path, 
         cert.verify_directly_issued_by(ca_cert)
     except (OSError, ValueError, TypeError, InvalidSignature):
         return None
-    newest = None
-    for path in pki.ApplicationStore(ctx.home.verifier_store).ca_crl_files(ca_cert):
-        try:
-            number = pki.crl_number(pki.parse_crl(path.read_bytes())) or 0
-        except (OSError, ValueError):
-            continue
-        if newest is None or number > newest[0]:
-            newest = (number, path)
-    return ctx.home.ca_cert_path, (newest[1] if newest else None)
+    return ctx.home.ca_cert_path, pki.ApplicationStore(ctx.home.verifier_store).newest_ca_crl_file(ca_cert)
 
 
 def move(ctx: AppContext, store: pki.ApplicationStore, match: Match, to_kind: str | None, action: str) -> Path | None:
