@@ -178,20 +178,28 @@ def claim(ctx: AppContext, candidates: list[Candidate], token: str, now: datetim
 
 
 def release(ctx: AppContext, app_ids: list[int], token: str) -> None:
-    if not app_ids:
-        return
-    with ctx.database().write() as session:
-        for app in session.scalars(select(db.Application).where(db.Application.id.in_(app_ids))):
-            if app.renewal_claimed_by == token:
-                app.renewal_claimed_by = None
-                app.renewal_claimed_at = None
+    """Give up this run's claims (the applications are renewable by any node again)."""
+    def clear(app: db.Application) -> None:
+        app.renewal_claimed_by = app.renewal_claimed_at = None
+
+    _own_claims(ctx, app_ids, token, clear)
 
 
 def touch(ctx: AppContext, app_ids: list[int], token: str) -> None:
     """Keep this run's claims fresh through a long batch (hooks, live proofs)."""
+    now = ctx.now()
+
+    def refresh(app: db.Application) -> None:
+        app.renewal_claimed_at = now
+
+    _own_claims(ctx, app_ids, token, refresh)
+
+
+def _own_claims(ctx: AppContext, app_ids: list[int], token: str, change) -> None:
+    """Apply ``change`` to the applications still claimed by ``token`` (a claim another run took over is left)."""
     if not app_ids:
         return
     with ctx.database().write() as session:
         for app in session.scalars(select(db.Application).where(db.Application.id.in_(app_ids))):
             if app.renewal_claimed_by == token:
-                app.renewal_claimed_at = ctx.now()
+                change(app)
