@@ -23,7 +23,6 @@ from .channel import (
     ChannelResult,
     Identity,
     LoopbackServer,
-    policy_name,
     try_channel,
 )
 
@@ -151,23 +150,11 @@ class LiveProof:
 
 
 async def endpoint_certificate(url: str, timeout: float = DEFAULT_CHANNEL_TIMEOUT):
-    """(server certificate, SignAndEncrypt RSA policies offered) from GetEndpoints."""
-    from asyncua import Client, ua
+    """(server certificate, SignAndEncrypt RSA policies offered) from GetEndpoints (probe's one reading of it)."""
+    from .probe import read_endpoint  # probe imports this module: the import waits for the call
 
-    client = Client(url, timeout=timeout)
-    endpoints = await asyncio.wait_for(client.connect_and_get_server_endpoints(), timeout)
-    secure = [
-        e for e in endpoints
-        if e.SecurityMode == ua.MessageSecurityMode.SignAndEncrypt and policy_name(e.SecurityPolicyUri) in POLICY_NAMES
-    ]
-    chosen = secure or list(endpoints)
-    if not chosen or not chosen[0].ServerCertificate:
-        raise ConnectionError("the server lists no endpoint with a certificate")
-    from asyncua.crypto import uacrypto
-
-    certificate = uacrypto.x509_from_der(chosen[0].ServerCertificate)
-    policies = sorted({policy_name(e.SecurityPolicyUri) for e in secure}, key=POLICY_NAMES.index)
-    return certificate, policies
+    read = await read_endpoint(url, timeout)
+    return read.certificate, read.secure_policies
 
 
 async def await_new_certificate(
