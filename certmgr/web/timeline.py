@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from html import escape
 
 DAYS = 400
 WIDTH, HEIGHT, LEFT, RIGHT = 1000, 120, 40, 20
-COLOURS = {"expired": "#7a0000", "critical": "#d00000", "warning": "#e69500", "ok": "#2e7d32", None: "#777777"}
+ORDER = ("expired", "critical", "warning", "ok", "None")
+COLOURS = {"expired": "#7a0000", "critical": "#d00000", "warning": "#e69500", "ok": "#2e7d32", "None": "#777777"}
 
 
 def timeline_svg(rows: list[dict], now: datetime) -> str:
@@ -21,7 +23,7 @@ def timeline_svg(rows: list[dict], now: datetime) -> str:
         x = LEFT + span * day / DAYS
         parts.append(f'<line x1="{x:.0f}" y1="88" x2="{x:.0f}" y2="95" stroke="#444"/>'
                      f'<text x="{x:.0f}" y="110" font-size="11" text-anchor="middle">+{day}d</text>')
-    lanes: dict[int, int] = {}
+    buckets: dict[int, dict[str, list[dict]]] = {}  # one bar per pixel column and level: size stays bounded
     for row in rows:
         if not row.get("not_after"):
             continue
@@ -30,14 +32,20 @@ def timeline_svg(rows: list[dict], now: datetime) -> str:
             continue
         days = max((not_after - now).total_seconds() / 86400, 0)
         x = round(LEFT + span * days / DAYS)
-        lane = lanes.get(x, 0)
-        lanes[x] = lane + 1
-        if lane > 7:  # a crowded day: the count is in the title of the top tick
-            continue
-        level = row.get("level")
-        title = escape(f"{row.get('app_uri') or row.get('store')}: {level}, notAfter {row['not_after']}")
-        parts.append(f'<rect class="tick level-{escape(str(level))}" x="{x - 2}" y="{80 - lane * 9}" width="4" height="8" '
-                     f'fill="{COLOURS.get(level, "#777777")}"><title>{title}</title></rect>')
+        buckets.setdefault(x, {}).setdefault(str(row.get("level")), []).append(row)
+    for x, levels in sorted(buckets.items()):
+        top = 88
+        for level in ORDER:
+            group = levels.get(level)
+            if not group:
+                continue
+            height = min(6 + 4 * math.log2(len(group)), 30)
+            top -= height + 1
+            first = group[0]
+            what = (f"{first.get('app_uri') or first.get('store')}" if len(group) == 1 else f"{len(group)} certificates")
+            title = escape(f"{what}: {level}, notAfter {first['not_after'][:10]}")
+            parts.append(f'<rect class="tick level-{escape(level)}" x="{x - 2}" y="{top:.0f}" width="4" height="{height:.0f}" '
+                         f'fill="{COLOURS.get(level, "#777777")}"><title>{title}</title></rect>')
     parts.append(f'<line x1="{LEFT}" y1="5" x2="{LEFT}" y2="95" stroke="#000" stroke-width="2" class="today"/>'
                  f'<text x="{LEFT + 4}" y="14" font-size="12">today {now:%Y-%m-%d}</text></svg>')
     return "".join(parts)
