@@ -131,7 +131,7 @@ def test_operator_approves_after_confirmation_audited_with_name(console):
 
 
 def test_approve_refuses_an_unregistered_store(console, tmp_path):
-    client, store, peer, _ = console
+    client, _, peer, _ = console
     login(client, "ada")
     other = pki.ApplicationStore(tmp_path / "elsewhere")
     other.add_rejected(peer)
@@ -144,7 +144,7 @@ def test_certificate_expiring_in_5_days_is_critical_on_page_and_timeline(console
     client, *_ = console
     login(client, "vera")
     page = client.get("/fleet").text
-    row = next(r for r in re.findall(r"<tr class=\"level-[a-z]+\">.*?</tr>", page, re.S) if "urn:plant:soon" in r)
+    row = next(r for r in re.findall(r"<tr class=\"level-[a-z]+\">.*?</tr>", page, re.DOTALL) if "urn:plant:soon" in r)
     assert row.startswith('<tr class="level-critical">')
     assert re.search(r'class="tick level-critical"[^>]*><title>urn:plant:soon: critical', page)
     assert 'class="today"' in page
@@ -178,3 +178,17 @@ def test_non_loopback_without_tls_refused(initialised: Certmgr):
     result = initialised("web", "serve", "--listen", "0.0.0.0:8440", code=2)
     assert "not a loopback address" in result.stderr and result.stderr.count("\n") == 1
     assert "both" in initialised("web", "serve", "--listen", "10.0.0.5:8440", "--tls-cert", "x.pem", code=2).stderr
+
+
+def test_timeline_stays_small_for_10000_certificates_and_marks_today():
+    from datetime import UTC, datetime, timedelta
+
+    from certmgr.web.timeline import timeline_svg
+
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    levels = ("expired", "critical", "warning", "ok")
+    rows = [{"app_uri": f"urn:a:{i}", "not_after": (now + timedelta(days=(i % 420) - 10)).isoformat(), "level": levels[i % 4]}
+            for i in range(10_000)]
+    svg = timeline_svg(rows, now)
+    assert len(svg.encode()) < 200_000 and 'class="today"' in svg and "today 2026-12-02" in svg
+    assert svg.count("<rect") <= 961 * 4 and re.search(r">2\d certificates: ", svg)  # one bar per day column and level

@@ -16,8 +16,8 @@ def timeline_svg(rows: list[dict], now: datetime) -> str:
     """One tick per certificate at its notAfter (expired ones at the left edge), today marked."""
     span = WIDTH - LEFT - RIGHT
     end = now + timedelta(days=DAYS)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
-             f'aria-label="Certificate expiry over the next {DAYS} days" class="timeline">',
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
+              f'aria-label="Certificate expiry over the next {DAYS} days" class="timeline">'),
              f'<line x1="{LEFT}" y1="90" x2="{WIDTH - RIGHT}" y2="90" stroke="#444"/>']
     for day in range(0, DAYS + 1, 50):
         x = LEFT + span * day / DAYS

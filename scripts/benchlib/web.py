@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import section
@@ -54,7 +54,7 @@ def bench_web(work: Path, quick: bool = False) -> None:
     from certmgr.web.timeline import timeline_svg
 
     count, rejected = (2_000, 100) if quick else (10_000, 500)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ctx = new_home(work / "home")
     seed(ctx, count, now)
     store = pki.ApplicationStore(work / "store")

@@ -8,7 +8,6 @@ Create Date: 2026-12-02 11:45:00.000000
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0011'
 down_revision = '0009'
 branch_labels = None
