@@ -192,3 +192,27 @@ def test_timeline_stays_small_for_10000_certificates_and_marks_today():
     svg = timeline_svg(rows, now)
     assert len(svg.encode()) < 200_000 and 'class="today"' in svg and "today 2026-12-02" in svg
     assert svg.count("<rect") <= 961 * 4 and re.search(r">2\d certificates: ", svg)  # one bar per day column and level
+
+
+def test_inbox_includes_registered_peer_stores_and_tls_sets_secure(console, tmp_path):
+    from starlette.testclient import TestClient
+
+    from certmgr.web.app import make_app
+
+    client, _, peer, cm = console
+    vendor = pki.ApplicationStore(tmp_path / "vendor-gw")
+    for part in ("own/certs", "trusted/certs", "trusted/crl", "rejected/certs"):
+        (vendor.root / part).mkdir(parents=True, exist_ok=True)
+    other = x509.load_der_x509_certificate((Path(__file__).parent / "data" / "twin-b.der").read_bytes())
+    vendor.add_rejected(other)
+    login(client, "otto")
+    assert pki.thumbprint(other) not in client.get("/api/rejected").text  # not registered yet: not shown
+    cm("peer", "add", "--store", str(vendor.root), "--layout", "ua-net")
+    shown = {r["thumbprint"]: r["store"] for r in client.get("/api/rejected").json()}
+    assert shown[pki.thumbprint(other)] == str(vendor.root) and pki.thumbprint(peer) in shown
+    ctx = AppContext(cm.home, db_url=cm.db_url)
+    with TestClient(make_app(ctx, tls=True), base_url="https://127.0.0.1") as secure:
+        response = login(secure, "otto")
+        cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith("certmgr_session="))
+        assert "Secure" in cookie and "HttpOnly" in cookie
+    ctx.close()

@@ -157,21 +157,31 @@ async def api_fleet(request: Request) -> Response:
     return JSONResponse(data)
 
 
-def _inbox(console: Console) -> list[dict]:
-    from ..services.store_inspect import registered_store_list, rejected_entries
+def _stores(console: Console) -> list:
+    """The stores of registered applications, then registered peer stores (`peer add --store`), each once."""
+    from ..services.fleet import peer_store_targets
+    from ..services.store_inspect import registered_store_list
 
-    return [{**entry, "store": str(store.root)} for store in registered_store_list(console.ctx)
+    stores = {str(store.root): store for store in registered_store_list(console.ctx)}
+    for target in peer_store_targets(console.ctx):
+        if Path(target.path).is_dir():
+            stores.setdefault(str(target.store().root), target.store())
+    return list(stores.values())
+
+
+def _inbox(console: Console) -> list[dict]:
+    from ..services.store_inspect import rejected_entries
+
+    return [{**entry, "store": str(store.root)} for store in _stores(console)
             for entry in rejected_entries(store) if "thumbprint" in entry]
 
 
 def _registered(console: Console, path: str):
-    """Only a store of a registered application: the web never opens a folder a form names."""
-    from ..services.store_inspect import registered_store_list
-
-    for store in registered_store_list(console.ctx):
+    """Only a registered application's or peer's store: the web never opens a folder a form names."""
+    for store in _stores(console):
         if str(store.root) == path:
             return store
-    raise HTTPException(404, f"{path!r} is not the store of a registered application")
+    raise HTTPException(404, f"{path!r} is not the store of a registered application or peer")
 
 
 async def rejected(request: Request) -> Response:
