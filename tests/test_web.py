@@ -98,6 +98,7 @@ def test_viewer_gets_403_on_approve_and_nothing_moves(console):
     data = {"csrf": csrf_of(client), "store": str(store.root), "thumbprint": pki.thumbprint(peer)}
     assert client.post("/rejected/approve", data=data).status_code == 403
     assert client.get(f"/rejected/confirm?store={store.root}&thumbprint={pki.thumbprint(peer)}").status_code == 403
+    assert client.post("/trusted/reject", data=data).status_code == 403
     assert _store_hash(store.root) == before
 
 
@@ -128,6 +129,13 @@ def test_operator_approves_after_confirmation_audited_with_name(console):
     assert cm.sql("SELECT actor FROM audit_events WHERE action = 'store.trust'") == [("otto (web)",)]
     audit = client.get("/audit", params={"user": "otto", "action": "store."})
     assert "store.trust" in audit.text and thumb in audit.text
+    undo = client.get(done.headers["location"])
+    assert 'id="undo"' in undo.text  # = `store reject`: back to rejected/, audited
+    token = re.search(r'name="csrf" value="([^"]+)"', undo.text).group(1)
+    back = client.post("/trusted/reject", data={"csrf": token, "store": str(store.root), "thumbprint": thumb}, follow_redirects=False)
+    assert back.status_code == 303 and not store.holds_certificate(peer, pki.TRUSTED)
+    assert [pki.thumbprint(x.value) for x in store.rejected()] == [thumb]
+    assert cm.sql("SELECT actor FROM audit_events WHERE action = 'store.reject'") == [("otto (web)",)]
 
 
 def test_approve_refuses_an_unregistered_store(console, tmp_path):

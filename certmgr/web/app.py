@@ -187,7 +187,8 @@ def _registered(console: Console, path: str):
 async def rejected(request: Request) -> Response:
     session = _session(request)
     rows = await _threaded(_inbox, request.app.state.console)
-    return _render(request, "rejected.html", session, rows=rows, done=request.query_params.get("done"))
+    return _render(request, "rejected.html", session, rows=rows, done=request.query_params.get("done"),
+                   done_store=request.query_params.get("store", ""), undone=request.query_params.get("undone"))
 
 
 async def api_rejected(request: Request) -> Response:
@@ -244,7 +245,35 @@ async def approve(request: Request) -> Response:
         return _render(request, "error.html", session, message=exc.one_line(), status_code=400)
     if _wants_json(request):
         return JSONResponse(result)
-    return RedirectResponse(f"/rejected?done={quote(result['thumbprint'])}", 303)
+    return RedirectResponse(f"/rejected?done={quote(result['thumbprint'])}&store={quote(str(form.get('store', '')))}", 303)
+
+
+def _reject(console: Console, user: str, store_path: str, thumbprint: str) -> dict:
+    """`certmgr store reject`: a trusted certificate back to rejected/ (the undo of an approval)."""
+    import pki
+
+    from ..services.triage import find, move
+
+    ctx = console.acting(user)
+    store = _registered(console, store_path)
+    match = find(store, thumbprint, (pki.TRUSTED,))
+    target = move(ctx, store, match, pki.REJECTED, "store.reject")
+    return {"thumbprint": pki.thumbprint(match.certificate), "from": str(match.path), "to": str(target)}
+
+
+async def reject(request: Request) -> Response:
+    session = _session(request, "operator")
+    form = await _check_csrf(request, session)
+    try:
+        result = await _threaded(_reject, request.app.state.console, session.user, str(form.get("store", "")),
+                                 str(form.get("thumbprint", "")))
+    except CertmgrError as exc:
+        if _wants_json(request):
+            return JSONResponse({"error": exc.one_line()}, 400)
+        return _render(request, "error.html", session, message=exc.one_line(), status_code=400)
+    if _wants_json(request):
+        return JSONResponse(result)
+    return RedirectResponse(f"/rejected?undone={quote(result['thumbprint'])}", 303)
 
 
 def _audit(console: Console, params) -> list[dict]:
@@ -284,7 +313,8 @@ def make_app(ctx: AppContext, *, idle_seconds: float = 900, tls: bool = False) -
         Route("/logout", logout, methods=["POST"]), Route("/fleet", fleet), Route("/rejected", rejected),
         Route("/rejected/confirm", confirm), Route("/rejected/approve", approve, methods=["POST"]), Route("/audit", audit),
         Route("/api/fleet", api_fleet), Route("/api/rejected", api_rejected), Route("/api/audit", api_audit),
-        Route("/api/rejected/approve", approve, methods=["POST"]),
+        Route("/api/rejected/approve", approve, methods=["POST"]), Route("/trusted/reject", reject, methods=["POST"]),
+        Route("/api/trusted/reject", reject, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={_Redirect: _redirect, HTTPException: _http_error})
     app.state.console = Console(ctx, idle_seconds, tls)
