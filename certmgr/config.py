@@ -97,6 +97,14 @@ class FleetSettings:
 
 
 @dataclass
+class WebSettings:
+    listen: str = "127.0.0.1:8440"  # any address but loopback needs tls_cert and tls_key
+    idle_timeout: str = "15m"  # a session unused this long is logged out
+    tls_cert: str = ""  # PEM server certificate (and chain) for `certmgr web serve`
+    tls_key: str = ""  # its PEM private key, mode 0600
+
+
+@dataclass
 class Settings:
     ca: CASettings = field(default_factory=CASettings)
     defaults: Defaults = field(default_factory=Defaults)
@@ -107,6 +115,7 @@ class Settings:
     daemon: DaemonSection = field(default_factory=DaemonSection)
     renew: RenewSettings = field(default_factory=RenewSettings)
     fleet: FleetSettings = field(default_factory=FleetSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def database_url(self) -> str | None:
@@ -127,7 +136,7 @@ CHANNEL_KEYS: dict[str, dict[str, type | tuple]] = {
                 "timeout": (int, float), "retries": int, "backoff": (int, float)},
 }
 DURATION_KEYS = {("alerts", k) for k in ("warning", "critical", "crl_warning", "crl_critical", "repeat_critical")} | {
-    ("defaults", "renew_before"), ("renew", "claim_timeout"),
+    ("defaults", "renew_before"), ("renew", "claim_timeout"), ("web", "idle_timeout"),
 }
 _TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 # (section, key): (lowest, highest) allowed; checked at load so a command never fails half-way on a setting
@@ -377,4 +386,11 @@ def render_settings(settings: Settings) -> str:
 {_line("track_every_hours", settings.fleet.track_every_hours)}
 {_line("probe_concurrency", settings.fleet.probe_concurrency)}
 {_line("timeout_seconds", settings.fleet.timeout_seconds)}
+
+[web]
+# `certmgr web serve`: loopback by default; any other address needs tls_cert and tls_key (PEM files).
+{_line("listen", settings.web.listen)}
+{_line("idle_timeout", settings.web.idle_timeout)}
+{_line("tls_cert", settings.web.tls_cert or None, "/etc/certmgr/web.pem")}
+{_line("tls_key", settings.web.tls_key or None, "/etc/certmgr/web.key")}
 """

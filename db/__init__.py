@@ -21,6 +21,7 @@ from .models import (
     Meta,
     Role,
     StoreCrl,
+    WebUser,
     scheduler_jobs,
 )
 
@@ -48,4 +49,5 @@ __all__ = [
     "schema_differences",
     "scheduler_jobs",
     "upgrade",
+    "WebUser",
 ]

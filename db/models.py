@@ -307,3 +307,15 @@ class Canary(Base):
     certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"))
     key_file: Mapped[str] = mapped_column(Text)
     created_at: Mapped[utc]
+
+
+class WebUser(Base):
+    """A person who signs in to `certmgr web`: a scrypt hash of the password, never the password."""
+
+    __tablename__ = "web_users"
+
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer | operator | admin
+    password_hash: Mapped[str] = mapped_column(String(400))  # scrypt$n$r$p$salt-hex$hash-hex
+    created_at: Mapped[utc]

@@ -164,14 +164,15 @@ def fleet_status(ctx: AppContext) -> dict:
         probes = {p.endpoint: p for p in session.scalars(select(db.ProbeResult))}
         authority = queries.authority(session)
         latest = queries.latest_crl(session, authority.id) if authority else None
-        apps = session.execute(
-            select(db.Application, db.Certificate)
+        apps = session.execute(  # the columns shown, not whole rows: 10,000 DER certificates are not loaded for a list
+            select(db.Application.deploy, db.Application.app_uri, db.Application.endpoint, db.Application.store_path,
+                   db.Certificate.thumbprint, db.Certificate.not_after)
             .join(db.Certificate, (db.Certificate.application_id == db.Application.id) & (db.Certificate.status == db.CertStatus.ACTIVE))
             .where(db.Application.internal.is_(False)).order_by(db.Application.app_uri)
         ).all()
-        for app, cert in apps:
-            rows.append(_row("push" if app.deploy == "push" else "store", app.app_uri, app.endpoint, cert.thumbprint, cert.not_after,
-                             [], app.store_path, probes.get(app.endpoint), now, settings))
+        for deploy, app_uri, endpoint, store_path, thumbprint, not_after in apps:
+            rows.append(_row("push" if deploy == "push" else "store", app_uri, endpoint, thumbprint, not_after,
+                             [], store_path, probes.get(endpoint), now, settings))
         by_endpoint = {row["endpoint"]: row for row in rows if row["endpoint"]}
         for peer in session.scalars(select(db.Peer).order_by(db.Peer.name)):
             findings = list(peer.findings or []) + list(peer.flags or [])
