@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .ca_root_cmds import root_group
+from .ca_root_cmds import root_group, root_passphrase_file_option
 from .options import KEY_SIZES, json_option, passphrase_file_option
 from .output import emit_json, key_values
 
@@ -21,16 +21,22 @@ from .output import emit_json, key_values
 @click.option("--ca-cert", type=click.Path(dir_okay=False, path_type=Path), default=None, help="With --join: the shared CA certificate.")
 @click.option("--ca-key", type=click.Path(dir_okay=False, path_type=Path), default=None, help="With --join: the shared encrypted CA key.")
 @click.option("--node", default=None, help="With --join: this node's name (default: host name).")
+@click.option("--issuing-ca", is_flag=True, help="Make the CA an issuing CA under a root (with --root-dir).")
+@click.option("--root-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --issuing-ca: the offline root's folder (`certmgr ca root create`); it signs the CA now.")
+@root_passphrase_file_option
 @passphrase_file_option
 @json_option
 @click.pass_obj
-def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_cert, ca_key, node) -> None:
+def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_cert, ca_key, node, issuing_ca, root_dir,
+         root_passphrase_file) -> None:
     """Create the certmgr home, database, root CA (key encrypted at rest) and first CRL.
 
     \b
     Examples:
       export CERTMGR_CA_PASSPHRASE='correct horse battery staple'
       certmgr init --ca-name "Plant 1 CA" --org "Plant 1"
+      CERTMGR_ROOT_PASSPHRASE=... certmgr init --issuing-ca --root-dir /media/root-ca --ca-name "Plant 1 CA"
       certmgr --db postgresql+psycopg://certmgr@db1/certmgr init --join \\
           --ca-cert /srv/certmgr-ca/ca.der --ca-key /srv/certmgr-ca/ca-key.pem --node site-b
     """
@@ -50,10 +56,18 @@ def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_ce
         emit_json(result) if app.json else click.echo(key_values(list(result.items())))
         return
 
+    from ..errors import InputError
+
+    if issuing_ca != (root_dir is not None):
+        raise InputError("--issuing-ca and --root-dir go together", "pass both: --issuing-ca --root-dir DIR")
     options = InitOptions(ca_name, organization, int(ca_key_size) if ca_key_size else None, ca_days, crl_days)
     if app.home.ca_cert_path.exists() and not app.home.init_marker.exists():
         initialise(app, options, b"unused")  # refuses before asking for a passphrase
     passphrase = read_passphrase(app.passphrase_file, confirm=not app.home.init_marker.exists())
+    if root_dir is not None and not app.home.ca_cert_path.exists():  # a resumed init past signing needs no root
+        from ..services.ca_root import read_root_passphrase
+
+        options.root_dir, options.root_passphrase = root_dir, read_root_passphrase(root_passphrase_file)
     result = initialise(app, options, passphrase)
     if app.json:
         emit_json(result)

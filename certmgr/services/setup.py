@@ -38,6 +38,8 @@ class InitOptions:
     ca_key_size: int | None = None
     ca_days: int | None = None
     crl_days: int | None = None
+    root_dir: Path | None = None  # --issuing-ca --root-dir: the CA is an issuing CA signed by this offline root
+    root_passphrase: bytes | None = None
 
 
 def default_verifier_uri() -> str:
@@ -98,6 +100,8 @@ def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=
     settings, subject = _validated_settings(ctx, options)
     if not passphrase:
         raise InputError("the CA passphrase is empty", "use a non-empty passphrase")
+    if options.root_dir is not None and options.root_passphrase == passphrase:
+        raise InputError("the root passphrase is the CA passphrase", "give the offline root a passphrase of its own")
     try:
         ensure_dir(home.root, HOME_MODE)
     except (OSError, pki.StoreError) as exc:
@@ -110,12 +114,12 @@ def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=
         except BlockingIOError:
             raise InputError(f"another `certmgr init` is creating {home.root} right now",
                              "wait for it to finish, then use that home (or give another --home)") from None
-        return _initialise_locked(ctx, settings, subject, passphrase, key)
+        return _initialise_locked(ctx, settings, subject, passphrase, key, options)
     finally:
         os.close(fd)
 
 
-def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, key) -> dict:
+def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, key, options: InitOptions) -> dict:
     home = ctx.home
     resuming = home.init_marker.exists()
     if not resuming and (home.ca_cert_path.exists() or home.ca_key_path.exists()):  # a concurrent init won meanwhile
@@ -144,7 +148,7 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
         # only now: a refused init must not leave a certmgr.toml pointing at the database it refused
         atomic_write(home.config_path, render_settings(settings).encode(), 0o600)
     now = ctx.now()
-    ca_cert = _ca_material(ctx, settings, subject, passphrase, key, now)
+    ca_cert = _ca_material(ctx, settings, subject, passphrase, key, now, options)
     thumb = pki.thumbprint(ca_cert)
     if authority is not None and authority.thumbprint != thumb:
         raise InputError(f"the database holds another CA ({authority.thumbprint}) than {home.ca_cert_path}",
@@ -180,7 +184,7 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
     }
 
 
-def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now) -> x509.Certificate:
+def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now, options: InitOptions) -> x509.Certificate:
     """The CA key and certificate: those an interrupted init already wrote, or new ones. Key first, 0600 from its
     first byte, encrypted: a crash leaves no usable CA rather than a plain key."""
     home = ctx.home
@@ -202,13 +206,33 @@ def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now
             raise InputError(f"{home.ca_cert_path} does not belong to the CA key of the interrupted init",
                              "move the home away and run `certmgr init` in a new one")
     if ca_cert is None:
-        ca_cert = ca.build_root_ca(ca_key, subject, now=now, days=settings.ca.days)
+        if options.root_dir is not None:
+            if options.root_passphrase == passphrase:
+                raise InputError("the root passphrase is the CA passphrase", "give the offline root a passphrase of its own")
+            ca_cert = _signed_by_offline_root(ctx, ca_key, subject, now, options)
+        else:
+            ca_cert = ca.build_root_ca(ca_key, subject, now=now, days=settings.ca.days)
         atomic_write(home.ca_cert_path, ca_cert.public_bytes(serialization.Encoding.DER), CERT_MODE)
     pem = ca_cert.public_bytes(serialization.Encoding.PEM)
     pem_path = home.ca_cert_path.with_suffix(".pem")
     if not pem_path.exists() or pem_path.read_bytes() != pem:
         atomic_write(pem_path, pem, CERT_MODE)
     return ca_cert
+
+
+def _signed_by_offline_root(ctx: AppContext, ca_key, subject, now, options: InitOptions) -> x509.Certificate:
+    """The issuing CA signed by the offline root in ``options.root_dir``; the root and its CRL are written to the
+    home before the CA certificate, so a resumed init that finds ca.der finds the chain too. A kill between the
+    root's state write and ca.der leaves one unused issuing CA on the root's list (never a reused serial)."""
+    from .ca_chain import write_chain_files
+    from .ca_root import issue_from_root
+
+    if options.root_passphrase is None:
+        raise InputError("--root-dir needs the root's passphrase", "set CERTMGR_ROOT_PASSPHRASE or pass --root-passphrase-file")
+    signed = issue_from_root(options.root_dir, options.root_passphrase, (ca_key.public_key(), subject), now=now,
+                             days=ctx.settings.ca.days)
+    write_chain_files(ctx.home, signed.root_certificate, signed.root_crl.public_bytes(serialization.Encoding.DER))
+    return signed.certificate
 
 
 def _verifier(ctx: AppContext) -> tuple[str, str]:

@@ -1,0 +1,131 @@
+"""`certmgr init --issuing-ca --root-dir DIR`: a home whose CA is signed by an offline root; stores carry the
+root (trusted) and the issuing CA (issuer) with a CRL for each; certificates validate with openssl and on real
+asyncua secure channels; a client the issuing CA revoked, and one whose issuing CA the root revoked, are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+import pki
+from certmgr.opcua.channel import LoopbackServer, try_channel
+from certmgr.opcua.identities import identity_from_store
+from tests.conftest import Certmgr
+from tests.helpers import utc
+
+ROOT_PASSPHRASE = "a passphrase of the root alone"
+
+
+@pytest.fixture
+def chained(tmp_path, database_url) -> tuple[Certmgr, Path]:
+    cm = Certmgr(tmp_path / "home", database_url)
+    cm.env["CERTMGR_ROOT_PASSPHRASE"] = ROOT_PASSPHRASE
+    cm("ca", "root", "create", "--out", str(tmp_path / "root"), "--name", "Plant 1 Root CA", "--key-size", "2048")
+    cm("init", "--issuing-ca", "--root-dir", str(tmp_path / "root"), "--ca-name", "Plant 1 CA", "--ca-key-size", "2048")
+    return cm, tmp_path / "root"
+
+
+def pem(path: Path, data: bytes) -> Path:
+    obj = x509.load_der_x509_crl(data) if path.suffix == ".crl" else x509.load_der_x509_certificate(data)
+    path.with_suffix(path.suffix + ".pem").write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+    return path.with_suffix(path.suffix + ".pem")
+
+
+def openssl_verify(tmp_path: Path, home: Path, root_dir: Path, store: pki.ApplicationStore) -> subprocess.CompletedProcess:
+    crls = [p for kind in (pki.TRUSTED, pki.ISSUER) for p in store.crl_dir(kind).iterdir()]
+    args = ["openssl", "verify", "-CAfile", pem(tmp_path / "root.der", (root_dir / "root.der").read_bytes()),
+            "-untrusted", pem(tmp_path / "ca.der", (home / "ca" / "ca.der").read_bytes()), "-crl_check_all"]
+    for i, path in enumerate(crls):
+        args += ["-CRLfile", pem(tmp_path / f"{i}.crl", path.read_bytes())]
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(store.own().certificate.public_bytes(serialization.Encoding.PEM))
+    return subprocess.run([str(a) for a in args] + [str(leaf)], capture_output=True, text=True)
+
+
+@pytest.mark.uses_db
+def test_init_under_offline_root_lays_out_the_chain_in_both_layouts(chained, tmp_path):
+    cm, root_dir = chained
+    home = cm.home
+    root = pki.parse_certificate((root_dir / "root.der").read_bytes())
+    issuing = pki.parse_certificate((home / "ca" / "ca.der").read_bytes())
+    assert issuing.issuer == root.subject and issuing.subject != root.subject
+    issuing.verify_directly_issued_by(root)
+    assert (home / "ca" / "root.der").read_bytes() == (root_dir / "root.der").read_bytes()
+    assert not (home / "init.incomplete").exists()
+    for layout in ("ua-net", "node-opcua"):
+        cm("issue", "--app-uri", f"urn:plant:{layout}", "--store", str(tmp_path / layout), "--layout", layout)
+        store = pki.ApplicationStore(tmp_path / layout, layout)
+        trusted = [c.value for c in store.certificates(pki.TRUSTED)]
+        issuers = [c.value for c in store.certificates(pki.ISSUER)]
+        assert trusted == [root] and issuers == [issuing]  # the issuing CA only where intermediates are looked for
+        trusted_crls = [c.value.issuer for c in store.crls(pki.TRUSTED)]
+        issuer_crls = [c.value.issuer for c in store.crls(pki.ISSUER)]
+        assert trusted_crls == [root.subject] and issuer_crls == [issuing.subject]
+        done = openssl_verify(tmp_path, home, root_dir, store)
+        assert done.returncode == 0, done.stdout + done.stderr
+    # the root passphrase is never the CA's
+    other = Certmgr(tmp_path / "home2", None)
+    other.env["CERTMGR_ROOT_PASSPHRASE"] = other.env["CERTMGR_CA_PASSPHRASE"]
+    refused = other("init", "--issuing-ca", "--root-dir", str(root_dir), code=2)
+    assert "root passphrase is the CA passphrase" in refused.stderr
+    assert not (tmp_path / "home2" / "ca" / "ca.der").exists()
+
+
+@pytest.mark.uses_db
+def test_revoked_client_refused_on_a_real_channel_and_openssl(chained, tmp_path):
+    cm, root_dir = chained
+    for name, role in (("server", "server"), ("good", "client"), ("bad", "client")):
+        cm("issue", "--app-uri", f"urn:plant:{name}", "--store", str(tmp_path / name), "--role", role,
+           "--dns", "localhost", "--ip", "127.0.0.1")
+    stores = {n: pki.ApplicationStore(tmp_path / n) for n in ("server", "good", "bad")}
+    server = identity_from_store(stores["server"], "urn:plant:server", peer_role="client", clock=utc)
+    good = identity_from_store(stores["good"], "urn:plant:good", peer_role="server", clock=utc)
+    bad = identity_from_store(stores["bad"], "urn:plant:bad", peer_role="server", clock=utc)  # before revoke erases its key
+    cm("revoke", "--app-uri", "urn:plant:bad", "--reason", "cessationOfOperation", "--yes")
+    assert openssl_verify(tmp_path, cm.home, root_dir, stores["good"]).returncode == 0
+    revoked = openssl_verify(tmp_path, cm.home, root_dir, stores["bad"])
+    assert revoked.returncode != 0 and "revoked" in revoked.stdout + revoked.stderr
+
+    async def scenario():
+        loopback = await LoopbackServer(["Basic256Sha256"]).start(server)
+        try:
+            kwargs = dict(server_certificate=server.certificate_der, server_validator=server.validator)
+            return (await try_channel(loopback.url, good, "Basic256Sha256", **kwargs),
+                    await try_channel(loopback.url, bad, "Basic256Sha256", **kwargs))
+        finally:
+            await loopback.stop()
+
+    accepted, refused = asyncio.run(scenario())
+    assert accepted.ok, accepted.as_dict()
+    assert (refused.ok, refused.status, refused.side) == (False, "BadCertificateRevoked", "server")
+
+    # the root revokes the issuing CA; `crl import` publishes its CRL to every store: every client is refused
+    issuing_serial = f"{pki.parse_certificate((cm.home / 'ca' / 'ca.der').read_bytes()).serial_number:x}"
+    cm("ca", "root", "sign-crl", "--root-dir", str(root_dir), "--revoke", issuing_serial)
+    imported = cm("crl", "import", str(root_dir / "root.crl"))
+    assert (cm.home / "ca" / "root.crl").read_bytes() == (root_dir / "root.crl").read_bytes(), imported.stdout
+    for store in stores.values():
+        numbers = [pki.crl_number(c.value) for c in store.crls(pki.TRUSTED)]
+        assert numbers == [2], numbers
+    issuer_revoked = asyncio.run(scenario())[0]
+    assert (issuer_revoked.ok, issuer_revoked.status) == (False, "BadCertificateIssuerRevoked"), issuer_revoked.as_dict()
+
+
+@pytest.mark.uses_db
+def test_crl_import_refuses_a_root_crl_not_signed_by_the_root(chained, tmp_path, key_pool):
+    import ca
+
+    cm, _ = chained
+    root = pki.parse_certificate((cm.home / "ca" / "root.der").read_bytes())
+    impostor = ca.Issuer(root, key_pool.get())  # the root's name and certificate, another key
+    forged = ca.build_crl(impostor, number=9, this_update=utc(), next_update=utc().replace(year=utc().year + 1))
+    (tmp_path / "forged.crl").write_bytes(forged.public_bytes(serialization.Encoding.DER))
+    before = (cm.home / "ca" / "root.crl").read_bytes()
+    result = cm("crl", "import", str(tmp_path / "forged.crl"), code=2)
+    assert "signature does not verify with the root" in result.stderr
+    assert (cm.home / "ca" / "root.crl").read_bytes() == before
