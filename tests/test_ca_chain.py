@@ -129,3 +129,76 @@ def test_crl_import_refuses_a_root_crl_not_signed_by_the_root(chained, tmp_path,
     result = cm("crl", "import", str(tmp_path / "forged.crl"), code=2)
     assert "signature does not verify with the root" in result.stderr
     assert (cm.home / "ca" / "root.crl").read_bytes() == before
+
+
+@pytest.mark.uses_db
+def test_csr_out_then_import_signed_completes_the_home(tmp_path, database_url, key_pool):
+    import ca
+
+    cm = Certmgr(tmp_path / "home", database_url)
+    cm.env["CERTMGR_ROOT_PASSPHRASE"] = ROOT_PASSPHRASE
+    root_dir = tmp_path / "root"
+    cm("ca", "root", "create", "--out", str(root_dir), "--key-size", "2048")
+    csr = tmp_path / "issuing.csr"
+    waiting = cm.json("init", "--issuing-ca", "--csr-out", str(csr), "--ca-name", "Plant 1 CA", "--ca-key-size", "2048")
+    assert waiting["pending"] and csr.exists() and (cm.home / "init.incomplete").exists()
+    assert not (cm.home / "ca" / "ca.der").exists()
+    assert "did not finish" in cm("issue", "--app-uri", "urn:plant:x", "--store", str(tmp_path / "x"), code=2).stderr
+    cm("ca", "root", "sign-csr", str(csr), "--root-dir", str(root_dir), "--out", str(tmp_path / "ca.der"))
+
+    # refusals: exit 2, one line, nothing written
+    other_key = key_pool.get()
+    root = pki.parse_certificate((root_dir / "root.der").read_bytes())
+    other_root = ca.build_root_ca(other_key, ca.SubjectFields("Other Root"), now=utc(), days=100, path_length=1)
+    other_root_file = tmp_path / "other-root.der"
+    other_root_file.write_bytes(other_root.public_bytes(serialization.Encoding.DER))
+    foreign_ca = ca.build_issuing_ca(other_key.public_key(), ca.SubjectFields("Plant 1 CA"),
+                                     ca.Issuer(other_root, other_key), now=utc())
+    wrong_key = tmp_path / "wrong-key.der"
+    wrong_key.write_bytes(foreign_ca.public_bytes(serialization.Encoding.DER))
+    forged_crl = tmp_path / "forged.crl"
+    forged_crl.write_bytes(ca.build_crl(ca.Issuer(root, other_key), number=5, this_update=utc(),
+                                        next_update=utc().replace(year=utc().year + 1)).public_bytes(serialization.Encoding.DER))
+    cases = [
+        ((str(wrong_key), "--root", str(root_dir / "root.der"), "--root-crl", str(root_dir / "root.crl")), "does not match the CA key"),
+        ((str(tmp_path / "ca.der"), "--root", str(other_root_file), "--root-crl", str(root_dir / "root.crl")), "did not sign"),
+        ((str(tmp_path / "ca.der"), "--root", str(root_dir / "root.der"), "--root-crl", str(forged_crl)), "not signed by the root"),
+    ]
+    for args, message in cases:
+        result = cm("ca", "import-signed", *args, code=2)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert not (cm.home / "ca" / "ca.der").exists() and not (cm.home / "ca" / "root.der").exists()
+
+    done = cm.json("ca", "import-signed", str(tmp_path / "ca.der"), "--root", str(root_dir / "root.der"),
+                   "--root-crl", str(root_dir / "root.crl"))
+    assert done["ca_thumbprint"] == pki.thumbprint(pki.parse_certificate((tmp_path / "ca.der").read_bytes()))
+    assert not (cm.home / "init.incomplete").exists()
+    cm("issue", "--app-uri", "urn:plant:x", "--store", str(tmp_path / "x"))
+    store = pki.ApplicationStore(tmp_path / "x")
+    assert openssl_verify(tmp_path, cm.home, root_dir, store).returncode == 0
+
+
+@pytest.mark.uses_db
+def test_ca_passphrase_reencrypts_with_scrypt(chained, tmp_path):
+    import os
+    import stat
+
+    cm, _ = chained
+    key_file = cm.home / "ca" / "private" / "ca-key.pem"
+    cm.env["CERTMGR_NEW_CA_PASSPHRASE"] = "a brand new CA passphrase"
+    correct = dict(cm.env)
+    cm.env["CERTMGR_CA_PASSPHRASE"] = "not the passphrase"
+    before = key_file.read_bytes()
+    refused = cm("ca", "passphrase", code=2)
+    assert "wrong CA passphrase" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert key_file.read_bytes() == before
+    cm.env = correct
+    result = cm.json("ca", "passphrase")
+    assert "scrypt" in result["key_encryption"]
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600 and key_file.read_bytes() != before
+    old = cm("issue", "--app-uri", "urn:plant:x", "--store", str(tmp_path / "x"), code=2)  # the old one no longer opens it
+    assert "passphrase" in old.stderr
+    cm.env["CERTMGR_CA_PASSPHRASE"] = "a brand new CA passphrase"
+    cm("issue", "--app-uri", "urn:plant:x", "--store", str(tmp_path / "x"))
+    asn1 = subprocess.run(["openssl", "asn1parse", "-in", str(key_file)], capture_output=True, text=True).stdout
+    assert ":scrypt" in asn1
