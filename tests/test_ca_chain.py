@@ -202,3 +202,20 @@ def test_ca_passphrase_reencrypts_with_scrypt(chained, tmp_path):
     cm("issue", "--app-uri", "urn:plant:x", "--store", str(tmp_path / "x"))
     asn1 = subprocess.run(["openssl", "asn1parse", "-in", str(key_file)], capture_output=True, text=True).stdout
     assert ":scrypt" in asn1
+
+
+@pytest.mark.uses_db
+def test_check_and_store_status_see_the_root_crl(chained, tmp_path):
+    from datetime import timedelta
+
+    cm, _ = chained
+    cm("issue", "--app-uri", "urn:plant:x", "--store", str(tmp_path / "x"))
+    root_subject = pki.parse_certificate((cm.home / "ca" / "root.der").read_bytes()).subject.rfc4514_string()
+    fine = cm.json("check")
+    assert not [s for s in fine["subjects"] if s["issuer"] == root_subject]
+    result = cm.at(utc() + timedelta(days=360))("check", "--json", code=None)
+    subjects = [s for s in result.json()["subjects"] if s["issuer"] == root_subject and "root's CRL" in s["reason"]]
+    assert len(subjects) == 1 and subjects[0]["level"] in ("warning", "critical"), result.stdout
+    assert result.exit_code in (1, 2)
+    status = cm.at(utc() + timedelta(days=366))("store", "status", str(tmp_path / "x"), "--json", code=None)
+    assert "Plant 1 Root CA" in status.stdout, status.stdout
