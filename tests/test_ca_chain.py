@@ -17,6 +17,7 @@ from certmgr.opcua.channel import LoopbackServer, try_channel
 from certmgr.opcua.identities import identity_from_store
 from tests.conftest import Certmgr
 from tests.helpers import utc
+from tests.test_field_trial_stores import node_server_installed  # noqa: F401  (fixture: npm ci of node-opcua)
 
 ROOT_PASSPHRASE = "a passphrase of the root alone"
 
@@ -62,10 +63,14 @@ def test_init_under_offline_root_lays_out_the_chain_in_both_layouts(chained, tmp
         store = pki.ApplicationStore(tmp_path / layout, layout)
         trusted = [c.value for c in store.certificates(pki.TRUSTED)]
         issuers = [c.value for c in store.certificates(pki.ISSUER)]
-        assert trusted == [root] and issuers == [issuing]  # the issuing CA only where intermediates are looked for
-        trusted_crls = [c.value.issuer for c in store.crls(pki.TRUSTED)]
+        trusted_crls = {c.value.issuer for c in store.crls(pki.TRUSTED)}
         issuer_crls = [c.value.issuer for c in store.crls(pki.ISSUER)]
-        assert trusted_crls == [root.subject] and issuer_crls == [issuing.subject]
+        assert issuers == [issuing] and issuer_crls == [issuing.subject]  # where intermediates are looked for
+        if layout == "ua-net":
+            assert trusted == [root] and trusted_crls == {root.subject}
+        else:  # node-opcua trusts a leaf only when its issuing CA is in trusted/certs too
+            assert {pki.thumbprint(c) for c in trusted} == {pki.thumbprint(root), pki.thumbprint(issuing)}
+            assert trusted_crls == {root.subject, issuing.subject}
         done = openssl_verify(tmp_path, home, root_dir, store)
         assert done.returncode == 0, done.stdout + done.stderr
     # the root passphrase is never the CA's
@@ -219,3 +224,41 @@ def test_check_and_store_status_see_the_root_crl(chained, tmp_path):
     assert result.exit_code in (1, 2)
     status = cm.at(utc() + timedelta(days=366))("store", "status", str(tmp_path / "x"), "--json", code=None)
     assert "Plant 1 Root CA" in status.stdout, status.stdout
+
+
+@pytest.mark.uses_db
+def test_node_opcua_server_under_the_chain_refuses_the_revoked_client(chained, tmp_path, node_server_installed):
+    """A real node-opcua server (issuers/certs layout) validates the chain root -> issuing CA -> client."""
+    from certmgr.opcua.proofs import endpoint_certificate
+    from certmgr.opcua.session import attempt_session
+    from tests.test_field_trial_stores import NODE_SERVER_URI, run_node_server, stop
+
+    cm, _ = chained
+    server_store = tmp_path / "node-server"
+    cm("issue", "--app-uri", NODE_SERVER_URI, "--store", str(server_store), "--layout", "node-opcua", "--role", "server",
+       "--dns", "localhost", "--ip", "127.0.0.1")
+    identities = {}
+    for name in ("good", "bad"):
+        cm("issue", "--app-uri", f"urn:plant:{name}", "--store", str(tmp_path / name), "--role", "client")
+        identities[name] = identity_from_store(pki.ApplicationStore(tmp_path / name), f"urn:plant:{name}",
+                                               peer_role="server", clock=utc)
+    cm("revoke", "--app-uri", "urn:plant:bad", "--reason", "cessationOfOperation", "--yes")
+    process, port = run_node_server(server_store, tmp_path / "node.log")
+    try:
+        url = f"opc.tcp://127.0.0.1:{port}"
+
+        async def connect(identity):
+            for _ in range(5):  # node-opcua reads its folders in the background after start
+                served, _ = await endpoint_certificate(url)
+                attempt = await attempt_session(url, identity, "Basic256Sha256", served)
+                if attempt.ok or identity is identities["bad"]:
+                    return attempt
+                await asyncio.sleep(2)
+            return attempt
+
+        good = asyncio.run(connect(identities["good"]))
+        bad = asyncio.run(connect(identities["bad"]))
+    finally:
+        stop(process)
+    assert good.ok, good.as_dict()
+    assert not bad.ok and bad.side == "server", bad.as_dict()

@@ -23,6 +23,9 @@ from pki import CERT_MODE, atomic_write
 from ..errors import InputError
 from ..home import Home
 
+# node-opcua 2.186 refuses a leaf with BadCertificateUntrusted when its issuing CA sits only in issuers/certs,
+# even with the root in trusted/certs (measured: tests/test_ca_chain.py); it needs the issuing CA trusted too.
+TRUSTS_INTERMEDIATE_ONLY_IN_TRUSTED = ("node-opcua",)
 ROOT_CERT_NAME = "root.der"
 ROOT_CRL_NAME = "root.crl"
 
@@ -102,11 +105,13 @@ def write_chain_files(home: Home, root: x509.Certificate, root_crl_der: bytes) -
 
 
 def install_chain(store: pki.ApplicationStore, ca_cert: x509.Certificate, chain: CaChain) -> None:
-    """The root and its CRL in trusted/, the issuing CA in issuer(s)/certs (its CRL is placed by the caller
-    with publish_crl_where_held, which finds it there)."""
+    """The root and its CRL in trusted/, the issuing CA in issuer(s)/certs, and for node-opcua in trusted/certs
+    as well (its CRL is placed by the caller with publish_crl_where_held, which finds it in both)."""
     store.add_certificate(chain.root, pki.TRUSTED)
     store.publish_crl(chain.root_crl_der, chain.root, chain.root_crl_number, pki.TRUSTED)
     store.add_certificate(ca_cert, pki.ISSUER)
+    if store.layout.name in TRUSTS_INTERMEDIATE_ONLY_IN_TRUSTED:
+        store.add_certificate(ca_cert, pki.TRUSTED)
 
 
 def accept_root_crl(home: Home, crl: x509.CertificateRevocationList) -> CaChain | None:
