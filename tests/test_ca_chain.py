@@ -262,3 +262,22 @@ def test_node_opcua_server_under_the_chain_refuses_the_revoked_client(chained, t
         stop(process)
     assert good.ok, good.as_dict()
     assert not bad.ok and bad.side == "server", bad.as_dict()
+
+
+@pytest.mark.uses_db
+def test_interrupted_issuing_init_resumes_only_with_its_root(tmp_path, database_url):
+    cm = Certmgr(tmp_path / "home", database_url)
+    cm.env["CERTMGR_ROOT_PASSPHRASE"] = ROOT_PASSPHRASE
+    root_dir = tmp_path / "root"
+    cm("ca", "root", "create", "--out", str(root_dir), "--key-size", "2048")
+    cm.env["CERTMGR_ROOT_PASSPHRASE"] = "wrong root passphrase"
+    failed = cm("init", "--issuing-ca", "--root-dir", str(root_dir), "--ca-key-size", "2048", code=2)
+    assert "wrong root passphrase" in failed.stderr
+    assert (cm.home / "init.incomplete").exists() and not (cm.home / "ca" / "ca.der").exists()
+    plain = cm("init", "--ca-key-size", "2048", code=2)  # never a self-signed CA in a home meant for the root
+    assert "started with --issuing-ca --root-dir" in plain.stderr and not (cm.home / "ca" / "ca.der").exists()
+    cm.env["CERTMGR_ROOT_PASSPHRASE"] = ROOT_PASSPHRASE
+    resumed = cm.json("init", "--issuing-ca", "--root-dir", str(root_dir), "--ca-key-size", "2048")
+    assert resumed["resumed"] and not (cm.home / "init.incomplete").exists()
+    issuing = pki.parse_certificate((cm.home / "ca" / "ca.der").read_bytes())
+    assert issuing.issuer == pki.parse_certificate((root_dir / "root.der").read_bytes()).subject

@@ -31,6 +31,9 @@ from .issuing import IssueRequest, issue_application
 log = logging.getLogger(__name__)
 
 
+ISSUING_MARK = b"issuing-ca: signed by an offline root\n"  # in the init marker: a resume must sign the same way
+
+
 @dataclass
 class InitOptions:
     ca_name: str | None = None
@@ -144,7 +147,12 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
     if resuming:
         log.warning("resuming the interrupted init of %s", home.root)
     else:
-        atomic_write(home.init_marker, b"certmgr init in progress; run `certmgr init` again to finish it\n", 0o600)
+        atomic_write(home.init_marker, b"certmgr init in progress; run `certmgr init` again to finish it\n"
+                     + (ISSUING_MARK if options.root_dir is not None else b""), 0o600)
+    if resuming and options.root_dir is None and not home.ca_cert_path.exists() \
+            and ISSUING_MARK in home.init_marker.read_bytes():
+        raise InputError("this init was started with --issuing-ca --root-dir",
+                         "run it again with the same --issuing-ca --root-dir DIR (and the root passphrase)")
     if not home.config_path.exists():
         # only now: a refused init must not leave a certmgr.toml pointing at the database it refused
         atomic_write(home.config_path, render_settings(settings).encode(), 0o600)
