@@ -115,6 +115,7 @@ def scan(ctx: AppContext, now: datetime, settings: AlertSettings) -> Iterator[Su
                 yield Subject(f"crl:{authority.thumbprint}", "crl", authority.subject, authority.thumbprint, latest.next_update,
                               _days(latest.next_update - now), level, f"certmgr's {reason}; run `certmgr crl refresh`")
         externals = list(session.scalars(select(db.ExternalCrl).order_by(db.ExternalCrl.next_update)))
+    yield from _root_crl_subjects(ctx, now, settings)
     yield from _external_subjects(externals, now, settings)
     # the fleet: peer certificates (expiry, a certificate that changed) and endpoints where a probe failed
     from ..services.peers import peer_subjects
@@ -122,6 +123,25 @@ def scan(ctx: AppContext, now: datetime, settings: AlertSettings) -> Iterator[Su
 
     yield from peer_subjects(ctx, now, settings)
     yield from probe_subjects(ctx, now)
+
+
+def _root_crl_subjects(ctx: AppContext, now: datetime, settings: AlertSettings) -> Iterator[Subject]:
+    """An issuing CA's home: the root's CRL, kept in the home (services/ca_chain.py). Stacks refuse every chain
+    once it is past its nextUpdate, and only the root's machine can renew it."""
+    import pki
+
+    from ..services.ca_chain import load_chain
+
+    chain = load_chain(ctx.home)
+    if chain is None:
+        return
+    next_update = chain.root_crl.next_update_utc
+    level, reason = crl_level(next_update, now, settings)
+    if level != "ok":
+        yield Subject(f"rootcrl:{pki.thumbprint(chain.root)}", "crl", chain.root.subject.rfc4514_string(),
+                      pki.thumbprint(chain.root), next_update, _days(next_update - now), level,
+                      f"the root's {reason}; renew it where the root is (`certmgr ca root sign-crl`), then "
+                      "`certmgr crl import root.crl`")
 
 
 def _external_subjects(externals, now: datetime, settings: AlertSettings) -> Iterator[Subject]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .ca_root_cmds import root_group
+from .ca_root_cmds import root_group, root_passphrase_file_option
 from .options import KEY_SIZES, json_option, passphrase_file_option
 from .output import emit_json, key_values
 
@@ -21,16 +21,24 @@ from .output import emit_json, key_values
 @click.option("--ca-cert", type=click.Path(dir_okay=False, path_type=Path), default=None, help="With --join: the shared CA certificate.")
 @click.option("--ca-key", type=click.Path(dir_okay=False, path_type=Path), default=None, help="With --join: the shared encrypted CA key.")
 @click.option("--node", default=None, help="With --join: this node's name (default: host name).")
+@click.option("--issuing-ca", is_flag=True, help="Make the CA an issuing CA under a root (with --root-dir).")
+@click.option("--root-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --issuing-ca: the offline root's folder (`certmgr ca root create`); it signs the CA now.")
+@click.option("--csr-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --issuing-ca: write the CA's CSR here for an enterprise root; `certmgr ca import-signed` completes the home.")
+@root_passphrase_file_option
 @passphrase_file_option
 @json_option
 @click.pass_obj
-def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_cert, ca_key, node) -> None:
+def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_cert, ca_key, node, issuing_ca, root_dir,
+         csr_out, root_passphrase_file) -> None:
     """Create the certmgr home, database, root CA (key encrypted at rest) and first CRL.
 
     \b
     Examples:
       export CERTMGR_CA_PASSPHRASE='correct horse battery staple'
       certmgr init --ca-name "Plant 1 CA" --org "Plant 1"
+      CERTMGR_ROOT_PASSPHRASE=... certmgr init --issuing-ca --root-dir /media/root-ca --ca-name "Plant 1 CA"
       certmgr --db postgresql+psycopg://certmgr@db1/certmgr init --join \\
           --ca-cert /srv/certmgr-ca/ca.der --ca-key /srv/certmgr-ca/ca-key.pem --node site-b
     """
@@ -50,11 +58,25 @@ def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_ce
         emit_json(result) if app.json else click.echo(key_values(list(result.items())))
         return
 
-    options = InitOptions(ca_name, organization, int(ca_key_size) if ca_key_size else None, ca_days, crl_days)
+    from ..errors import InputError
+
+    if issuing_ca != (root_dir is not None or csr_out is not None) or (root_dir is not None and csr_out is not None):
+        raise InputError("--issuing-ca needs one of --root-dir DIR (an offline root here) or --csr-out FILE (another root)",
+                         "pass --issuing-ca --root-dir DIR, or --issuing-ca --csr-out FILE")
+    options = InitOptions(ca_name, organization, int(ca_key_size) if ca_key_size else None, ca_days, crl_days,
+                          csr_out=csr_out)
     if app.home.ca_cert_path.exists() and not app.home.init_marker.exists():
         initialise(app, options, b"unused")  # refuses before asking for a passphrase
     passphrase = read_passphrase(app.passphrase_file, confirm=not app.home.init_marker.exists())
+    if root_dir is not None and not app.home.ca_cert_path.exists():  # a resumed init past signing needs no root
+        from ..services.ca_root import read_root_passphrase
+
+        options.root_dir, options.root_passphrase = root_dir, read_root_passphrase(root_passphrase_file)
     result = initialise(app, options, passphrase)
+    if result.get("pending"):
+        emit_json(result) if app.json else click.echo(key_values([("home", result["home"]), ("CA", result["ca_subject"]),
+                                                                  ("CSR", result["csr"]), ("next", result["next"])]))
+        return
     if app.json:
         emit_json(result)
         return
@@ -109,6 +131,51 @@ def ca_show(app) -> None:
             ]
         )
     )
+
+
+@ca_group.command("import-signed")
+@click.argument("cert", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--root", "root", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The root CA certificate (DER or PEM).")
+@click.option("--root-crl", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The root's current CRL.")
+@passphrase_file_option
+@json_option
+@click.pass_obj
+def ca_import_signed(app, cert, root, root_crl) -> None:
+    """Complete a home made by `init --issuing-ca --csr-out` with the certificate the root signed.
+
+    \b
+    Example:
+      certmgr ca import-signed plant1-ca.der --root enterprise-root.der --root-crl enterprise-root.crl
+    """
+    from ..passphrase import read_passphrase
+    from ..services.setup import import_signed
+
+    result = import_signed(app, cert, root, root_crl, read_passphrase(app.passphrase_file))
+    emit_json(result) if app.json else click.echo(key_values([("home", result["home"]), ("CA", result["ca_subject"]),
+                                                              ("CA thumbprint", result["ca_thumbprint"])]))
+
+
+@ca_group.command("passphrase")
+@click.option("--new-passphrase-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File (mode 0600) holding the new CA passphrase (else CERTMGR_NEW_CA_PASSPHRASE, else a prompt).")
+@passphrase_file_option
+@json_option
+@click.pass_obj
+def ca_passphrase(app, new_passphrase_file) -> None:
+    """Re-encrypt the CA key with a new passphrase and the current KDF (scrypt); upgrades an old PBKDF2 key file.
+
+    \b
+    Example:
+      CERTMGR_NEW_CA_PASSPHRASE='the new one' certmgr ca passphrase
+    """
+    from ..passphrase import read_passphrase, read_secret
+    from ..services.setup import change_passphrase
+
+    old = read_passphrase(app.passphrase_file)
+    new = read_secret(new_passphrase_file, env="CERTMGR_NEW_CA_PASSPHRASE", what="new CA passphrase",
+                      option="--new-passphrase-file", confirm=True)
+    result = change_passphrase(app, old, new)
+    emit_json(result) if app.json else click.echo(key_values([("key", result["key"]), ("key encryption", result["key_encryption"])]))
 
 
 ca_group.add_command(root_group)

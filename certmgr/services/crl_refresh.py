@@ -239,6 +239,10 @@ def import_crl(
             f"{crl.next_update_utc:%Y-%m-%d} UTC)" if crl.next_update_utc else "the CRL has no nextUpdate",
             "get a fresh CRL from its CA",
         )
+    from .ca_chain import accept_root_crl
+
+    if accept_root_crl(ctx.home, crl) is not None and store_dir is None:
+        all_stores = True  # the root's CRL goes beside the root, which every store certmgr writes holds
     if all_stores == (store_dir is not None):
         raise InputError("say where the CRL goes", "give --store DIR or --all-stores")
     if store_dir is not None:

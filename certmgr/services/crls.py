@@ -89,9 +89,16 @@ def current_crl(ctx: AppContext) -> db.Crl:
     return row
 
 
-def install_ca_and_crl(store: pki.ApplicationStore, ca_cert: x509.Certificate, crl_row: db.Crl) -> list[str]:
+def install_ca_and_crl(store: pki.ApplicationStore, ca_cert: x509.Certificate, crl_row: db.Crl, chain=None) -> list[str]:
     """Make ``store`` trust certmgr's CA: CA certificate in trusted/certs, its current CRL in trusted/crl
-    (and in issuer(s)/crl if the CA sits there too). Returns the kinds that now hold this CRL number."""
-    store.add_certificate(ca_cert, pki.TRUSTED)
+    (and in issuer(s)/crl if the CA sits there too). With a ``chain`` (an issuing CA under a root,
+    services/ca_chain.py) the root and its CRL go to trusted/ and the issuing CA to issuer(s)/ instead.
+    Returns the kinds that now hold this CRL number."""
+    if chain is not None:
+        from .ca_chain import install_chain
+
+        install_chain(store, ca_cert, chain)
+    else:
+        store.add_certificate(ca_cert, pki.TRUSTED)
     results = store.publish_crl_where_held(crl_row.der, ca_cert, crl_row.number)
     return [kind for kind, result in results.items() if not result.newer_present]

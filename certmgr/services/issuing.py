@@ -24,6 +24,7 @@ from ..errors import InputError, OperationFailed
 from ..owners import current_owner
 from . import lifecycle, windows
 from .app_spec import AppSpec, build_spec
+from .ca_chain import load_chain
 from .crls import install_ca_and_crl
 from .publishing import note_held
 from .store_paths import check_store_location
@@ -146,7 +147,7 @@ def _issue(ctx: AppContext, req: IssueRequest, planned: Plan, key) -> IssueOutco
     try:
         try:
             # trusting the CA and carrying its CRL is a complete state of its own, so it may come first
-            crl_kinds = install_ca_and_crl(store, issuer.certificate, crl_row)
+            crl_kinds = install_ca_and_crl(store, issuer.certificate, crl_row, load_chain(ctx.home))
             with store.locked():  # a renewal switching this store's pair (issue --force) waits, and vice versa
                 if old_store is not store:
                     old_store.retire_own()  # the old layout's pair goes to history

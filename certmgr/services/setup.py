@@ -32,6 +32,9 @@ from .issuing import IssueRequest, issue_application
 log = logging.getLogger(__name__)
 
 
+ISSUING_MARK = b"issuing-ca: signed by an offline root\n"  # in the init marker: a resume must sign the same way
+
+
 @dataclass
 class InitOptions:
     ca_name: str | None = None
@@ -39,6 +42,9 @@ class InitOptions:
     ca_key_size: int | None = None
     ca_days: int | None = None
     crl_days: int | None = None
+    root_dir: Path | None = None  # --issuing-ca --root-dir: the CA is an issuing CA signed by this offline root
+    root_passphrase: bytes | None = None
+    csr_out: Path | None = None  # --issuing-ca --csr-out: key + CSR now, `certmgr ca import-signed` completes the home
 
 
 def default_verifier_uri() -> str:
@@ -99,12 +105,14 @@ def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=
     settings, subject = _validated_settings(ctx, options)
     if not passphrase:
         raise InputError("the CA passphrase is empty", "use a non-empty passphrase")
+    if options.root_dir is not None and options.root_passphrase == passphrase:
+        raise InputError("the root passphrase is the CA passphrase", "give the offline root a passphrase of its own")
     try:
         ensure_dir(home.root, HOME_MODE)
     except (OSError, pki.StoreError) as exc:
         raise OperationFailed(f"cannot create certmgr home {home.root}: {exc}", "check the path's permissions") from None
     with _home_locked(home.root):
-        return _initialise_locked(ctx, settings, subject, passphrase, key)
+        return _initialise_locked(ctx, settings, subject, passphrase, key, options)
 
 
 @contextlib.contextmanager
@@ -123,7 +131,7 @@ def _home_locked(root: Path):
         os.close(fd)
 
 
-def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, key) -> dict:
+def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, key, options: InitOptions) -> dict:
     home = ctx.home
     resuming = home.init_marker.exists()
     if not resuming and (home.ca_cert_path.exists() or home.ca_key_path.exists()):  # a concurrent init won meanwhile
@@ -147,12 +155,19 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
     if resuming:
         log.warning("resuming the interrupted init of %s", home.root)
     else:
-        atomic_write(home.init_marker, b"certmgr init in progress; run `certmgr init` again to finish it\n", 0o600)
+        atomic_write(home.init_marker, b"certmgr init in progress; run `certmgr init` again to finish it\n"
+                     + (ISSUING_MARK if options.root_dir is not None else b""), 0o600)
+    if resuming and options.root_dir is None and not home.ca_cert_path.exists() \
+            and ISSUING_MARK in home.init_marker.read_bytes():
+        raise InputError("this init was started with --issuing-ca --root-dir",
+                         "run it again with the same --issuing-ca --root-dir DIR (and the root passphrase)")
     if not home.config_path.exists():
         # only now: a refused init must not leave a certmgr.toml pointing at the database it refused
         atomic_write(home.config_path, render_settings(settings).encode(), 0o600)
     now = ctx.now()
-    ca_cert = _ca_material(ctx, settings, subject, passphrase, key, now)
+    if not home.ca_cert_path.exists() and (options.csr_out is not None or pending_csr_path(home).exists()):
+        return _pending_csr(ctx, settings, subject, passphrase, key, options)
+    ca_cert = _ca_material(ctx, settings, subject, passphrase, key, now, options)
     thumb = pki.thumbprint(ca_cert)
     if authority is not None and authority.thumbprint != thumb:
         raise InputError(f"the database holds another CA ({authority.thumbprint}) than {home.ca_cert_path}",
@@ -186,7 +201,7 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
     }
 
 
-def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now) -> x509.Certificate:
+def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now, options: InitOptions) -> x509.Certificate:
     """The CA key and certificate: those an interrupted init already wrote, or new ones. Key first, 0600 from its
     first byte, encrypted: a crash leaves no usable CA rather than a plain key."""
     home = ctx.home
@@ -208,7 +223,12 @@ def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now
             raise InputError(f"{home.ca_cert_path} does not belong to the CA key of the interrupted init",
                              "move the home away and run `certmgr init` in a new one")
     if ca_cert is None:
-        ca_cert = ca.build_root_ca(ca_key, subject, now=now, days=settings.ca.days)
+        if options.root_dir is not None:
+            if options.root_passphrase == passphrase:
+                raise InputError("the root passphrase is the CA passphrase", "give the offline root a passphrase of its own")
+            ca_cert = _signed_by_offline_root(ctx, ca_key, subject, now, options)
+        else:
+            ca_cert = ca.build_root_ca(ca_key, subject, now=now, days=settings.ca.days)
         atomic_write(home.ca_cert_path, ca_cert.public_bytes(serialization.Encoding.DER), CERT_MODE)
     pem = ca_cert.public_bytes(serialization.Encoding.PEM)
     pem_path = home.ca_cert_path.with_suffix(".pem")
@@ -224,6 +244,117 @@ def _publish_new_crl(ctx: AppContext, issuer, now):
     crl = sign_crl(ctx, issuer, now)
     publish_everywhere(ctx, crl, issuer.certificate, now)
     return crl
+
+
+def pending_csr_path(home) -> Path:
+    """The issuing CA's CSR while the home waits for its certificate (`certmgr ca import-signed`)."""
+    return home.ca_cert_path.parent / "issuing-ca.csr"
+
+
+def change_passphrase(ctx: AppContext, old: bytes, new: bytes) -> dict:
+    """Re-encrypt the CA key with ``new`` and the current KDF (ca.DEFAULT_KEY_ENCRYPTION): the new file is written
+    0600 beside the old one and renamed over it, so a crash leaves one complete key file under one passphrase."""
+    ctx.require_initialised()
+    if not new:
+        raise InputError("the new CA passphrase is empty", "use a non-empty passphrase")
+    if new == old:
+        raise InputError("the new CA passphrase is the old one", "choose another passphrase")
+    path = ctx.home.ca_key_path
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise OperationFailed(f"cannot read the CA key {path}: {exc.strerror}", "check [ca] key_file in certmgr.toml") from None
+    cert = pki.parse_certificate(ctx.home.ca_cert_path.read_bytes())
+    try:
+        key = ca.load_private_key_pem(pem, old, trusted_public_key=cert.public_key())
+    except ca.PassphraseError:
+        raise InputError("wrong CA passphrase: the CA key could not be decrypted",
+                         "give the current passphrase (CERTMGR_CA_PASSPHRASE or --passphrase-file)") from None
+    atomic_write(path, ca.encrypted_private_key_pem(key, new), KEY_MODE)
+    now = ctx.now()
+    with ctx.database().write() as session:
+        queries.add_audit(session, at=now, actor=ctx.actor, action="ca.passphrase", target=str(path),
+                          kdf=ca.DEFAULT_KEY_ENCRYPTION.describe())
+    return {"key": str(path), "key_encryption": ca.DEFAULT_KEY_ENCRYPTION.describe()}
+
+
+def _pending_csr(ctx: AppContext, settings, subject, passphrase: bytes, key, options: InitOptions) -> dict:
+    """The CA key (0600, encrypted, first) and a CSR for it, in the home and at --csr-out; the init marker stays
+    until `certmgr ca import-signed` brings the certificate. Run again, it rewrites the same CSR."""
+    home = ctx.home
+    if home.ca_key_path.exists():
+        try:
+            ca_key = ca.load_private_key_pem(home.ca_key_path.read_bytes(), passphrase)
+        except ca.PassphraseError as exc:
+            raise InputError(str(exc), "give the passphrase the interrupted init was given") from None
+    else:
+        ca_key = key if key is not None else ca.generate_rsa_key(settings.ca.key_size)
+        atomic_write(home.ca_key_path, ca.encrypted_private_key_pem(ca_key, passphrase), KEY_MODE)
+    path = pending_csr_path(home)
+    if path.exists():
+        csr_pem = path.read_bytes()
+    else:
+        csr_pem = ca.build_ca_csr(ca_key, subject).public_bytes(serialization.Encoding.PEM)
+        atomic_write(path, csr_pem, CERT_MODE)
+    if options.csr_out is not None:
+        atomic_write(Path(options.csr_out), csr_pem, CERT_MODE)
+    return {"home": str(home.root), "pending": True, "csr": str(options.csr_out or path),
+            "ca_subject": subject.to_name().rfc4514_string(),
+            "next": "have the root sign the CSR, then run `certmgr ca import-signed CERT --root ROOT.der --root-crl ROOT.crl`"}
+
+
+def import_signed(ctx: AppContext, cert_path: Path, root_path: Path, crl_path: Path, passphrase: bytes) -> dict:
+    """Complete a home left waiting by `init --issuing-ca --csr-out`: every file is checked before one is written."""
+    from .ca_chain import check_signed_chain, write_chain_files
+
+    home = ctx.home
+    csr_path = pending_csr_path(home)
+    if home.ca_cert_path.exists() and not home.init_marker.exists():
+        raise InputError(f"{home.root} already has its CA certificate", "import-signed completes only a home made with `init --issuing-ca --csr-out`")
+    if not csr_path.exists():
+        raise InputError(f"{home.root} is not waiting for a signed CA certificate",
+                         "start with `certmgr init --issuing-ca --csr-out FILE`")
+    csr = x509.load_pem_x509_csr(csr_path.read_bytes())
+    cert = _read_x509(cert_path, pki.parse_certificate, "certificate")
+    root = _read_x509(root_path, pki.parse_certificate, "root certificate")
+    crl = _read_x509(crl_path, pki.parse_crl, "root CRL")
+    if cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) != \
+            csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise InputError(f"{cert_path} does not match the CA key of this home", "give the certificate signed for this home's CSR")
+    check_signed_chain(cert, root, crl, now=ctx.now())
+    try:  # the passphrase before anything is written
+        ca.load_private_key_pem(home.ca_key_path.read_bytes(), passphrase)
+    except ca.PassphraseError as exc:
+        raise InputError(str(exc), "give the passphrase given to `certmgr init --issuing-ca --csr-out`") from None
+    write_chain_files(home, root, crl.public_bytes(serialization.Encoding.DER))
+    atomic_write(home.ca_cert_path, cert.public_bytes(serialization.Encoding.DER), CERT_MODE)
+    result = initialise(ctx, InitOptions(), passphrase)
+    csr_path.unlink(missing_ok=True)
+    return result
+
+
+def _read_x509(path: Path, parser, what: str):
+    try:
+        return parser(Path(path).read_bytes())
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", "check the path") from None
+    except ValueError:
+        raise InputError(f"{path} is not a {what} (PEM or DER)", f"give the {what} file") from None
+
+
+def _signed_by_offline_root(ctx: AppContext, ca_key, subject, now, options: InitOptions) -> x509.Certificate:
+    """The issuing CA signed by the offline root in ``options.root_dir``; the root and its CRL are written to the
+    home before the CA certificate, so a resumed init that finds ca.der finds the chain too. A kill between the
+    root's state write and ca.der leaves one unused issuing CA on the root's list (never a reused serial)."""
+    from .ca_chain import write_chain_files
+    from .ca_root import issue_from_root
+
+    if options.root_passphrase is None:
+        raise InputError("--root-dir needs the root's passphrase", "set CERTMGR_ROOT_PASSPHRASE or pass --root-passphrase-file")
+    signed = issue_from_root(options.root_dir, options.root_passphrase, (ca_key.public_key(), subject), now=now,
+                             days=ctx.settings.ca.days)
+    write_chain_files(ctx.home, signed.root_certificate, signed.root_crl.public_bytes(serialization.Encoding.DER))
+    return signed.certificate
 
 
 def _verifier(ctx: AppContext) -> tuple[str, str]:
