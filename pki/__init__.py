@@ -10,7 +10,7 @@ from .layout import DEFAULT_LAYOUT, LAYOUTS, Layout, common_name, detect_layout,
 from .readers import Loaded, parse_certificate, parse_crl
 from .store import REJECTED, ApplicationStore, InstallResult, OwnPair
 from .store_crls import ISSUER, TRUSTED, PublishResult
-from .x509_facts import crl_number, crl_signed_by, is_ca
+from .x509_facts import cert_signed_by, crl_number, crl_signed_by, is_ca
 from .validation import GOOD, Refused, TrustCache, TrustMaterial, Validation, build_chain, load_trust_material, validate
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "PRIVATE_DIR_MODE",
     "atomic_write",
     "crl_number",
+    "cert_signed_by",
     "crl_signed_by",
     "destroy_secret",
     "ensure_dir",

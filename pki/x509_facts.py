@@ -6,6 +6,7 @@ Never raise on odd input: a store can hold anything, and a fact that cannot be r
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 
 def is_ca(cert: x509.Certificate) -> bool:
@@ -14,6 +15,15 @@ def is_ca(cert: x509.Certificate) -> bool:
         return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except (x509.ExtensionNotFound, ValueError):
         return False
+
+
+def cert_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``issuer`` is named as ``cert``'s issuer and its key made ``cert``'s signature."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError):  # not its issuer, or a key type cryptography cannot check here
+        return False
+    return True
 
 
 def crl_number(crl: x509.CertificateRevocationList) -> int | None:

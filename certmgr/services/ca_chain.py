@@ -65,12 +65,12 @@ def check_signed_chain(ca_cert: x509.Certificate, root: x509.Certificate, root_c
                        *, now: datetime) -> None:
     """Refuse an issuing CA the root did not sign, a root that is not a self-signed CA, a CRL the root did not
     sign or that is not current, or a root CRL that lists the issuing CA."""
-    if not _is_ca(root) or root.issuer != root.subject or not _signed_by(root, root):
+    if not _is_ca(root) or root.issuer != root.subject or not pki.cert_signed_by(root, root):
         raise InputError(f"{root.subject.rfc4514_string()} is not a self-signed root CA", "give the root CA certificate with --root")
     if not _is_ca(ca_cert):
         raise InputError(f"{ca_cert.subject.rfc4514_string()} is not a CA certificate (CA:TRUE, keyCertSign, cRLSign)",
                          "have the root sign the CSR as a CA (e.g. `certmgr ca root sign-csr`)")
-    if ca_cert.issuer != root.subject or not _signed_by(ca_cert, root):
+    if ca_cert.issuer != root.subject or not pki.cert_signed_by(ca_cert, root):
         raise InputError(f"the root {root.subject.rfc4514_string()} did not sign {ca_cert.subject.rfc4514_string()}",
                          "give the root that signed the issuing CA with --root")
     if root_crl.issuer != root.subject or not pki.crl_signed_by(root_crl, root):
@@ -82,20 +82,14 @@ def check_signed_chain(ca_cert: x509.Certificate, root: x509.Certificate, root_c
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
+    """A CA that may sign certificates and CRLs (basicConstraints CA:TRUE with keyCertSign and cRLSign)."""
+    if not pki.is_ca(cert):
+        return False
     try:
-        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return False
-    return basic.ca and usage.key_cert_sign and usage.crl_sign
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, Exception):  # InvalidSignature, wrong key type or name
-        return False
-    return True
+    return usage.key_cert_sign and usage.crl_sign
 
 
 def write_chain_files(home: Home, root: x509.Certificate, root_crl_der: bytes) -> None:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
 import ca
 import pki
@@ -31,7 +30,7 @@ class OwnIdentity:
 
 def check_own_identity(ctx: AppContext, cert: x509.Certificate, now: datetime) -> OwnIdentity:
     ca_cert = _certmgr_ca(ctx)
-    by_certmgr_ca = ca_cert is not None and cert.issuer == ca_cert.subject and _signed_by(cert, ca_cert)
+    by_certmgr_ca = ca_cert is not None and cert.issuer == ca_cert.subject and pki.cert_signed_by(cert, ca_cert)
     own = OwnIdentity(ca_signed=cert.issuer != cert.subject, issuer=cert.issuer.rfc4514_string(), by_certmgr_ca=by_certmgr_ca)
     own.findings = ca.check_application_certificate(cert, at=now)
     if cert.not_valid_after_utc < now:
@@ -52,12 +51,6 @@ def _certmgr_ca(ctx: AppContext) -> x509.Certificate | None:
         return None
 
 
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):  # not its issuer, or a key type cryptography cannot check here
-        return False
-    return True
 
 
 def _revocation(ctx: AppContext, cert: x509.Certificate, by_certmgr_ca: bool) -> str | None:

@@ -153,11 +153,8 @@ def _named_issuers(store: pki.ApplicationStore, cert: x509.Certificate) -> list[
 def issuer_held(store: pki.ApplicationStore, cert: x509.Certificate) -> x509.Certificate | None:
     """The CA in the store's trusted or issuer folder that signed ``cert``, or None."""
     for candidate in _named_issuers(store, cert):  # two CAs may share a name: the one that signed it
-        try:
-            cert.verify_directly_issued_by(candidate)
+        if pki.cert_signed_by(cert, candidate):
             return candidate
-        except Exception:
-            continue
     return None
 
 
