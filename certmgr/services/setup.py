@@ -201,18 +201,24 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
     }
 
 
+def _ca_key(home, settings, passphrase: bytes, key):
+    """The CA key an interrupted init already wrote, or a new one written first (0600 from its first byte,
+    encrypted: a crash leaves no usable CA rather than a plain key)."""
+    if home.ca_key_path.exists():
+        try:
+            return ca.load_private_key_pem(home.ca_key_path.read_bytes(), passphrase)
+        except ca.PassphraseError as exc:
+            raise InputError(str(exc), "give the passphrase the interrupted init was given") from None
+    ca_key = key if key is not None else ca.generate_rsa_key(settings.ca.key_size)
+    atomic_write(home.ca_key_path, ca.encrypted_private_key_pem(ca_key, passphrase), KEY_MODE)
+    return ca_key
+
+
 def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now, options: InitOptions) -> x509.Certificate:
     """The CA key and certificate: those an interrupted init already wrote, or new ones. Key first, 0600 from its
     first byte, encrypted: a crash leaves no usable CA rather than a plain key."""
     home = ctx.home
-    if home.ca_key_path.exists():
-        try:
-            ca_key = ca.load_private_key_pem(home.ca_key_path.read_bytes(), passphrase)
-        except ca.PassphraseError as exc:
-            raise InputError(str(exc), "give the passphrase the interrupted init was given") from None
-    else:
-        ca_key = key if key is not None else ca.generate_rsa_key(settings.ca.key_size)
-        atomic_write(home.ca_key_path, ca.encrypted_private_key_pem(ca_key, passphrase), KEY_MODE)
+    ca_key = _ca_key(home, settings, passphrase, key)
     ca_cert = None
     if home.ca_cert_path.exists():
         try:
@@ -282,14 +288,7 @@ def _pending_csr(ctx: AppContext, settings, subject, passphrase: bytes, key, opt
     """The CA key (0600, encrypted, first) and a CSR for it, in the home and at --csr-out; the init marker stays
     until `certmgr ca import-signed` brings the certificate. Run again, it rewrites the same CSR."""
     home = ctx.home
-    if home.ca_key_path.exists():
-        try:
-            ca_key = ca.load_private_key_pem(home.ca_key_path.read_bytes(), passphrase)
-        except ca.PassphraseError as exc:
-            raise InputError(str(exc), "give the passphrase the interrupted init was given") from None
-    else:
-        ca_key = key if key is not None else ca.generate_rsa_key(settings.ca.key_size)
-        atomic_write(home.ca_key_path, ca.encrypted_private_key_pem(ca_key, passphrase), KEY_MODE)
+    ca_key = _ca_key(home, settings, passphrase, key)
     path = pending_csr_path(home)
     if path.exists():
         csr_pem = path.read_bytes()

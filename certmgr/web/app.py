@@ -236,16 +236,22 @@ def _approve(console: Console, user: str, store_path: str, thumbprint: str) -> d
 async def approve(request: Request) -> Response:
     session = _session(request, "operator")
     form = await _check_csrf(request, session)
-    console: Console = request.app.state.console
+    return await _act(request, session, _approve, form,
+                      lambda result: f"/rejected?done={quote(result['thumbprint'])}&store={quote(str(form.get('store', '')))}")
+
+
+async def _act(request: Request, session, action, form, redirect_to) -> Response:
+    """Run a store action for the signed-in user: JSON for the API, else a redirect (or the error page)."""
     try:
-        result = await _threaded(_approve, console, session.user, str(form.get("store", "")), str(form.get("thumbprint", "")))
+        result = await _threaded(action, request.app.state.console, session.user, str(form.get("store", "")),
+                                 str(form.get("thumbprint", "")))
     except CertmgrError as exc:
         if _wants_json(request):
             return JSONResponse({"error": exc.one_line()}, 400)
         return _render(request, "error.html", session, message=exc.one_line(), status_code=400)
     if _wants_json(request):
         return JSONResponse(result)
-    return RedirectResponse(f"/rejected?done={quote(result['thumbprint'])}&store={quote(str(form.get('store', '')))}", 303)
+    return RedirectResponse(redirect_to(result), 303)
 
 
 def _reject(console: Console, user: str, store_path: str, thumbprint: str) -> dict:
@@ -264,16 +270,7 @@ def _reject(console: Console, user: str, store_path: str, thumbprint: str) -> di
 async def reject(request: Request) -> Response:
     session = _session(request, "operator")
     form = await _check_csrf(request, session)
-    try:
-        result = await _threaded(_reject, request.app.state.console, session.user, str(form.get("store", "")),
-                                 str(form.get("thumbprint", "")))
-    except CertmgrError as exc:
-        if _wants_json(request):
-            return JSONResponse({"error": exc.one_line()}, 400)
-        return _render(request, "error.html", session, message=exc.one_line(), status_code=400)
-    if _wants_json(request):
-        return JSONResponse(result)
-    return RedirectResponse(f"/rejected?undone={quote(result['thumbprint'])}", 303)
+    return await _act(request, session, _reject, form, lambda result: f"/rejected?undone={quote(result['thumbprint'])}")
 
 
 def _audit(console: Console, params) -> list[dict]:
