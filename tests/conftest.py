@@ -42,7 +42,10 @@ class KeyPool:
             ders = list(pool.map(_make_key, jobs))
         keys: dict[int, list] = {}
         for bits, der in zip(jobs, ders):
-            keys.setdefault(bits, []).append(serialization.load_der_private_key(der, None))
+            # These keys were made a moment ago by this run's own processes, so OpenSSL's RSA consistency check
+            # (half of the pool's start-up: about 0.2 s per key) proves nothing here.
+            keys.setdefault(bits, []).append(
+                serialization.load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True))
         # A leaf whose key is its CA's looks self-signed to a stack that checks the signature with the leaf's own key
         # (node-opcua then says BadCertificateUntrusted): CA keys never come back through the cycle.
         self._ca_keys = keys[2048][-CA_KEYS:]
