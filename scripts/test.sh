@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/venv.sh
+# What the tests will install (Debian's postgresql, softhsm2, chromium; node-opcua), fetched in the background
+# while pip and pass 1 run; the fixtures wait on the same locks and find it done.
+bash scripts/test_prefetch.sh > "${TMPDIR:-/tmp}/certmgr-test-prefetch.log" 2>&1 &
 .venv/bin/python -m pip install -q -e '.[test]'
 # One worker per core (pytest-xdist): many tests wait on sockets and subprocesses.
 WORKERS=${CERTMGR_TEST_WORKERS:-$(nproc 2>/dev/null || echo 2)}
