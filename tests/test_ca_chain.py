@@ -227,6 +227,23 @@ def test_check_and_store_status_see_the_root_crl(chained, tmp_path):
 
 
 @pytest.mark.uses_db
+def test_an_imported_root_crl_is_one_alert_not_one_per_store(chained, tmp_path):
+    from datetime import timedelta
+
+    cm, root_dir = chained
+    for name in ("x", "y"):
+        cm("issue", "--app-uri", f"urn:plant:{name}", "--store", str(tmp_path / name))
+    renewed = cm.json("ca", "root", "sign-crl", "--root-dir", str(root_dir))
+    imported = cm.json("crl", "import", renewed["crl"])
+    into = {Path(r["store"]).name for r in imported if r["status"] == "imported"}
+    assert {"x", "y", "verifier"} <= into  # every store got it, and each import is recorded
+    root_subject = pki.parse_certificate((cm.home / "ca" / "root.der").read_bytes()).subject.rfc4514_string()
+    result = cm.at(utc() + timedelta(days=360))("check", "--json", code=None)
+    about_root = [s for s in result.json()["subjects"] if s["issuer"] == root_subject]
+    assert len(about_root) == 1 and "root's CRL" in about_root[0]["reason"], about_root
+
+
+@pytest.mark.uses_db
 def test_node_opcua_server_under_the_chain_refuses_the_revoked_client(chained, tmp_path, node_server_installed):
     """A real node-opcua server (issuers/certs layout) validates the chain root -> issuing CA -> client."""
     from certmgr.opcua.proofs import endpoint_certificate
