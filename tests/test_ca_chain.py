@@ -237,6 +237,9 @@ def test_an_imported_root_crl_is_one_alert_not_one_per_store(chained, tmp_path):
     imported = cm.json("crl", "import", renewed["crl"])
     into = {Path(r["store"]).name for r in imported if r["status"] == "imported"}
     assert {"x", "y", "verifier"} <= into  # every store got it, and each import is recorded
+    shown = cm.json("ca", "show")["root"]
+    assert shown["subject"] == "CN=Plant 1 Root CA" and shown["crl_number"] == renewed["crl_number"]
+    assert "Plant 1 Root CA" in cm("ca", "show").stdout
     root_subject = pki.parse_certificate((cm.home / "ca" / "root.der").read_bytes()).subject.rfc4514_string()
     result = cm.at(utc() + timedelta(days=360))("check", "--json", code=None)
     about_root = [s for s in result.json()["subjects"] if s["issuer"] == root_subject]

@@ -30,7 +30,7 @@ def test_init_creates_home_ca_crl_and_verifier(initialised: Certmgr):
     assert ca.check_ca_certificate(cert) == []
     assert cert.subject.rfc4514_string() == "CN=Plant CA,O=Plant"
     summary = initialised.json("ca", "show")
-    assert summary["crl_number"] == 1 and summary["key_size"] == 2048
+    assert summary["crl_number"] == 1 and summary["key_size"] == 2048 and summary["root"] is None
     verifier = pki.ApplicationStore(home / "verifier")
     assert verifier.own() is not None and verifier.holds_certificate(cert, pki.TRUSTED)
     rows = initialised.json("list")

@@ -111,9 +111,11 @@ def ca_show(app) -> None:
     Example:
       certmgr ca show --json
     """
+    from ..services.ca_chain import root_summary
     from ..services.setup import ca_summary
 
-    summary = ca_summary(app)
+    summary = {**ca_summary(app), "root": root_summary(app.home)}
+    root = summary["root"]
     if app.json:
         emit_json(summary)
         return
@@ -127,6 +129,8 @@ def ca_show(app) -> None:
                 ("key", f"RSA {summary['key_size']} ({summary['key_file']}, encrypted)"),
                 ("certificate", summary["certificate_file"]),
                 ("CRL", f"number {summary['crl_number']}, next update {summary['crl_next_update']}, {summary['crl_revoked']} revoked"),
+                ("root", f"{root['subject']} ({root['thumbprint']}), valid until {root['not_after']}; its CRL number "
+                         f"{root['crl_number']}, next update {root['crl_next_update']}" if root else "none (the CA is its own root)"),
                 ("findings", summary["findings"] or "none"),
             ]
         )

@@ -61,6 +61,21 @@ def load_chain(home: Home) -> CaChain | None:
     return CaChain(pki.parse_certificate(path.read_bytes()), crl, crl.public_bytes(serialization.Encoding.DER))
 
 
+def root_summary(home: Home) -> dict | None:
+    """What `ca show` says of the root above an issuing CA (None for a CA that is its own root)."""
+    chain = load_chain(home)
+    if chain is None:
+        return None
+    return {
+        "subject": chain.root.subject.rfc4514_string(),
+        "thumbprint": pki.thumbprint(chain.root),
+        "not_after": chain.root.not_valid_after_utc.isoformat(),
+        "certificate_file": str(root_cert_path(home)),
+        "crl_number": chain.root_crl_number,
+        "crl_next_update": chain.root_crl.next_update_utc.isoformat(),
+    }
+
+
 def check_signed_chain(ca_cert: x509.Certificate, root: x509.Certificate, root_crl: x509.CertificateRevocationList,
                        *, now: datetime) -> None:
     """Refuse an issuing CA the root did not sign, a root that is not a self-signed CA, a CRL the root did not
