@@ -247,6 +247,23 @@ def test_an_imported_root_crl_is_one_alert_not_one_per_store(chained, tmp_path):
 
 
 @pytest.mark.uses_db
+def test_crl_refresh_restores_a_lost_root_crl_from_the_home(chained, tmp_path):
+    cm, _ = chained
+    cm("issue", "--app-uri", "urn:plant:x", "--store", str(tmp_path / "x"), "--layout", "node-opcua")
+    store = pki.ApplicationStore(tmp_path / "x", "node-opcua")
+    root = pki.parse_certificate((cm.home / "ca" / "root.der").read_bytes())
+    root_crls = [p for p in store.crl_dir(pki.TRUSTED).iterdir() if pki.crl_signed_by(pki.parse_crl(p.read_bytes()), root)]
+    assert len(root_crls) == 1
+    root_crls[0].unlink()  # an operator "cleaning up" trusted/crl
+    report = cm.json("crl", "refresh")
+    mine = next(c for c in report["stores"] if Path(c["store"]).name == "x")
+    assert mine["ok"] and any("root's CRL" in r for r in mine["repaired"]), mine
+    assert (cm.home / "ca" / "root.crl").read_bytes() in [p.read_bytes() for p in store.crl_dir(pki.TRUSTED).iterdir()]
+    again = next(c for c in cm.json("crl", "refresh")["stores"] if Path(c["store"]).name == "x")
+    assert again["repaired"] == []  # nothing to do the second time
+
+
+@pytest.mark.uses_db
 def test_node_opcua_server_under_the_chain_refuses_the_revoked_client(chained, tmp_path, node_server_installed):
     """A real node-opcua server (issuers/certs layout) validates the chain root -> issuing CA -> client."""
     from certmgr.opcua.proofs import endpoint_certificate

@@ -21,6 +21,7 @@ from db import queries
 
 from ..context import AppContext
 from ..errors import InputError
+from .ca_chain import load_chain
 from .crls import current_crl, sign_crl
 from .recovery import recover
 from .publishing import (
@@ -92,13 +93,17 @@ def _describe(state: pki.CaCrlState, at: datetime) -> str:
     return f"CA {name} ({state.kind}) has {len(state.valid)} CRL files; keep exactly one"
 
 
-def check_store(target: StoreTarget, our_ca: x509.Certificate, crl_row: db.Crl, at: datetime) -> tuple[StoreCheck, StorePublication]:
-    """Check one store's CRLs; bring certmgr's CRL up to date there and repair it if it is broken."""
+def check_store(target: StoreTarget, our_ca: x509.Certificate, crl_row: db.Crl, at: datetime,
+                chain=None) -> tuple[StoreCheck, StorePublication]:
+    """Check one store's CRLs; bring certmgr's CRL up to date there and repair it if it is broken. With a
+    ``chain`` (services/ca_chain.py) the root's CRL the home keeps is restored first where it is missing or older."""
     check = StoreCheck(target.path)
     store = target.store()
     if not store.root.is_dir():
         check.problems.append("store folder is missing")
         return check, StorePublication(target.path, ERROR, message="store folder is missing")
+    if chain is not None:
+        _restore_root_crl(store, chain, check)
     our_thumb = pki.thumbprint(our_ca)
     our_prefix = store.layout.crl_name(our_ca, None)[: -len(".crl")]
     vouched = (crl_row.der,)
@@ -157,6 +162,20 @@ def check_store(target: StoreTarget, our_ca: x509.Certificate, crl_row: db.Crl, 
     return check, publication
 
 
+def _restore_root_crl(store: pki.ApplicationStore, chain, check: StoreCheck) -> None:
+    """The root is offline, so its CRL cannot be re-signed here; but the home holds the current one (`crl import`
+    keeps it), and a store that lost it or holds an older one gets it back: without it stacks refuse the chain."""
+    number = chain.root_crl_number
+    try:
+        results = store.publish_crl_where_held(chain.root_crl_der, chain.root, number)
+    except (OSError, pki.StoreError) as exc:
+        check.problems.append(f"writing the root's CRL {number} failed: {exc}")
+        return
+    for kind, result in results.items():
+        if result.written:
+            check.repaired.append(f"the root's CRL in {kind}/crl was missing or older: replaced with root CRL {number}")
+
+
 MAX_PEER_CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -168,7 +187,7 @@ def _recheck(ctx: AppContext, target: StoreTarget, issuer_cert, check: StoreChec
     now = ctx.now()
     # a CRL another node signed a moment ago may carry its clock; minutes of skew are tolerated, days are not
     at = max(now, min(latest.this_update, now + MAX_PEER_CLOCK_SKEW))
-    again, publication_again = check_store(target, issuer_cert, latest, at)
+    again, publication_again = check_store(target, issuer_cert, latest, at, load_chain(ctx.home))
     if not again.problems:
         again.repaired = check.repaired + again.repaired
         return again, publication_again if publication_again.status != UNCHANGED else publication
@@ -184,8 +203,9 @@ def refresh(ctx: AppContext, *, force: bool = False, now: datetime | None = None
     if resigned:
         crl_row = sign_crl(ctx, ctx.issuer(), now)
     report = RefreshReport(crl_row.number, crl_row.next_update, resigned)
+    chain = load_chain(ctx.home)
     for target in registered_stores(ctx):
-        check, publication = check_store(target, issuer_cert, crl_row, now)
+        check, publication = check_store(target, issuer_cert, crl_row, now, chain)
         if check.problems:
             check, publication = _recheck(ctx, target, issuer_cert, check, publication)
         report.checks.append(check)
