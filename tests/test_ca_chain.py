@@ -227,16 +227,22 @@ def test_check_and_store_status_see_the_root_crl(chained, tmp_path):
 
 
 @pytest.mark.uses_db
-def test_an_imported_root_crl_is_one_alert_not_one_per_store(chained, tmp_path):
+def test_an_imported_root_crl_reaches_peer_stores_and_is_one_alert(chained, tmp_path):
     from datetime import timedelta
 
     cm, root_dir = chained
     for name in ("x", "y"):
         cm("issue", "--app-uri", f"urn:plant:{name}", "--store", str(tmp_path / name))
+    # a vendor's store handed the root and its first CRL (store import registers it as a peer store)
+    (tmp_path / "vendor").mkdir()
+    cm("store", "import", str(tmp_path / "vendor"), str(root_dir / "root.der"), "--trusted", "--crl",
+       str(cm.home / "ca" / "root.crl"), "--layout", "node-opcua")
     renewed = cm.json("ca", "root", "sign-crl", "--root-dir", str(root_dir))
     imported = cm.json("crl", "import", renewed["crl"])
     into = {Path(r["store"]).name for r in imported if r["status"] == "imported"}
-    assert {"x", "y", "verifier"} <= into  # every store got it, and each import is recorded
+    assert {"x", "y", "verifier", "vendor"} <= into  # every store and the peer store got it, each import recorded
+    vendor = pki.ApplicationStore(tmp_path / "vendor", "node-opcua")
+    assert renewed["crl_number"] in [pki.crl_number(pki.parse_crl(p.read_bytes())) for p in vendor.crl_dir(pki.TRUSTED).iterdir()]
     shown = cm.json("ca", "show")["root"]
     assert shown["subject"] == "CN=Plant 1 Root CA" and shown["crl_number"] == renewed["crl_number"]
     assert "Plant 1 Root CA" in cm("ca", "show").stdout

@@ -260,8 +260,10 @@ def import_crl(
             "get a fresh CRL from its CA",
         )
     from .ca_chain import accept_root_crl
+    from .fleet import peer_store_targets
 
-    if accept_root_crl(ctx.home, crl) is not None and store_dir is None:
+    chain = accept_root_crl(ctx.home, crl)
+    if chain is not None and store_dir is None:
         all_stores = True  # the root's CRL goes beside the root, which every store certmgr writes holds
     if all_stores == (store_dir is not None):
         raise InputError("say where the CRL goes", "give --store DIR or --all-stores")
@@ -269,6 +271,9 @@ def import_crl(
         targets = [StoreTarget(str(store_dir), layout or _registered_layout(ctx, store_dir) or "ua-net", ())]
     else:
         targets = registered_stores(ctx)
+        if chain is not None:  # and every peer store that was given the root (Part 12 §7.9.6, as for certmgr's own CRL)
+            targets += [t for t in peer_store_targets(ctx)
+                        if any(t.store().holds_certificate(chain.root, kind) for kind in (pki.TRUSTED, pki.ISSUER))]
     number = pki.crl_number(crl)
     results = []
     for target in targets:
