@@ -18,6 +18,7 @@ from certmgr.opcua.identities import identity_from_store
 from tests.conftest import Certmgr
 from tests.helpers import utc
 from tests.test_field_trial_stores import node_server_installed  # noqa: F401  (fixture: npm ci of node-opcua)
+from tests.test_push import node_push_installed  # noqa: F401  (fixture: npm ci of the node-opcua push server)
 
 ROOT_PASSPHRASE = "a passphrase of the root alone"
 
@@ -324,3 +325,47 @@ def test_interrupted_issuing_init_resumes_only_with_its_root(tmp_path, database_
     assert resumed["resumed"] and not (cm.home / "init.incomplete").exists()
     issuing = pki.parse_certificate((cm.home / "ca" / "ca.der").read_bytes())
     assert issuing.issuer == pki.parse_certificate((root_dir / "root.der").read_bytes()).subject
+
+
+@pytest.mark.uses_db
+def test_push_under_the_chain_puts_the_root_and_its_crl_in_the_trust_list(chained, tmp_path, node_push_installed):
+    """node-opcua's Part 12 push server: certmgr's TrustList step covers the root and the root's CRL as well as the
+    issuing CA and its CRL, and reads each back."""
+    from tests.helpers import NODE_PUSH_URI, NodeServer
+
+    cm, root_dir = chained
+    pki_dir = tmp_path / "node-pki"
+    pki_dir.mkdir()
+    ca_cert = pki.parse_certificate((cm.home / "ca" / "ca.der").read_bytes())
+    verifier = pki.ApplicationStore(cm.home / "verifier")
+    ca_crl = next(p for kind in (pki.TRUSTED, pki.ISSUER) for p in verifier.crl_dir(kind).iterdir()
+                  if pki.crl_signed_by(pki.parse_crl(p.read_bytes()), ca_cert))
+    # the server's administrator places the chain once, as `trust-exchange --export` hands it over
+    for cert, crl in ((root_dir / "root.der", cm.home / "ca" / "root.crl"), (cm.home / "ca" / "ca.der", ca_crl)):
+        cm("store", "import", str(pki_dir), str(cert), "--trusted", "--crl", str(crl), "--layout", "node-opcua")
+    server = NodeServer(pki_dir, {"admin": "admin-pw", "operator": "operator-pw"})
+    try:
+        password = tmp_path / "admin.pass"
+        password.write_text("admin-pw\n")
+        password.chmod(0o600)
+        cm("app", "add", "--app-uri", NODE_PUSH_URI, "--endpoint", server.url, "--deploy", "push", "--admin-user", "admin",
+           "--admin-password-file", str(password), "--dns", "localhost", "--ip", "127.0.0.1")
+        from certmgr.opcua.proofs import endpoint_certificate
+
+        self_signed = pki.thumbprint(asyncio.run(endpoint_certificate(server.url))[0])
+        pushed = cm("push", "--app-uri", NODE_PUSH_URI, "--accept-server", self_signed[:16], "--json").json()
+        assert pushed["ok"], pushed
+        steps = {s["step"]: s for s in pushed["steps"]}
+        assert steps["TrustList"]["status"] == "Good" and "root certificate" in steps["TrustList"]["detail"], steps["TrustList"]
+        served = pki.parse_certificate(asyncio.run(endpoint_certificate(server.url))[0].public_bytes(serialization.Encoding.DER))
+        assert served.issuer == ca_cert.subject and pki.cert_signed_by(served, ca_cert)
+
+        # the root's next CRL: crl import reaches the server's folder (store import made it a peer store), and the
+        # next push reads the TrustList back holding it
+        renewed = cm.json("ca", "root", "sign-crl", "--root-dir", str(root_dir))
+        cm("crl", "import", renewed["crl"])
+        again = cm("push", "--app-uri", NODE_PUSH_URI, "--json").json()
+        trust_list = next(s for s in again["steps"] if s["step"] == "TrustList")
+        assert trust_list["status"] == "Good" and "root's current CRL" in trust_list["detail"], trust_list
+    finally:
+        server.stop()

@@ -171,7 +171,7 @@ async def conversation(ctx, app: _App, issuer, report: PushReport, record, *, re
         apply_required = await client.update_certificate(der, [ca_der])
         report.add("UpdateCertificate", "Good", f"applyChangesRequired={apply_required}")
         # CloseAndUpdate has its own applyChangesRequired: either one means ApplyChanges
-        apply_required = await _trust_list(client, report, ca_der, current_crl(ctx).der) or apply_required
+        apply_required = await _trust_list(client, report, _trust_material(ctx, ca_der)) or apply_required
         if apply_required:
             await client.apply_changes()
             report.add("ApplyChanges", "Good")
@@ -190,32 +190,49 @@ async def conversation(ctx, app: _App, issuer, report: PushReport, record, *, re
     report.ok = True
 
 
-async def _trust_list(client, report: PushReport, ca_der: bytes, crl_der: bytes) -> bool:
-    """Make the server's TrustList hold certmgr's CA and current CRL, and read it back: some servers
-    answer Good and change nothing (node-opcua 2.157 ignores Write). Returns applyChangesRequired of the write.
+def _trust_material(ctx, ca_der: bytes) -> list[tuple[str, bytes, bool]]:
+    """What a pushed server's TrustList must hold, as (name, DER, is a CRL): certmgr's CA and its current CRL, and
+    for an issuing CA under a root (services/ca_chain.py) the root and the root's CRL too, all in the trusted
+    lists (node-opcua grants no trust from issuer lists: TRUSTS_INTERMEDIATE_ONLY_IN_TRUSTED)."""
+    from .ca_chain import load_chain
+
+    material = [("CA certificate", ca_der, False), ("current CRL", current_crl(ctx).der, True)]
+    chain = load_chain(ctx.home)
+    if chain is not None:
+        root_der = chain.root.public_bytes(serialization.Encoding.DER)
+        material += [("root certificate", root_der, False), ("root's current CRL", chain.root_crl_der, True)]
+    return material
+
+
+async def _trust_list(client, report: PushReport, material: list[tuple[str, bytes, bool]]) -> bool:
+    """Make the server's TrustList hold ``material`` (_trust_material) and read it back: some servers answer
+    Good and change nothing (node-opcua 2.157 ignores Write). Returns applyChangesRequired of the write.
 
     A read-back without them is a warning, not a failure: the server already trusts certmgr's CA (the session
     that got here proves it), and the live proof that follows fails if the CRL it holds does not do."""
     from ..opcua.push import TrustList
 
+    certificates = [der for _, der, is_crl in material if not is_crl]
+    crls = [der for _, der, is_crl in material if is_crl]
     lists = await client.read_trust_list()
     apply_required = False
-    if ca_der not in lists.trusted:
-        await client.add_certificate(ca_der, trusted=True)
-    if crl_der not in lists.trusted_crls:
-        others = [c for c in lists.trusted_crls if not _same_issuer(c, crl_der)]
-        apply_required = await client.write_trust_list(TrustList(lists.trusted + ([ca_der] if ca_der not in lists.trusted else []),
-                                                                 others + [crl_der], lists.issuers, lists.issuer_crls))
+    for der in certificates:
+        if der not in lists.trusted:
+            await client.add_certificate(der, trusted=True)
+    if any(der not in lists.trusted_crls for der in crls):
+        # each issuer's older CRLs make way for the current one; CRLs of other issuers stay
+        others = [c for c in lists.trusted_crls if not any(_same_issuer(c, der) for der in crls)]
+        trusted = lists.trusted + [der for der in certificates if der not in lists.trusted]
+        apply_required = await client.write_trust_list(TrustList(trusted, others + crls, lists.issuers, lists.issuer_crls))
     after = await client.read_trust_list()
-    missing = [what for what, present in (("CA certificate", ca_der in after.trusted), ("current CRL", crl_der in after.trusted_crls))
-               if not present]
+    missing = [name for name, der, is_crl in material if der not in (after.trusted_crls if is_crl else after.trusted)]
     if missing:
         pending = " (the server asked for ApplyChanges, which follows)" if apply_required else ""
         report.add("TrustList", "Warning", f"read back without certmgr's {' and '.join(missing)}{pending}: the server ignored the "
                    "update; peers of certmgr's CA will fail with BadCertificateRevocationUnknown until it is placed in the "
                    "server's store (`certmgr store import` where the server's PKI folder is reachable)")
     else:
-        report.add("TrustList", "Good", "holds certmgr's CA certificate and current CRL (read back)")
+        report.add("TrustList", "Good", f"holds certmgr's {', '.join(name for name, _, _ in material)} (read back)")
     return apply_required
 
 
