@@ -246,6 +246,21 @@ def certmgr(tmp_path, database_url) -> Certmgr:
     return Certmgr(tmp_path / "home", database_url)
 
 
+# The template home's CA key is re-encrypted with a cheap scrypt (N=2^10, p=1: about 1 ms) for this run: every
+# signing command of a test decrypts it, and the production cost (N=2^14, p=5: about 0.3 s, ca/pkcs8.py) paid by
+# the suite's many hundreds of such commands was minutes per pass. The production KDF itself is tested on homes
+# of their own (tests/test_ca_hierarchy.py, tests/test_ca_chain.py), which init makes with the default.
+TEST_KEY_ENCRYPTION = ca.KeyEncryption(scrypt_n=2**10, scrypt_p=1)
+
+
+def _cheapen_ca_key(home: Path) -> None:
+    path = home / "ca" / "private" / "ca-key.pem"
+    key = ca.load_private_key_pem(path.read_bytes(), PASSPHRASE.encode())
+    with open(path, "r+b") as handle:  # the file keeps its 0600 mode
+        handle.write(ca.encrypted_private_key_pem(key, PASSPHRASE.encode(), TEST_KEY_ENCRYPTION))
+        handle.truncate()
+
+
 @pytest.fixture(scope="session")
 def initialised_template(tmp_path_factory, key_pool, pg_databases):
     """`certmgr init` once per run: a home (and, for the PostgreSQL pass, a database) that each test copies."""
@@ -263,6 +278,7 @@ def initialised_template(tmp_path_factory, key_pool, pg_databases):
         template("init", "--ca-name", "Plant CA", "--org", "Plant", "--ca-key-size", "2048")
     finally:
         patch.undo()
+    _cheapen_ca_key(template.home)
     yield template, name
     if pg_databases is not None:
         pg_databases.drop(name)
