@@ -60,13 +60,13 @@ def init_custody(ctx: AppContext, options: InitOptions) -> Custody:
     if options.key_uri is not None:
         from ca.pkcs11 import parse_pkcs11_uri
 
-        if options.pkcs11_module is None:
-            raise InputError("--ca-key pkcs11:... needs the token's module",
-                             "pass --pkcs11-module PATH, e.g. /usr/lib/softhsm/libsofthsm2.so")
-        try:
+        try:  # the URI first: a PIN written into it is the worse mistake
             uri = str(parse_pkcs11_uri(options.key_uri))
         except ca.TokenError as exc:
             raise InputError(f"--ca-key: {exc}") from None
+        if options.pkcs11_module is None:
+            raise InputError("--ca-key pkcs11:... needs the token's module",
+                             "pass --pkcs11-module PATH, e.g. /usr/lib/softhsm/libsofthsm2.so")
         module = str(Path(options.pkcs11_module).expanduser().absolute())
         recorded = (ca_settings.key_uri, ca_settings.pkcs11_module)
         if ctx.home.init_marker.exists() and ctx.home.config_path.exists() and recorded != (uri, module):
@@ -456,12 +456,12 @@ def join_custody(ctx: AppContext, ca_key: str, pkcs11_module: str | None) -> Cus
 
     settings = ctx.settings
     if is_pkcs11_uri(str(ca_key)):
-        if pkcs11_module is None:
-            raise InputError("--ca-key pkcs11:... needs the token's module", "pass --pkcs11-module PATH on this node")
         try:
             settings.ca.key_uri = str(parse_pkcs11_uri(str(ca_key)))
         except ca.TokenError as exc:
             raise InputError(f"--ca-key: {exc}") from None
+        if pkcs11_module is None:
+            raise InputError("--ca-key pkcs11:... needs the token's module", "pass --pkcs11-module PATH on this node")
         settings.ca.pkcs11_module = str(Path(pkcs11_module).expanduser().absolute())
     else:
         if pkcs11_module is not None:
