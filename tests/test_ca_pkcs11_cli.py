@@ -234,3 +234,56 @@ def test_pin_is_never_in_argv_a_hook_environment_or_the_logs(token_home, tmp_pat
         if path.is_file():
             assert PIN.encode() not in path.read_bytes(), path
     assert os.environ.get("CERTMGR_PKCS11_PIN") is None  # the harness never leaked it into this process
+
+
+def _ciphertext_span(der: bytes) -> tuple[int, int]:
+    """(offset, length) of the encryptedData OCTET STRING of a PKCS#8 EncryptedPrivateKeyInfo."""
+    def header(at: int) -> tuple[int, int]:  # (content offset, content length) of the TLV at ``at``
+        first = der[at + 1]
+        if first < 0x80:
+            return at + 2, first
+        size = first & 0x7F
+        return at + 2 + size, int.from_bytes(der[at + 2 : at + 2 + size], "big")
+
+    body, _ = header(0)
+    algorithm, length = header(body)
+    return header(algorithm + length)
+
+
+def test_a_tampered_key_file_is_refused_or_still_signs_correctly(key_pool):
+    """PBES2 AES-CBC is not authenticated: someone who can write the key file (without the passphrase) can flip
+    ciphertext bits, which garbles one plaintext block at random and flips a bit of the next. The shortcut that
+    skips OpenSSL's RSA check must then still never sign wrongly (a wrong CRT signature leaks the factors):
+    every tampered block either fails to load or yields a key whose signatures verify under the certificate's key.
+    A cheap scrypt keeps this fast; the KDF plays no part in the argument."""
+    import base64
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    key = key_pool.ca_key()
+    public = key.public_key()
+    pem = ca.encrypted_private_key_pem(key, b"s3cret", ca.KeyEncryption(scrypt_n=2**10, scrypt_p=1))
+    der = bytearray(base64.b64decode(b"".join(pem.splitlines()[1:-1])))
+    start, length = _ciphertext_span(bytes(der))
+    outcomes = {"refused": 0, "signs": 0}
+    for block in range(0, length - 16, 16):  # every block but the last (that one only breaks the padding)
+        tampered = bytearray(der)
+        tampered[start + block + 5] ^= 0x10
+        body = base64.encodebytes(bytes(tampered)).replace(b"\n", b"")
+        text = b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + body + b"\n-----END ENCRYPTED PRIVATE KEY-----\n"
+        try:
+            loaded = ca.load_private_key_pem(text, b"s3cret", trusted_public_key=public)
+        except ca.CAError:
+            outcomes["refused"] += 1
+            continue
+        for message in (b"tbsCertificate", b"tbsCertList", bytes(range(64))):
+            signature = loaded.sign(message, padding.PKCS1v15(), hashes.SHA256())
+            try:
+                public.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+            except InvalidSignature:  # pragma: no cover - the failure this test exists for
+                pytest.fail(f"a key tampered in ciphertext block {block // 16} loaded and signed wrongly")
+        outcomes["signs"] += 1
+    # both branches ran (about 28 refused, 48 loaded with damaged d, p, q or CRT values and signed correctly)
+    assert outcomes["refused"] > 0 and outcomes["signs"] > 0 and sum(outcomes.values()) == len(range(0, length - 16, 16)), outcomes
