@@ -38,7 +38,7 @@ class Custody:
         return self.uri is not None
 
     def describe(self) -> str:
-        return f"{self.uri} (PKCS#11 module {self.module})" if self.on_token else str(self.key_file)
+        return f"{self.uri} via {self.module}" if self.on_token else str(self.key_file)
 
 
 def custody(home, settings=None) -> Custody:

@@ -99,3 +99,11 @@ def test_wrong_pin_refused_by_the_token_itself(softhsm):
         open_token_key(softhsm, Pkcs11Uri(TOKEN, "plant1-ca"), b"0000")
     with open_token_key(softhsm, Pkcs11Uri(TOKEN, "plant1-ca"), PIN, generate_bits=2048) as key:
         assert key.key_size == 2048
+
+
+def test_a_token_that_stops_signing_is_one_line(softhsm, token_key):
+    """A session the token no longer has (HSM restarted, token pulled) fails as a TokenError, not a traceback."""
+    key = open_token_key(softhsm, Pkcs11Uri(TOKEN, "plant1-ca"), PIN)
+    key.close()
+    with pytest.raises(ca.TokenError, match="^the token refused to sign with pkcs11:token=certmgr%20test;object=plant1-ca: "):
+        key.sign(b"data", padding.PKCS1v15(), hashes.SHA256())

@@ -99,6 +99,7 @@ def test_init_puts_the_ca_key_on_the_token_and_no_key_file_in_the_home(token_hom
 
         assert key.public_key().public_numbers() == public
         assert key._private[Attribute.SENSITIVE] is True and key._private[Attribute.EXTRACTABLE] is False
+    assert f"RSA 2048 on a PKCS#11 token: {URI} via {softhsm}" in token_home("ca", "show").stdout
     shown = token_home.json("ca", "show")
     assert shown["key_on_token"] is True and shown["key_file"] is None and URI in shown["key"]
     authority = token_home.sql("SELECT key_path FROM authorities")

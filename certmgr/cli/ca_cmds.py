@@ -141,8 +141,8 @@ def ca_show(app) -> None:
                 ("thumbprint", summary["thumbprint"]),
                 ("serial", summary["serial"]),
                 ("valid", f"{summary['not_before']} .. {summary['not_after']}"),
-                ("key", f"RSA {summary['key_size']} (" + (f"on PKCS#11 token: {summary['key']})" if summary["key_on_token"]
-                                                          else f"{summary['key_file']}, encrypted)")),
+                ("key", f"RSA {summary['key_size']} " + (f"on a PKCS#11 token: {summary['key']}" if summary["key_on_token"]
+                                                         else f"({summary['key_file']}, encrypted)")),
                 ("certificate", summary["certificate_file"]),
                 ("CRL", f"number {summary['crl_number']}, next update {summary['crl_next_update']}, {summary['crl_revoked']} revoked"),
                 ("findings", summary["findings"] or "none"),

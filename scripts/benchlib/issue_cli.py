@@ -54,6 +54,13 @@ def bench_issue_cli(work: Path, quick: bool = False) -> None:
     print(f"`openssl req` + `openssl x509 -req`  {summary(shell)}")
     print(f"certmgr / openssl pair (medians): {statistics.median(managed) / statistics.median(shell):.2f}x  (target <= 1.0: no slower)")
 
+    # many certificates: one process, one CA key load, keys generated in parallel
+    rows = work / "batch.csv"
+    rows.write_text("app_uri,store\n" + "".join(f"urn:bench:batch{i},{work / 'stores' / f'batch{i}'}\n" for i in range(rounds)))
+    batch = timed(lambda: subprocess.run([*command, "issue", "--batch", str(rows)], env=env, check=True, capture_output=True))
+    print(f"`certmgr issue --batch` of {rounds} (one process)  {batch / rounds * 1000:7.1f} ms per certificate, "
+          f"{statistics.median(shell) / (batch / rounds):.2f}x faster than the openssl pair")
+
     # where one call's time goes: the CA key load (KDF, then the RSA check or certmgr's cheaper one) and imports
     pem, secret = key_file.read_bytes(), os.environ["CERTMGR_CA_PASSPHRASE"].encode()
     public = pki.parse_certificate(cert_file.read_bytes()).public_key()
