@@ -288,3 +288,27 @@ def test_a_tampered_key_file_is_refused_or_still_signs_correctly(key_pool):
         outcomes["signs"] += 1
     # both branches ran (about 28 refused, 48 loaded with damaged d, p, q or CRT values and signed correctly)
     assert outcomes["refused"] > 0 and outcomes["signs"] > 0 and sum(outcomes.values()) == len(range(0, length - 16, 16)), outcomes
+
+
+def test_issuing_ca_on_the_token_under_a_root_via_csr(softhsm, tmp_path):
+    """`init --issuing-ca --csr-out` with the key on the token: the token signs the CSR, `ca import-signed` (PIN,
+    no passphrase) completes the home, and its certificates chain to the root."""
+    cm = token_certmgr(tmp_path / "issuing")
+    cm.env["CERTMGR_ROOT_PASSPHRASE"] = "a passphrase for the root alone"
+    root = tmp_path / "root"
+    cm("ca", "root", "create", "--out", str(root), "--key-size", "2048")
+    csr = tmp_path / "issuing.csr"
+    cm("init", "--issuing-ca", "--csr-out", str(csr), "--ca-name", "Token Issuing CA", "--ca-key-size", "2048",
+       "--ca-key", URI.replace("cli-ca", "issuing-ca"), "--pkcs11-module", softhsm)
+    assert x509.load_pem_x509_csr(csr.read_bytes()).is_signature_valid
+    cm("ca", "root", "sign-csr", str(csr), "--root-dir", str(root), "--out", str(tmp_path / "issuing.der"))
+    cm("ca", "import-signed", str(tmp_path / "issuing.der"), "--root", str(root / "root.der"), "--root-crl", str(root / "root.crl"))
+    store = tmp_path / "hmi"
+    cm("issue", "--app-uri", "urn:plant1:hmi", "--store", str(store))
+    leaf = store.with_name("hmi-leaf.pem")
+    leaf.write_bytes(x509.load_der_x509_certificate(next((store / "own" / "certs").glob("*.der")).read_bytes())
+                     .public_bytes(serialization.Encoding.PEM))
+    done = subprocess.run(["openssl", "verify", "-CAfile", str(root / "root.pem"), "-untrusted", str(cm.home / "ca" / "ca.pem"),
+                           "-attime", ATTIME, str(leaf)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (cm.home / "ca" / "private").exists()

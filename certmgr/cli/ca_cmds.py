@@ -165,10 +165,10 @@ def ca_import_signed(app, cert, root, root_crl) -> None:
     Example:
       certmgr ca import-signed plant1-ca.der --root enterprise-root.der --root-crl enterprise-root.crl
     """
-    from ..passphrase import read_passphrase
+    from ..ca_key import custody, read_ca_secret
     from ..services.setup import import_signed
 
-    result = import_signed(app, cert, root, root_crl, read_passphrase(app.passphrase_file))
+    result = import_signed(app, cert, root, root_crl, read_ca_secret(custody(app.home), app.passphrase_file, app.pin_file))
     emit_json(result) if app.json else click.echo(key_values([("home", result["home"]), ("CA", result["ca_subject"]),
                                                               ("CA thumbprint", result["ca_thumbprint"])]))
 
