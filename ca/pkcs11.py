@@ -136,8 +136,14 @@ class TokenRSAPrivateKey(rsa.RSAPrivateKey):
                 f"the token key signs with PKCS#1 v1.5 and SHA-256 only (certmgr's profile), not "
                 f"{type(padding).__name__} with {getattr(algorithm, 'name', algorithm)}"
             )
+        from pkcs11.exceptions import PKCS11Error
+
         with self._lock:
-            return bytes(self._private.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS))
+            try:
+                return bytes(self._private.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS))
+            except PKCS11Error as exc:  # token removed, session closed by the HSM, ...: one line, not a traceback
+                raise TokenError(f"the token refused to sign with {self.uri}: {type(exc).__name__}; "
+                                 "check that the token is present, then run the command again") from None
 
     def public_key(self) -> rsa.RSAPublicKey:
         return self._public

@@ -31,6 +31,9 @@ class CASettings:
     crl_days: int | None = None  # None: the value chosen at init, kept with the authority
     cert_file: str = "ca/ca.der"
     key_file: str = "ca/private/ca-key.pem"
+    # A CA key on a PKCS#11 token instead of key_file: 'pkcs11:token=NAME;object=LABEL' and the token's module
+    key_uri: str | None = None
+    pkcs11_module: str | None = None
 
 
 @dataclass
@@ -268,7 +271,30 @@ def parse_settings(text: str, path: Path) -> Settings:
         if not isinstance(value, dict):
             raise InputError(f"{_where(path, locate.key('', name))}: [{name}] must be a table", "write it as a [section] with keys")
         _fill(getattr(settings, name), value, name, path, locate)
+    _check_ca_key(settings.ca, path, locate)
     return settings
+
+
+def _check_ca_key(ca_settings: CASettings, path: Path, locate: _Locator) -> None:
+    """[ca] key_uri and pkcs11_module come as a pair, and the URI must parse: checked at load, so no command
+    finds out half-way that it cannot sign."""
+    uri, module = ca_settings.key_uri or None, ca_settings.pkcs11_module or None
+    ca_settings.key_uri, ca_settings.pkcs11_module = uri, module
+    if uri is None and module is None:
+        return
+    if uri is None:
+        raise InputError(f"{_where(path, locate.key('ca', 'pkcs11_module'))}: [ca] pkcs11_module is set without key_uri",
+                         "set key_uri = \"pkcs11:token=NAME;object=LABEL\", or remove pkcs11_module")
+    if module is None:
+        raise InputError(f"{_where(path, locate.key('ca', 'key_uri'))}: [ca] key_uri needs pkcs11_module",
+                         "set pkcs11_module to the token's PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so")
+    from ca.pkcs11 import parse_pkcs11_uri  # only for token homes: a key-file home never imports it
+    from ca.errors import TokenError
+
+    try:
+        parse_pkcs11_uri(uri)
+    except TokenError as exc:
+        raise InputError(f"{_where(path, locate.key('ca', 'key_uri'))}: [ca] key_uri: {exc}", "fix the value in the file") from None
 
 
 def load_settings(path: Path) -> Settings:
@@ -322,6 +348,10 @@ def render_settings(settings: Settings) -> str:
 # CA certificate and encrypted private key, relative to this folder (or absolute, for shared nodes).
 {_line("cert_file", ca.cert_file)}
 {_line("key_file", ca.key_file)}
+# Or the CA key on a PKCS#11 token (then key_file is not used; the PIN comes from CERTMGR_PKCS11_PIN or
+# --pin-file, never from this file): set by `certmgr init --ca-key 'pkcs11:...' --pkcs11-module PATH`.
+{_line("key_uri", ca.key_uri, "pkcs11:token=certmgr;object=plant1-ca")}
+{_line("pkcs11_module", ca.pkcs11_module, "/usr/lib/softhsm/libsofthsm2.so")}
 
 [defaults]
 # Used by `certmgr issue` when an option is not given.

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from .errors import InputError, NotInitialised, OperationFailed
 from .home import Home
-from .passphrase import read_passphrase
 
 if TYPE_CHECKING:
     import ca
@@ -42,6 +41,7 @@ class AppContext:
         json_output: bool = False,
         verbosity: int = 0,
         passphrase_file: Path | None = None,
+        pin_file: Path | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.home = Home(Path(home).expanduser())
@@ -49,6 +49,7 @@ class AppContext:
         self.json = json_output
         self.verbosity = verbosity
         self.passphrase_file = passphrase_file
+        self.pin_file = pin_file  # the PKCS#11 PIN of a token CA key (--pin-file)
         self.clock = clock
         self._database: db.Database | None = None
         self._issuer: ca.Issuer | None = None
@@ -109,33 +110,34 @@ class AppContext:
         return self._database
 
     def issuer(self, *, passphrase: bytes | None = None) -> ca.Issuer:
-        """The CA certificate and decrypted key (read once per process)."""
+        """The CA certificate and its signing key, read once per process (certmgr/ca_key.py: a key file
+        decrypted with the passphrase, or a key on a PKCS#11 token logged in with the PIN). ``passphrase`` is
+        the secret of the home's custody when the caller already has it (init, join)."""
         if self._issuer is None:
             import ca
             import pki
 
+            from .ca_key import custody, open_ca_signer, read_ca_secret
+
             if not self.home.ca_cert_path.exists():  # (init calls this half-way, so no require_initialised here)
                 self.require_initialised()
             cert = pki.parse_certificate(self.home.ca_cert_path.read_bytes())
-            try:
-                key_pem = self.home.ca_key_path.read_bytes()
-            except OSError as exc:
-                raise OperationFailed(
-                    f"cannot read the CA key {self.home.ca_key_path}: {exc.strerror}",
-                    "check [ca] key_file in certmgr.toml and the file's permissions",
-                ) from None
-            secret = passphrase if passphrase is not None else read_passphrase(self.passphrase_file)
-            try:
-                # The certificate vouches for the key: a pair check + one signature replace OpenSSL's 0.2 s RSA check.
-                key = ca.load_private_key_pem(key_pem, secret, trusted_public_key=cert.public_key())
-            except ca.PassphraseError as exc:
-                raise InputError(str(exc), "give the passphrase used at `certmgr init`") from None
-            except ca.ProfileError as exc:
-                raise OperationFailed(f"CA key {self.home.ca_key_path}: {exc}") from None
-            self._issuer = ca.Issuer(cert, key)
+            where = custody(self.home)
+            secret = passphrase if passphrase is not None else read_ca_secret(where, self.passphrase_file, self.pin_file)
+            self._issuer = ca.Issuer(cert, open_ca_signer(where, secret, certificate=cert))
         return self._issuer
+
+    def adopt_issuer(self, issuer: ca.Issuer) -> ca.Issuer:
+        """Use a CA key this process already opened (init: the key it just created or found on the token)."""
+        self._issuer = issuer
+        return issuer
 
     def close(self) -> None:
         if self._database is not None:
             self._database.dispose()
             self._database = None
+        if self._issuer is not None:
+            from .ca_key import close_signer
+
+            close_signer(self._issuer.private_key)  # a token session ends with the command
+            self._issuer = None

@@ -73,6 +73,31 @@ def pooled_keys(monkeypatch, key_pool):
     return key_pool
 
 
+SOFTHSM_PIN = b"4711-test-pin"
+SOFTHSM_TOKEN = "certmgr test"
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory):
+    """A fresh SoftHSM2 token for the session (scripts/softhsm.sh; tests/test_ca_pkcs11*.py); yields the module
+    path. SOFTHSM2_CONF must be set before the module is first loaded (once per process)."""
+    import subprocess
+
+    pin_file = tmp_path_factory.mktemp("pin") / "pin"
+    pin_file.write_bytes(SOFTHSM_PIN)
+    out = subprocess.run(["bash", str(ROOT / "scripts/softhsm.sh"), "start", SOFTHSM_TOKEN, str(pin_file)],
+                         capture_output=True, text=True, check=True).stdout
+    env = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = env["SOFTHSM2_CONF"]
+    yield env["CERTMGR_PKCS11_MODULE"]
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
+    subprocess.run(["bash", str(ROOT / "scripts/softhsm.sh"), "stop", env["CERTMGR_SOFTHSM_DIR"]], check=True)
+
+
 @pytest.fixture(scope="session")
 def test_ca(key_pool):
     """A CA for tests that work below the CLI."""

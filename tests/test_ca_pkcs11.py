@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from datetime import timedelta
 from pathlib import Path
@@ -13,28 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 import ca
 from ca.pkcs11 import Pkcs11Uri, TokenRSAPrivateKey, open_token_key, parse_pkcs11_uri
-from tests.conftest import ROOT, T0, make_identity
+from tests.conftest import SOFTHSM_PIN, SOFTHSM_TOKEN, T0, make_identity
 
-PIN = b"4711-test-pin"
-TOKEN = "certmgr test"
-
-
-@pytest.fixture(scope="session")
-def softhsm(tmp_path_factory):
-    """A fresh token for the session; SOFTHSM2_CONF must be set before the module is first loaded."""
-    pin_file = tmp_path_factory.mktemp("pin") / "pin"
-    pin_file.write_bytes(PIN)
-    out = subprocess.run(["bash", str(ROOT / "scripts/softhsm.sh"), "start", TOKEN, str(pin_file)],
-                         capture_output=True, text=True, check=True).stdout
-    env = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
-    previous = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = env["SOFTHSM2_CONF"]
-    yield env["CERTMGR_PKCS11_MODULE"]
-    if previous is None:
-        os.environ.pop("SOFTHSM2_CONF", None)
-    else:
-        os.environ["SOFTHSM2_CONF"] = previous
-    subprocess.run(["bash", str(ROOT / "scripts/softhsm.sh"), "stop", env["CERTMGR_SOFTHSM_DIR"]], check=True)
+PIN, TOKEN = SOFTHSM_PIN, SOFTHSM_TOKEN
 
 
 @pytest.fixture
@@ -119,3 +99,11 @@ def test_wrong_pin_refused_by_the_token_itself(softhsm):
         open_token_key(softhsm, Pkcs11Uri(TOKEN, "plant1-ca"), b"0000")
     with open_token_key(softhsm, Pkcs11Uri(TOKEN, "plant1-ca"), PIN, generate_bits=2048) as key:
         assert key.key_size == 2048
+
+
+def test_a_token_that_stops_signing_is_one_line(softhsm, token_key):
+    """A session the token no longer has (HSM restarted, token pulled) fails as a TokenError, not a traceback."""
+    key = open_token_key(softhsm, Pkcs11Uri(TOKEN, "plant1-ca"), PIN)
+    key.close()
+    with pytest.raises(ca.TokenError, match="^the token refused to sign with pkcs11:token=certmgr%20test;object=plant1-ca: "):
+        key.sign(b"data", padding.PKCS1v15(), hashes.SHA256())

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .ca_root_cmds import root_group, root_passphrase_file_option
-from .options import KEY_SIZES, json_option, passphrase_file_option
+from .options import KEY_SIZES, ca_secret_options, json_option, passphrase_file_option
 from .output import emit_json, key_values
 
 
@@ -19,7 +19,11 @@ from .output import emit_json, key_values
 @click.option("--crl-days", type=int, default=None, help="Days between CRL thisUpdate and nextUpdate (default 30).")
 @click.option("--join", is_flag=True, help="Add this home as another node of an existing certmgr (shared --db and CA files).")
 @click.option("--ca-cert", type=click.Path(dir_okay=False, path_type=Path), default=None, help="With --join: the shared CA certificate.")
-@click.option("--ca-key", type=click.Path(dir_okay=False, path_type=Path), default=None, help="With --join: the shared encrypted CA key.")
+@click.option("--ca-key", metavar="URI|FILE", default=None,
+              help="The CA key on a PKCS#11 token: 'pkcs11:token=NAME;object=LABEL' (generated there unless a key has that "
+              "label; PIN from CERTMGR_PKCS11_PIN or --pin-file). With --join: that URI, or the shared encrypted CA key file.")
+@click.option("--pkcs11-module", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --ca-key pkcs11:...: the token's PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so.")
 @click.option("--node", default=None, help="With --join: this node's name (default: host name).")
 @click.option("--issuing-ca", is_flag=True, help="Make the CA an issuing CA under a root (with --root-dir).")
 @click.option("--root-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -27,24 +31,27 @@ from .output import emit_json, key_values
 @click.option("--csr-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --issuing-ca: write the CA's CSR here for an enterprise root; `certmgr ca import-signed` completes the home.")
 @root_passphrase_file_option
-@passphrase_file_option
+@ca_secret_options
 @json_option
 @click.pass_obj
-def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_cert, ca_key, node, issuing_ca, root_dir,
-         csr_out, root_passphrase_file) -> None:
+def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_cert, ca_key, pkcs11_module, node,
+         issuing_ca, root_dir, csr_out, root_passphrase_file) -> None:
     """Create the certmgr home, database, root CA (key encrypted at rest) and first CRL.
 
     \b
     Examples:
       export CERTMGR_CA_PASSPHRASE='correct horse battery staple'
       certmgr init --ca-name "Plant 1 CA" --org "Plant 1"
+      CERTMGR_PKCS11_PIN=... certmgr init --ca-name "Plant 1 CA" \\
+          --ca-key 'pkcs11:token=certmgr;object=plant1-ca' --pkcs11-module /usr/lib/softhsm/libsofthsm2.so
       CERTMGR_ROOT_PASSPHRASE=... certmgr init --issuing-ca --root-dir /media/root-ca --ca-name "Plant 1 CA"
       certmgr --db postgresql+psycopg://certmgr@db1/certmgr init --join \\
           --ca-cert /srv/certmgr-ca/ca.der --ca-key /srv/certmgr-ca/ca-key.pem --node site-b
     """
-    from ..passphrase import read_passphrase
-    from ..services.setup import InitOptions, initialise
+    from ..ca_key import read_ca_secret
+    from ..services.setup import InitOptions, init_custody, initialise, join_custody
 
+    module = str(pkcs11_module) if pkcs11_module is not None else None
     if join:
         import socket
 
@@ -53,8 +60,11 @@ def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_ce
 
         if ca_cert is None or ca_key is None:
             raise InputError("--join needs the shared CA files", "pass --ca-cert FILE --ca-key FILE")
-        result = join_node(app, node=node or socket.gethostname(), ca_cert=ca_cert, ca_key=ca_key,
-                           passphrase=read_passphrase(app.passphrase_file))
+        if app.home.config_path.exists() and not app.home.init_marker.exists():
+            raise InputError(f"{app.home.root} already holds a certmgr home", "give --home an empty or new folder")
+        where = join_custody(app, ca_key, module)  # which secret to ask for: the key file's passphrase or the PIN
+        result = join_node(app, node=node or socket.gethostname(), ca_cert=ca_cert, ca_key=ca_key, pkcs11_module=module,
+                           passphrase=read_ca_secret(where, app.passphrase_file, app.pin_file))
         emit_json(result) if app.json else click.echo(key_values(list(result.items())))
         return
 
@@ -63,11 +73,18 @@ def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_ce
     if issuing_ca != (root_dir is not None or csr_out is not None) or (root_dir is not None and csr_out is not None):
         raise InputError("--issuing-ca needs one of --root-dir DIR (an offline root here) or --csr-out FILE (another root)",
                          "pass --issuing-ca --root-dir DIR, or --issuing-ca --csr-out FILE")
+    from ca.pkcs11 import is_pkcs11_uri
+
+    if ca_key is not None and not is_pkcs11_uri(ca_key):
+        raise InputError(f"--ca-key {ca_key}: a new CA's key is made by init, a key file is given only with --join",
+                         "drop --ca-key for a key file in the home, or give a token key as --ca-key 'pkcs11:token=NAME;object=LABEL'")
     options = InitOptions(ca_name, organization, int(ca_key_size) if ca_key_size else None, ca_days, crl_days,
-                          csr_out=csr_out)
+                          csr_out=csr_out, key_uri=ca_key, pkcs11_module=module)
     if app.home.ca_cert_path.exists() and not app.home.init_marker.exists():
         initialise(app, options, b"unused")  # refuses before asking for a passphrase
-    passphrase = read_passphrase(app.passphrase_file, confirm=not app.home.init_marker.exists())
+    where = init_custody(app, options)  # the token's PIN or the key file's passphrase: decided before asking
+    passphrase = read_ca_secret(where, app.passphrase_file, app.pin_file,
+                                confirm=not app.home.init_marker.exists() and not where.on_token)
     if root_dir is not None and not app.home.ca_cert_path.exists():  # a resumed init past signing needs no root
         from ..services.ca_root import read_root_passphrase
 
@@ -126,7 +143,8 @@ def ca_show(app) -> None:
                 ("thumbprint", summary["thumbprint"]),
                 ("serial", summary["serial"]),
                 ("valid", f"{summary['not_before']} .. {summary['not_after']}"),
-                ("key", f"RSA {summary['key_size']} ({summary['key_file']}, encrypted)"),
+                ("key", f"RSA {summary['key_size']} " + (f"on a PKCS#11 token: {summary['key']}" if summary["key_on_token"]
+                                                         else f"({summary['key_file']}, encrypted)")),
                 ("certificate", summary["certificate_file"]),
                 ("CRL", f"number {summary['crl_number']}, next update {summary['crl_next_update']}, {summary['crl_revoked']} revoked"),
                 ("root", f"{root['subject']} ({root['thumbprint']}), valid until {root['not_after']}; its CRL number "
@@ -141,7 +159,7 @@ def ca_show(app) -> None:
 @click.argument("cert", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--root", "root", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The root CA certificate (DER or PEM).")
 @click.option("--root-crl", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The root's current CRL.")
-@passphrase_file_option
+@ca_secret_options
 @json_option
 @click.pass_obj
 def ca_import_signed(app, cert, root, root_crl) -> None:
@@ -151,10 +169,10 @@ def ca_import_signed(app, cert, root, root_crl) -> None:
     Example:
       certmgr ca import-signed plant1-ca.der --root enterprise-root.der --root-crl enterprise-root.crl
     """
-    from ..passphrase import read_passphrase
+    from ..ca_key import custody, read_ca_secret
     from ..services.setup import import_signed
 
-    result = import_signed(app, cert, root, root_crl, read_passphrase(app.passphrase_file))
+    result = import_signed(app, cert, root, root_crl, read_ca_secret(custody(app.home), app.passphrase_file, app.pin_file))
     emit_json(result) if app.json else click.echo(key_values([("home", result["home"]), ("CA", result["ca_subject"]),
                                                               ("CA thumbprint", result["ca_thumbprint"])]))
 
@@ -173,8 +191,10 @@ def ca_passphrase(app, new_passphrase_file) -> None:
       CERTMGR_NEW_CA_PASSPHRASE='the new one' certmgr ca passphrase
     """
     from ..passphrase import read_passphrase, read_secret
-    from ..services.setup import change_passphrase
+    from ..services.setup import change_passphrase, refuse_on_token
 
+    app.require_initialised()
+    refuse_on_token(app, "`certmgr ca passphrase`")  # before any prompt: there is no passphrase to ask for
     old = read_passphrase(app.passphrase_file)
     new = read_secret(new_passphrase_file, env="CERTMGR_NEW_CA_PASSPHRASE", what="new CA passphrase",
                       option="--new-passphrase-file", confirm=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import LAYOUT_CHOICES, confirm, json_option, passphrase_file_option, yes_option
+from .options import LAYOUT_CHOICES, confirm, json_option, ca_secret_options, yes_option
 from .output import emit_json, key_values, table, warn
 
 from ..constants import REVOCATION_REASONS as REASON_CHOICES
@@ -23,7 +23,7 @@ def _publication_lines(stores) -> list[str]:
 @click.option("--reason", type=click.Choice(REASON_CHOICES), default="unspecified", show_default=True)
 @click.option("--no-probe", is_flag=True, help="Do not probe the application and peer endpoints afterwards.")
 @yes_option
-@passphrase_file_option
+@ca_secret_options
 @json_option
 @click.pass_obj
 def revoke(app, thumbprint, serial, app_uri, reason, yes, no_probe) -> None:
@@ -93,7 +93,7 @@ def crl_group() -> None:
 
 @crl_group.command("refresh")
 @click.option("--force", is_flag=True, help="Re-sign now, even with more than a third of the validity left.")
-@passphrase_file_option
+@ca_secret_options
 @json_option
 @click.pass_obj
 def crl_refresh(app, force) -> None:

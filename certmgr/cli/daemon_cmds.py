@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import json_option, passphrase_file_option
+from .options import json_option, ca_secret_options
 from .output import emit_json, table
 
 JOB_CHOICES = ("renew-due", "crl-refresh", "expiry-scan", "track-peers", "probe")
@@ -27,7 +27,7 @@ def _structured_logging() -> None:
 
 @click.command()
 @click.option("--once", "once", type=click.Choice(JOB_CHOICES), default=None, help="Run one job now and exit with its result.")
-@passphrase_file_option
+@ca_secret_options
 @click.pass_obj
 def daemon(app, once) -> None:
     """Run the scheduled jobs: renew-due (nightly 02:00), crl-refresh (every 6 h), expiry-scan (07:00).

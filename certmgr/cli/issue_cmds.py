@@ -13,7 +13,7 @@ from .options import (
     json_option,
     key_size_option,
     layout_option,
-    passphrase_file_option,
+    ca_secret_options,
     renew_before_option,
 )
 from .output import emit_json, key_values
@@ -34,7 +34,7 @@ from .output import emit_json, key_values
 @click.option("--days", type=int, default=None, help="Validity in days (default 365).")
 @renew_before_option
 @click.option("--force", is_flag=True, help="Reissue for an application that is already registered.")
-@passphrase_file_option
+@ca_secret_options
 @json_option
 @click.pass_obj
 def issue(app, app_uri, store, batch_file, layout, name, organization, dns_names, ip_addresses, role, key_size, days, renew_before, force) -> None:

@@ -23,6 +23,11 @@ def _set_passphrase_file(ctx: click.Context, _param, value: Path | None) -> None
         ctx.find_root().obj.passphrase_file = value
 
 
+def _set_pin_file(ctx: click.Context, _param, value: Path | None) -> None:
+    if value is not None:
+        ctx.find_root().obj.pin_file = value
+
+
 json_option = click.option(
     "--json", "json_output", is_flag=True, expose_value=False, callback=_set_json, help="Print JSON instead of a table."
 )
@@ -33,6 +38,22 @@ passphrase_file_option = click.option(
     callback=_set_passphrase_file,
     help="File holding the CA passphrase (else CERTMGR_CA_PASSPHRASE, else a hidden prompt).",
 )
+pin_file_option = click.option(
+    "--pin-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    expose_value=False,
+    callback=_set_pin_file,
+    help="When the CA key is on a PKCS#11 token: file (mode 0600) holding the token's user PIN "
+    "(else CERTMGR_PKCS11_PIN, else a hidden prompt; never an argument).",
+)
+
+
+def ca_secret_options(command):
+    """--passphrase-file and --pin-file: every command that signs with the CA key takes both, and uses the one
+    the home's key custody needs (certmgr/ca_key.py)."""
+    return passphrase_file_option(pin_file_option(command))
+
+
 layout_option = click.option(
     "--layout",
     type=click.Choice(LAYOUT_CHOICES),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import json_option, passphrase_file_option
+from .options import json_option, ca_secret_options
 from .output import emit_json, table
 
 
@@ -16,7 +16,7 @@ from .output import emit_json, table
 @click.option("--security-mode", type=click.Choice(("SignAndEncrypt", "Sign")), default="SignAndEncrypt", show_default=True,
               help="Part 12 needs SignAndEncrypt; Sign exists to show the server's refusal.")
 @click.option("--verify-timeout", type=float, default=None, help="Seconds to wait for the server to present the new certificate.")
-@passphrase_file_option
+@ca_secret_options
 @json_option
 @click.pass_obj
 def push(app, app_uri, regenerate_key, accept_server, security_mode, verify_timeout) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import click
 
-from .options import json_option, passphrase_file_option
+from .options import json_option, ca_secret_options
 from .output import emit_json, table
 
 
@@ -50,7 +50,7 @@ class _Progress:
 @click.option("--dry-run", is_flag=True, help="Show what would be renewed and why; change nothing.")
 @click.option("--at", "at_text", default=None, metavar="TIMESTAMP", help="With --dry-run: select as if it were this time.")
 @click.option("--verify-timeout", type=float, default=None, help="Seconds to wait for an endpoint to present the new certificate (default 60).")
-@passphrase_file_option
+@ca_secret_options
 @json_option
 @click.pass_obj
 def renew(app, app_uris, all_due, force, no_verify, dry_run, at_text, verify_timeout) -> None:

@@ -21,6 +21,7 @@ import pki
 from db import queries
 from pki import CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, atomic_write, ensure_dir
 
+from ..ca_key import Custody, custody, open_ca_signer
 from ..config import render_settings
 from ..constants import DEFAULT_CRL_DAYS
 from ..context import AppContext
@@ -45,6 +46,34 @@ class InitOptions:
     root_dir: Path | None = None  # --issuing-ca --root-dir: the CA is an issuing CA signed by this offline root
     root_passphrase: bytes | None = None
     csr_out: Path | None = None  # --issuing-ca --csr-out: key + CSR now, `certmgr ca import-signed` completes the home
+    key_uri: str | None = None  # --ca-key pkcs11:...: the CA key on a PKCS#11 token (with pkcs11_module)
+    pkcs11_module: str | None = None
+
+
+def init_custody(ctx: AppContext, options: InitOptions) -> Custody:
+    """Where this init keeps the CA key: the options' token, or the one an interrupted init recorded, or the key
+    file. Decided (and the settings updated) before any secret is read, so init asks for the right one."""
+    ca_settings = ctx.settings.ca
+    if options.key_uri is None and options.pkcs11_module is not None:
+        raise InputError("--pkcs11-module is given without a token key",
+                         "add --ca-key 'pkcs11:token=NAME;object=LABEL', or drop --pkcs11-module")
+    if options.key_uri is not None:
+        from ca.pkcs11 import parse_pkcs11_uri
+
+        try:  # the URI first: a PIN written into it is the worse mistake
+            uri = str(parse_pkcs11_uri(options.key_uri))
+        except ca.TokenError as exc:
+            raise InputError(f"--ca-key: {exc}") from None
+        if options.pkcs11_module is None:
+            raise InputError("--ca-key pkcs11:... needs the token's module",
+                             "pass --pkcs11-module PATH, e.g. /usr/lib/softhsm/libsofthsm2.so")
+        module = str(Path(options.pkcs11_module).expanduser().absolute())
+        recorded = (ca_settings.key_uri, ca_settings.pkcs11_module)
+        if ctx.home.init_marker.exists() and ctx.home.config_path.exists() and recorded != (uri, module):
+            raise InputError(f"the interrupted init of {ctx.home.root} keeps its CA key at {ca_settings.key_uri or ctx.home.ca_key_path}",
+                             "run `certmgr init` again with the same --ca-key and --pkcs11-module (or none for a key file)")
+        ca_settings.key_uri, ca_settings.pkcs11_module = uri, module
+    return custody(ctx.home, ctx.settings)
 
 
 def default_verifier_uri() -> str:
@@ -88,7 +117,8 @@ def _url_without_password(url: str) -> str:
 
 
 def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=None) -> dict:
-    """Create the home, or finish one whose init was killed half-way (its marker file says so).
+    """Create the home, or finish one whose init was killed half-way (its marker file says so). ``passphrase`` is
+    the secret of the key's custody (``init_custody``): the key file's passphrase, or the token's PIN.
 
     A lock on the home, taken before anything else is written, makes a second concurrent `init` exit 2 and
     leave the winner's home alone. The marker (``init.incomplete``) is written before the first CA file and
@@ -102,11 +132,17 @@ def initialise(ctx: AppContext, options: InitOptions, passphrase: bytes, *, key=
             f"a CA already exists in {home.root} ({home.ca_cert_path.name})",
             "certmgr never overwrites a CA; use another --home, or move the old one away first",
         )
+    where = init_custody(ctx, options)
     settings, subject = _validated_settings(ctx, options)
     if not passphrase:
         raise InputError("the CA passphrase is empty", "use a non-empty passphrase")
-    if options.root_dir is not None and options.root_passphrase == passphrase:
+    if options.root_dir is not None and options.root_passphrase == passphrase and not where.on_token:
         raise InputError("the root passphrase is the CA passphrase", "give the offline root a passphrase of its own")
+    if where.on_token:
+        # the module, the token, the PIN and the key (found by its label, or generated on the token) before the
+        # home's first byte: a wrong PIN or a missing token leaves nothing behind
+        key = open_ca_signer(where, passphrase, create_bits=settings.ca.key_size,
+                             wrong_secret_hint="give the token's user PIN (CERTMGR_PKCS11_PIN or --pin-file FILE)")
     try:
         ensure_dir(home.root, HOME_MODE)
     except (OSError, pki.StoreError) as exc:
@@ -137,7 +173,8 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
     if not resuming and (home.ca_cert_path.exists() or home.ca_key_path.exists()):  # a concurrent init won meanwhile
         raise InputError(f"a CA already exists in {home.root} ({home.ca_cert_path.name})", "use that home, or another --home")
     try:
-        ensure_dir(home.ca_key_path.parent, PRIVATE_DIR_MODE)
+        if not custody(home, settings).on_token:  # a token home has no CA key file, nor a folder for one
+            ensure_dir(home.ca_key_path.parent, PRIVATE_DIR_MODE)
         ensure_dir(home.ca_cert_path.parent, 0o755)
         ensure_dir(home.log_dir, HOME_MODE)
     except (OSError, pki.StoreError) as exc:
@@ -167,7 +204,7 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
     now = ctx.now()
     if not home.ca_cert_path.exists() and (options.csr_out is not None or pending_csr_path(home).exists()):
         return _pending_csr(ctx, settings, subject, passphrase, key, options)
-    ca_cert = _ca_material(ctx, settings, subject, passphrase, key, now, options)
+    ca_cert, ca_key = _ca_material(ctx, settings, subject, passphrase, key, now, options)
     thumb = pki.thumbprint(ca_cert)
     if authority is not None and authority.thumbprint != thumb:
         raise InputError(f"the database holds another CA ({authority.thumbprint}) than {home.ca_cert_path}",
@@ -176,11 +213,11 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
         with database.write() as session:
             session.add(db.Authority(
                 name=subject.common_name, subject=ca_cert.subject.rfc4514_string(), thumbprint=thumb,
-                certificate_der=ca_cert.public_bytes(serialization.Encoding.DER), key_path=str(home.ca_key_path),
+                certificate_der=ca_cert.public_bytes(serialization.Encoding.DER), key_path=custody(home, settings).describe(),
                 next_crl_number=1, crl_days=settings.ca.crl_days, not_after=ca_cert.not_valid_after_utc, created_at=now,
             ))
             queries.add_audit(session, at=now, actor=ctx.actor, action="ca.create", target=subject.common_name, thumbprint=thumb)
-    issuer = ctx.issuer(passphrase=passphrase)
+    issuer = ctx.adopt_issuer(ca.Issuer(ca_cert, ca_key))
     from .recovery import recover
 
     revoked = recover(ctx)  # a verifier issue the kill cut is undone (revoked): the CRL below must list it
@@ -201,22 +238,20 @@ def _initialise_locked(ctx: AppContext, settings, subject, passphrase: bytes, ke
     }
 
 
-def _ca_key(home, settings, passphrase: bytes, key):
-    """The CA key an interrupted init already wrote, or a new one written first (0600 from its first byte,
-    encrypted: a crash leaves no usable CA rather than a plain key)."""
-    if home.ca_key_path.exists():
-        try:
-            return ca.load_private_key_pem(home.ca_key_path.read_bytes(), passphrase)
-        except ca.PassphraseError as exc:
-            raise InputError(str(exc), "give the passphrase the interrupted init was given") from None
-    ca_key = key if key is not None else ca.generate_rsa_key(settings.ca.key_size)
-    atomic_write(home.ca_key_path, ca.encrypted_private_key_pem(ca_key, passphrase), KEY_MODE)
-    return ca_key
+def _ca_key(home, settings, secret: bytes, key):
+    """The CA key: on the token (``key``, opened before the first write), or the key file an interrupted init
+    already wrote, or a new one written first (0600 from its first byte, encrypted: a crash leaves no usable CA
+    rather than a plain key)."""
+    where = custody(home, settings)
+    if where.on_token and key is not None:
+        return key
+    return open_ca_signer(where, secret, create_bits=settings.ca.key_size, key=key,
+                          wrong_secret_hint="give the passphrase (or PIN) the interrupted init was given")
 
 
-def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now, options: InitOptions) -> x509.Certificate:
-    """The CA key and certificate: those an interrupted init already wrote, or new ones. Key first, 0600 from its
-    first byte, encrypted: a crash leaves no usable CA rather than a plain key."""
+def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now, options: InitOptions):
+    """(CA certificate, CA key): those an interrupted init already wrote, or new ones. Key first, 0600 from its
+    first byte, encrypted (or on the token): a crash leaves no usable CA rather than a plain key."""
     home = ctx.home
     ca_key = _ca_key(home, settings, passphrase, key)
     ca_cert = None
@@ -230,7 +265,7 @@ def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now
                              "move the home away and run `certmgr init` in a new one")
     if ca_cert is None:
         if options.root_dir is not None:
-            if options.root_passphrase == passphrase:
+            if options.root_passphrase == passphrase and not custody(home, settings).on_token:
                 raise InputError("the root passphrase is the CA passphrase", "give the offline root a passphrase of its own")
             ca_cert = _signed_by_offline_root(ctx, ca_key, subject, now, options)
         else:
@@ -240,7 +275,7 @@ def _ca_material(ctx: AppContext, settings, subject, passphrase: bytes, key, now
     pem_path = home.ca_cert_path.with_suffix(".pem")
     if not pem_path.exists() or pem_path.read_bytes() != pem:
         atomic_write(pem_path, pem, CERT_MODE)
-    return ca_cert
+    return ca_cert, ca_key
 
 
 def _publish_new_crl(ctx: AppContext, issuer, now):
@@ -261,27 +296,29 @@ def change_passphrase(ctx: AppContext, old: bytes, new: bytes) -> dict:
     """Re-encrypt the CA key with ``new`` and the current KDF (ca.DEFAULT_KEY_ENCRYPTION): the new file is written
     0600 beside the old one and renamed over it, so a crash leaves one complete key file under one passphrase."""
     ctx.require_initialised()
+    refuse_on_token(ctx, "`certmgr ca passphrase`")
     if not new:
         raise InputError("the new CA passphrase is empty", "use a non-empty passphrase")
     if new == old:
         raise InputError("the new CA passphrase is the old one", "choose another passphrase")
     path = ctx.home.ca_key_path
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise OperationFailed(f"cannot read the CA key {path}: {exc.strerror}", "check [ca] key_file in certmgr.toml") from None
     cert = pki.parse_certificate(ctx.home.ca_cert_path.read_bytes())
-    try:
-        key = ca.load_private_key_pem(pem, old, trusted_public_key=cert.public_key())
-    except ca.PassphraseError:
-        raise InputError("wrong CA passphrase: the CA key could not be decrypted",
-                         "give the current passphrase (CERTMGR_CA_PASSPHRASE or --passphrase-file)") from None
+    key = open_ca_signer(custody(ctx.home), old, certificate=cert,
+                         wrong_secret_hint="give the current passphrase (CERTMGR_CA_PASSPHRASE or --passphrase-file)")
     atomic_write(path, ca.encrypted_private_key_pem(key, new), KEY_MODE)
     now = ctx.now()
     with ctx.database().write() as session:
         queries.add_audit(session, at=now, actor=ctx.actor, action="ca.passphrase", target=str(path),
                           kdf=ca.DEFAULT_KEY_ENCRYPTION.describe())
     return {"key": str(path), "key_encryption": ca.DEFAULT_KEY_ENCRYPTION.describe()}
+
+
+def refuse_on_token(ctx: AppContext, what: str) -> None:
+    """Commands about a CA key file make no sense for a key on a token: say where the key is instead."""
+    where = custody(ctx.home)
+    if where.on_token:
+        raise InputError(f"the CA key is on a PKCS#11 token ({where.uri}); {what} applies to a CA key file only",
+                         "the token's PIN is changed with the token's own tools (e.g. softhsm2-util / pkcs11-tool --change-pin)")
 
 
 def _pending_csr(ctx: AppContext, settings, subject, passphrase: bytes, key, options: InitOptions) -> dict:
@@ -321,10 +358,12 @@ def import_signed(ctx: AppContext, cert_path: Path, root_path: Path, crl_path: P
             csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
         raise InputError(f"{cert_path} does not match the CA key of this home", "give the certificate signed for this home's CSR")
     check_signed_chain(cert, root, crl, now=ctx.now())
-    try:  # the passphrase before anything is written
-        ca.load_private_key_pem(home.ca_key_path.read_bytes(), passphrase)
-    except ca.PassphraseError as exc:
-        raise InputError(str(exc), "give the passphrase given to `certmgr init --issuing-ca --csr-out`") from None
+    # the passphrase (or PIN) and the key's match before anything is written
+    key = open_ca_signer(custody(home), passphrase,
+                         wrong_secret_hint="give the passphrase (or PIN) given to `certmgr init --issuing-ca --csr-out`")
+    from ..ca_key import close_signer
+
+    close_signer(key)
     write_chain_files(home, root, crl.public_bytes(serialization.Encoding.DER))
     atomic_write(home.ca_cert_path, cert.public_bytes(serialization.Encoding.DER), CERT_MODE)
     result = initialise(ctx, InitOptions(), passphrase)
@@ -373,14 +412,17 @@ def _verifier(ctx: AppContext) -> tuple[str, str]:
     return outcome.app_uri, outcome.thumbprint
 
 
-def join(ctx: AppContext, *, node: str, ca_cert: Path, ca_key: Path, passphrase: bytes) -> dict:
-    """Make this home another node of an existing certmgr: same database, same CA files, its own verifier."""
+def join(ctx: AppContext, *, node: str, ca_cert: Path, ca_key: str, passphrase: bytes,
+         pkcs11_module: str | None = None) -> dict:
+    """Make this home another node of an existing certmgr: same database, same CA (the shared encrypted key file,
+    or the same key on the same PKCS#11 token: ``ca_key`` a pkcs11: URI), its own verifier. ``passphrase`` is
+    the secret of that custody (the key file's passphrase or the token's PIN)."""
     home = ctx.home
     if home.config_path.exists() and not home.init_marker.exists():
         raise InputError(f"{home.root} already holds a certmgr home", "give --home an empty or new folder")
     if not ctx.db_url_option:
         raise InputError("--join needs the shared database", "pass --db postgresql+psycopg://... (or CERTMGR_DB)")
-    ca_cert, ca_key = Path(ca_cert).expanduser().absolute(), Path(ca_key).expanduser().absolute()
+    ca_cert = Path(ca_cert).expanduser().absolute()
     try:
         cert = pki.parse_certificate(ca_cert.read_bytes())
     except (OSError, ValueError) as exc:
@@ -392,22 +434,44 @@ def join(ctx: AppContext, *, node: str, ca_cert: Path, ca_key: Path, passphrase:
         raise InputError(f"the database's CA is not {ca_cert}", "give the CA certificate the first node created")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,62}", node):
         raise InputError(f"node name {node!r} is not a plain name", "use letters, digits, '.' and '-'")
-    try:  # the passphrase and the key before anything is written: a failed join leaves no half home
-        key = ca.load_private_key_pem(ca_key.read_bytes(), passphrase)
-    except OSError as exc:
-        raise InputError(f"cannot read the CA key {ca_key}: {exc.strerror}", "give the shared encrypted CA key file") from None
-    except ca.PassphraseError as exc:
-        raise InputError(str(exc), "give the passphrase used at the first node's `certmgr init`") from None
-    if not ca.key_matches_certificate(key, cert.public_key()):
-        raise InputError(f"{ca_key} is not the key of {ca_cert}", "give the matching pair")
     settings = ctx.settings
-    settings.ca.cert_file, settings.ca.key_file = str(ca_cert), str(ca_key)
+    settings.ca.cert_file = str(ca_cert)
+    where = join_custody(ctx, ca_key, pkcs11_module)
+    # the secret and the key before anything is written: a failed join leaves no half home
+    key = open_ca_signer(where, passphrase, certificate=cert,
+                         wrong_secret_hint="give the passphrase (or token PIN) used at the first node's `certmgr init`")
     settings.database_url = _url_without_password(ctx.db_url_option)
     ensure_dir(home.root, HOME_MODE)
     ensure_dir(home.log_dir, HOME_MODE)
     settings.daemon.node = node
+    ctx.adopt_issuer(ca.Issuer(cert, key))
     with _home_locked(home.root):
         return _join_locked(ctx, settings, node, passphrase)
+
+
+def join_custody(ctx: AppContext, ca_key: str, pkcs11_module: str | None) -> Custody:
+    """The joining node signs with what the first node signs with: its key file (given by path), or its token
+    key (the same pkcs11: URI, with this host's path of the token's module). Recorded in the settings."""
+    from ca.pkcs11 import is_pkcs11_uri, parse_pkcs11_uri
+
+    settings = ctx.settings
+    if is_pkcs11_uri(str(ca_key)):
+        try:
+            settings.ca.key_uri = str(parse_pkcs11_uri(str(ca_key)))
+        except ca.TokenError as exc:
+            raise InputError(f"--ca-key: {exc}") from None
+        if pkcs11_module is None:
+            raise InputError("--ca-key pkcs11:... needs the token's module", "pass --pkcs11-module PATH on this node")
+        settings.ca.pkcs11_module = str(Path(pkcs11_module).expanduser().absolute())
+    else:
+        if pkcs11_module is not None:
+            raise InputError("--pkcs11-module is given but --ca-key is a key file",
+                             "give --ca-key 'pkcs11:token=NAME;object=LABEL' for a token key, or drop --pkcs11-module")
+        path = Path(ca_key).expanduser().absolute()
+        if not path.is_file():
+            raise InputError(f"cannot read the CA key {path}: no such file", "give the shared encrypted CA key file")
+        settings.ca.key_file = str(path)
+    return custody(ctx.home, settings)
 
 
 def _join_locked(ctx: AppContext, settings, node: str, passphrase: bytes) -> dict:
@@ -423,7 +487,7 @@ def _join_locked(ctx: AppContext, settings, node: str, passphrase: bytes) -> dic
     else:
         atomic_write(home.init_marker, b"certmgr init --join in progress; run it again to finish it\n", 0o600)
     atomic_write(home.config_path, render_settings(settings).encode(), 0o600)
-    issuer = ctx.issuer(passphrase=passphrase)  # proves the passphrase and that the key matches
+    issuer = ctx.issuer(passphrase=passphrase)  # opened and matched by join(), before the first write
     from .recovery import recover
 
     if recover(ctx):  # a verifier issue a kill cut is undone (revoked): every store's CRL must list it
@@ -468,7 +532,9 @@ def ca_summary(ctx: AppContext) -> dict:
         "not_after": cert.not_valid_after_utc.isoformat(),
         "key_size": cert.public_key().key_size,
         "certificate_file": str(ctx.home.ca_cert_path),
-        "key_file": str(ctx.home.ca_key_path),
+        "key_file": None if custody(ctx.home).on_token else str(ctx.home.ca_key_path),
+        "key": custody(ctx.home).describe(),
+        "key_on_token": custody(ctx.home).on_token,
         "crl_number": crl.number if crl else None,
         "crl_this_update": crl.this_update.isoformat() if crl else None,
         "crl_next_update": crl.next_update.isoformat() if crl else None,
