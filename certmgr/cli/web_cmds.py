@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import json_option
+from .options import json_option, passphrase_file_option
 from .output import emit_json
 
 ROLE_NAMES = ("viewer", "operator", "admin")
@@ -43,13 +43,18 @@ def is_loopback(host: str) -> bool:
               help="PEM server certificate (required off loopback).")
 @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PEM private key of --tls-cert, mode 0600.")
+@passphrase_file_option
 @click.pass_obj
 def web_serve(app, listen, tls_cert, tls_key) -> None:
     """Serve the console until interrupted.
 
+    With the CA passphrase (CERTMGR_CA_PASSPHRASE or --passphrase-file, read once at start, as the daemon does)
+    operators can renew and admins revoke from the console; without it those buttons say why they are off.
+
     \b
     Examples:
       certmgr web serve
+      certmgr web serve --passphrase-file /etc/certmgr/ca.pass
       certmgr web serve --listen 0.0.0.0:8440 --tls-cert /etc/certmgr/web.pem --tls-key /etc/certmgr/web.key
     """
     from ..durations import parse_duration
