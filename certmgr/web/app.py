@@ -67,11 +67,12 @@ async def logout(request: Request) -> Response:
     return response
 
 
-def _sort_key(column: str):
-    if column == "level":
-        return lambda r: (_URGENCY.get(r["level"], len(LEVELS)), r["not_after"] or "")
-    # empty values last in either direction: (is-empty, value)
-    return lambda r: (r[column] is None, str(r[column]) if column != "crl_effective" else (r[column] or 0))
+def _sorted(rows: list[dict], column: str, descending: bool) -> list[dict]:
+    """Rows by ``column`` (levels by urgency), empty values last in either direction."""
+    present = [r for r in rows if r[column] is not None]
+    key = (lambda r: _URGENCY.get(r["level"], len(LEVELS))) if column == "level" else (lambda r: r[column])
+    present.sort(key=key, reverse=descending)  # stable: equal values keep the service's order
+    return present + [r for r in rows if r[column] is None]
 
 
 def _fleet_data(console: Console, params) -> dict:
@@ -86,12 +87,7 @@ def _fleet_data(console: Console, params) -> dict:
     sort = params.get("sort", "")
     descending = params.get("dir", "asc") == "desc"
     if sort in SORTS:  # the service's order (by application URI) is the default
-        key = _sort_key(sort)
-        if descending:  # reverse the values, keep empty ones last
-            present = sorted((r for r in shown if r[sort] is not None), key=key, reverse=True)
-            shown = present + [r for r in shown if r[sort] is None]
-        else:
-            shown = sorted(shown, key=key)
+        shown = _sorted(shown, sort, descending)
     try:
         page = max(int(params.get("page", "1")), 1)
     except ValueError:
