@@ -217,3 +217,16 @@ def test_level_cutoffs_agree_with_certificate_level():
     for delta in (timedelta(0), -timedelta(seconds=1), crit, crit - timedelta(microseconds=1), warn,
                   warn - timedelta(microseconds=1), timedelta(days=400), timedelta(microseconds=1)):
         assert cut(now + delta) == certificate_level(now + delta, None, now, warn, crit, False)[0], delta
+
+
+def test_sign_in_returns_to_the_page_asked_for_and_never_off_site(console):
+    client, *_ = console
+    asked = client.get("/app?uri=urn:plant:connector", follow_redirects=False).headers["location"]
+    assert asked == "/login?next=/app%3Furi%3Durn%3Aplant%3Aconnector"  # the query survives the sign-in
+    for target, expected in (("/app?uri=urn:plant:connector", "/app?uri=urn:plant:connector"), ("//evil.example/", "/fleet"),
+                             ("/\\evil.example/", "/fleet"), ("https://evil.example/", "/fleet")):
+        client.cookies.clear()
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+        done = client.post("/login", data={"csrf": token, "username": "vera", "password": test_web.PASSWORD, "next": target},
+                           follow_redirects=False)
+        assert done.status_code == 303 and done.headers["location"] == expected, target

@@ -52,7 +52,8 @@ async def login(request: Request) -> Response:
         response.status_code = 429 if result == "limited" else 401
         return response
     target = str(form.get("next") or "/fleet")
-    response = RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/fleet", 303)
+    local = target.startswith("/") and not target.startswith(("//", "/\\"))  # browsers read /\host as //host
+    response = RedirectResponse(target if local else "/fleet", 303)
     console.cookie(response, COOKIE, console.sessions.create(*result))
     response.delete_cookie(LOGIN_CSRF, path="/")
     return response
@@ -149,7 +150,8 @@ def signing_state(ctx: AppContext) -> str | None:
     else the line the console shows instead of those buttons. Never a prompt: the console has no terminal."""
     from ..passphrase import ENV_PASSPHRASE
 
-    if ctx._issuer is None and ctx.passphrase_file is None and os.environ.get(ENV_PASSPHRASE) is None:
+    loaded = ctx._issuer is not None  # the daemon loaded it already (perhaps from its prompt)
+    if not loaded and ctx.passphrase_file is None and os.environ.get(ENV_PASSPHRASE) is None:
         return (f"the CA passphrase was not given when the console started: start it with {ENV_PASSPHRASE} set or "
                 "`certmgr web serve --passphrase-file FILE` to renew and revoke from here")
     ctx.issuer()

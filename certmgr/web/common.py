@@ -65,7 +65,8 @@ def require(request: Request, role: str = "viewer"):
     if session is None:
         if wants_json(request):
             raise HTTPException(401, "sign in first")
-        target = request.url.path + (f"?{request.url.query}" if request.url.query and request.method == "GET" else "")
+        # back to the page after signing in; an action (POST) is not repeated: its form is shown again from the fleet
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "") if request.method == "GET" else "/fleet"
         raise Redirect(f"/login?next={quote(target)}")
     if web_users.RANK[session.role] < web_users.RANK[role]:
         raise HTTPException(403, f"needs the {role} role; {session.user} is a {session.role}")
