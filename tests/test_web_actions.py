@@ -230,3 +230,26 @@ def test_sign_in_returns_to_the_page_asked_for_and_never_off_site(console):
         done = client.post("/login", data={"csrf": token, "username": "vera", "password": test_web.PASSWORD, "next": target},
                            follow_redirects=False)
         assert done.status_code == 303 and done.headers["location"] == expected, target
+
+
+def test_peer_page_shows_its_store_findings_and_probe_needs_an_operator(console, tmp_path):
+    client, *_, cm = console
+    vendor = pki.ApplicationStore(tmp_path / "vendor-gw")
+    for part in ("own/certs", "trusted/certs", "trusted/crl", "rejected/certs"):
+        (vendor.root / part).mkdir(parents=True, exist_ok=True)
+    cm("peer", "add", "--store", str(vendor.root), "--layout", "ua-net", "--name", "vendor-gw")
+    login(client, "vera")
+    page = client.get("/peer", params={"key": "vendor-gw"})
+    assert page.status_code == 200 and str(vendor.root) in page.text and 'id="findings"' in page.text
+    assert "no own certificate" in page.text.split('id="findings"')[1]  # `store status` of the peer's folder
+    assert 'id="probe"' not in page.text  # a viewer, and no endpoint
+    data = client.get("/api/peer", params={"key": str(vendor.root)}).json()
+    assert data["name"] == "vendor-gw" and data["findings"]["store"] == str(vendor.root)
+    assert client.get("/peer", params={"key": "nobody"}).status_code == 404
+    endpoint = "opc.tcp://127.0.0.1:4840"
+    assert client.post("/peer/probe", data={"csrf": csrf_of(client), "endpoint": endpoint}).status_code == 403
+    client.cookies.clear()
+    login(client, "otto")
+    refused = client.post("/peer/probe", data={"csrf": csrf_of(client), "endpoint": endpoint})
+    assert refused.status_code == 400 and "no peer" in refused.text  # only registered peers are probed
+    assert cm.sql("SELECT count(*) FROM probe_results")[0][0] == 0
