@@ -50,8 +50,11 @@ def test_pages_need_a_session_and_actions_a_role_and_csrf(console):
     login(client, "otto")  # an operator renews and probes, but never revokes
     assert client.post("/admin/revoke", data={**posts["/admin/revoke"], "csrf": csrf_of(client)}).status_code == 403
     assert client.post("/api/admin/revoke", json=posts["/admin/revoke"], headers={"X-CSRF-Token": csrf_of(client)}).status_code == 403
-    for path, data in posts.items():  # the right role without the token: refused too
+    for path, data in posts.items():  # the right role without the token: refused too, on the API as well
         assert client.post(path, data={**data, "csrf": "forged"}).status_code == 403
+        assert client.post("/api" + path, json=data).status_code == 403
+    client.cookies.clear()
+    assert client.post("/api/app/renew", json=posts["/app/renew"]).status_code == 401
     assert _active(cm, "urn:plant:connector") == thumb and _revoked(cm) == revoked
     assert cm.sql("SELECT count(*) FROM audit_events WHERE action IN ('probe', 'certificate.renew', 'certificate.revoke')")[0][0] == 0
 

@@ -41,8 +41,7 @@ def web_serve(app, listen, tls_cert, tls_key) -> None:
 
     serve_plan = plan(app.settings, listen, tls_cert, tls_key)  # exit 2 before anything listens
     app.require_initialised()
-    click.echo(f"certmgr web console on {serve_plan.url}", err=True)
-    serve_foreground(app, serve_plan)
+    serve_foreground(app, serve_plan, announce=lambda: click.echo(f"certmgr web console on {serve_plan.url}", err=True))
 
 
 @web_group.group("user")

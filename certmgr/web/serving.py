@@ -119,8 +119,11 @@ class CertificateReloader(threading.Thread):
             last = self.check(last)
 
 
-def serve_foreground(ctx, serve_plan: ServePlan) -> None:
+def serve_foreground(ctx, serve_plan: ServePlan, announce=None) -> None:
+    """Serve until interrupted; ``announce`` runs once the app is built (the CA key loaded or refused), before it listens."""
     server = _server(ctx, serve_plan)
+    if announce is not None:
+        announce()
     reloader = CertificateReloader(server, serve_plan) if serve_plan.tls_cert else None
     if reloader:
         reloader.start()
