@@ -105,6 +105,7 @@ class WebSettings:
     idle_timeout: str = "15m"  # a session unused this long is logged out
     tls_cert: str = ""  # PEM server certificate (and chain) for `certmgr web serve`
     tls_key: str = ""  # its PEM private key, mode 0600
+    daemon: bool = False  # `certmgr daemon` serves the console too (same listen and TLS rules)
 
 
 @dataclass
@@ -423,4 +424,5 @@ def render_settings(settings: Settings) -> str:
 {_line("idle_timeout", settings.web.idle_timeout)}
 {_line("tls_cert", settings.web.tls_cert or None, "/etc/certmgr/web.pem")}
 {_line("tls_key", settings.web.tls_key or None, "/etc/certmgr/web.key")}
+{_line("daemon", settings.web.daemon)}
 """

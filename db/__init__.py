@@ -21,6 +21,8 @@ from .models import (
     Meta,
     Role,
     StoreCrl,
+    WebLoginFailure,
+    WebSession,
     WebUser,
     scheduler_jobs,
 )
@@ -49,5 +51,7 @@ __all__ = [
     "schema_differences",
     "scheduler_jobs",
     "upgrade",
+    "WebLoginFailure",
+    "WebSession",
     "WebUser",
 ]

@@ -319,3 +319,29 @@ class WebUser(Base):
     role: Mapped[str] = mapped_column(String(16))  # viewer | operator | admin
     password_hash: Mapped[str] = mapped_column(String(400))  # scrypt$n$r$p$salt-hex$hash-hex
     created_at: Mapped[utc]
+
+
+class WebSession(Base):
+    """A signed-in console session. The cookie holds a random token; only its SHA-256 is stored, so reading the
+    database does not sign anyone in. The role is the user's current one (joined at each request)."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[intpk]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_name: Mapped[str] = mapped_column(String(100), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[utc]
+    seen_at: Mapped[utc] = mapped_column(index=True)
+
+
+class WebLoginFailure(Base):
+    """One failed console sign-in, kept for the limiter's window (rows older than it are deleted)."""
+
+    __tablename__ = "web_login_failures"
+    __table_args__ = (Index("ix_web_login_failures_user_address", "user_name", "address"),)
+
+    id: Mapped[intpk]
+    user_name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[utc] = mapped_column(index=True)

@@ -7,7 +7,7 @@ from .crl_audit import MISSING, MULTIPLE, NOT_YET_VALID, OK, STALE, CaCrlState, 
 from .errors import StoreError, UnsafeNameError
 from .files import CERT_MODE, KEY_MODE, PRIVATE_DIR_MODE, atomic_write, destroy_secret, ensure_dir
 from .layout import DEFAULT_LAYOUT, LAYOUTS, Layout, common_name, detect_layout, get_layout, safe_stem, thumbprint
-from .readers import Loaded, parse_certificate, parse_crl
+from .readers import CERT_SUFFIXES, Loaded, list_files, parse_certificate, parse_crl, read_certificate_file
 from .store import REJECTED, ApplicationStore, InstallResult, OwnPair
 from .store_crls import ISSUER, TRUSTED, PublishResult
 from .x509_facts import cert_signed_by, crl_number, crl_signed_by, is_ca
@@ -15,6 +15,7 @@ from .validation import GOOD, Refused, TrustCache, TrustMaterial, Validation, bu
 
 __all__ = [
     "CERT_MODE",
+    "CERT_SUFFIXES",
     "KEY_MODE",
     "PRIVATE_DIR_MODE",
     "atomic_write",
@@ -58,6 +59,8 @@ __all__ = [
     "load_trust_material",
     "parse_certificate",
     "parse_crl",
+    "list_files",
+    "read_certificate_file",
     "safe_stem",
     "thumbprint",
     "validate",

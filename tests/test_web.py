@@ -11,6 +11,7 @@ from cryptography import x509
 
 import pki
 from certmgr.context import AppContext
+from tests.conftest import PASSPHRASE as PASSPHRASE_OF_TESTS
 from tests.conftest import Certmgr
 
 pytestmark = pytest.mark.uses_db
@@ -42,7 +43,9 @@ def console(initialised: Certmgr, tmp_path):
     peer = x509.load_der_x509_certificate((Path(__file__).parent / "data" / "twin-a.der").read_bytes())
     store.add_rejected(peer)
     ctx = AppContext(initialised.home, db_url=initialised.db_url)
-    app = make_app(ctx, idle_seconds=600)
+    with pytest.MonkeyPatch.context() as env:  # the console gets the passphrase as the daemon does: from its environment
+        env.setenv("CERTMGR_CA_PASSPHRASE", PASSPHRASE_OF_TESTS)
+        app = make_app(ctx, idle_seconds=600)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client, store, peer, initialised
     ctx.close()
@@ -162,11 +165,15 @@ def test_certificate_expiring_in_5_days_is_critical_on_page_and_timeline(console
 
 
 def test_idle_session_expires(console):
-    client, *_ = console
+    from datetime import UTC, datetime, timedelta
+
+    client, _, _, cm = console
     login(client, "vera")
+    assert client.get("/fleet", follow_redirects=False).status_code == 200
     sessions = client.app.state.console.sessions
-    sessions.clock = lambda: 10**9  # far past the idle timeout
+    sessions.clock = lambda: datetime.now(UTC) + timedelta(seconds=601)  # past the 600 s idle timeout
     assert client.get("/fleet", follow_redirects=False).status_code == 303
+    assert cm.sql("SELECT count(*) FROM web_sessions")[0][0] == 0  # the expired session is gone from the database
 
 
 def test_user_add_refuses_readable_password_file_and_bad_role(initialised: Certmgr, tmp_path):

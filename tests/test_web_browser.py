@@ -118,7 +118,7 @@ def test_browser_sign_in_critical_timeline_and_approve_real_rejected(initialised
             browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
             assert browser.current_url.endswith("/fleet")
             shot("2-fleet")
-            row = browser.find_element(By.XPATH, "//tr[td[text()='urn:plant:soon']]")
+            row = browser.find_element(By.XPATH, "//tr[td/a[text()='urn:plant:soon']]")
             assert row.get_attribute("class") == "level-critical"
             assert row.value_of_css_property("font-weight") in ("700", "bold")
             tick = browser.find_element(By.CSS_SELECTOR, "svg.timeline rect.level-critical")
@@ -133,6 +133,14 @@ def test_browser_sign_in_critical_timeline_and_approve_real_rejected(initialised
             browser.find_element(By.ID, "approve").click()
             shot("5-approved")
             assert f"{thumb} is now trusted" in browser.page_source
+            browser.find_element(By.LINK_TEXT, "Fleet").click()
+            browser.find_element(By.LINK_TEXT, "urn:plant:connector").click()  # the application's page
+            assert browser.find_element(By.ID, "history").is_displayed()
+            assert "CERTMGR_CA_PASSPHRASE" in browser.find_element(By.ID, "renew-unavailable").text  # no passphrase given
+            shot("6-application")
+            browser.find_element(By.LINK_TEXT, "CRLs").click()
+            assert browser.find_element(By.CSS_SELECTOR, "#authorities td.number").text == "1"
+            shot("7-crls")
         return initialised(*diagnose).json()
 
     async def scenario():
@@ -149,4 +157,5 @@ def test_browser_sign_in_critical_timeline_and_approve_real_rejected(initialised
     assert second["ok"], second
     assert pki.ApplicationStore(connector).rejected() == []
     assert initialised.sql("SELECT actor FROM audit_events WHERE action = 'store.trust'") == [("otto (web)",)]
-    assert sorted(p.name for p in shots.iterdir()) == ["1-login.png", "2-fleet.png", "3-rejected.png", "4-confirm.png", "5-approved.png"]
+    assert sorted(p.name for p in shots.iterdir()) == ["1-login.png", "2-fleet.png", "3-rejected.png", "4-confirm.png", "5-approved.png",
+                                                      "6-application.png", "7-crls.png"]

@@ -69,6 +69,21 @@ def certificate_level(
     return "ok", f"{_days(left):.1f} days left"
 
 
+class LevelCutoffs:
+    """certificate_level's level alone, for many certificates at one moment with no renewal window and no failed
+    renewal (fleet status of 10,000 rows): the same thresholds as comparisons of notAfter, no message formatted."""
+
+    def __init__(self, now: datetime, warn: timedelta, crit: timedelta) -> None:
+        self.now, self.critical_before, self.warning_before = now, now + crit, now + warn
+
+    def __call__(self, not_after: datetime) -> str:
+        if not_after <= self.now:  # left <= 0
+            return "expired"
+        if not_after < self.critical_before:  # left < crit
+            return "critical"
+        return "warning" if not_after < self.warning_before else "ok"
+
+
 def crl_level(next_update: datetime, now: datetime, settings: AlertSettings) -> tuple[str, str]:
     left = next_update - now
     if left <= timedelta(0):

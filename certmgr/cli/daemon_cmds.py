@@ -32,7 +32,8 @@ def _structured_logging() -> None:
 def daemon(app, once) -> None:
     """Run the scheduled jobs: renew-due (nightly 02:00), crl-refresh (every 6 h), expiry-scan (07:00).
 
-    Schedules, alert channels and the metrics address come from certmgr.toml. The job store lives in the
+    Schedules, alert channels and the metrics address come from certmgr.toml; with `[web] daemon = true` the
+    daemon serves the web console as well (`certmgr web serve`'s rules: loopback, or TLS). The job store lives in the
     certmgr database, so a restarted daemon runs a missed job once. Logs are logfmt lines on stderr.
 
     \b
@@ -54,7 +55,12 @@ def daemon(app, once) -> None:
         if not run_locked(app, once):
             raise OperationFailed(f"job {once} failed", "see the log lines above")
         return
-    sys.exit(serve(app, settings))
+    web = None
+    if app.settings.web.daemon:  # [web] daemon = true: the console too, checked (listen, TLS) before anything starts
+        from ..web.serving import plan
+
+        web = plan(app.settings)
+    sys.exit(serve(app, settings, web=web))
 
 
 class MonitoringCommand(click.Command):

@@ -87,7 +87,8 @@ def install_jobs(scheduler, settings: DaemonSettings) -> None:
         event(log, f"scheduled {spec.expression}", job=name)
 
 
-def serve(ctx: AppContext, settings: DaemonSettings) -> int:
+def serve(ctx: AppContext, settings: DaemonSettings, web=None) -> int:
+    """Run until SIGTERM/SIGINT; ``web`` (a certmgr.web.serving.ServePlan) also serves the console."""
     lock = exclusive(ctx.home.root / "daemon.lock", f"certmgr daemon, node {settings.node}", wait=0)
     try:
         lock.__enter__()
@@ -96,12 +97,12 @@ def serve(ctx: AppContext, settings: DaemonSettings) -> int:
             f"another certmgr daemon runs on {ctx.home.root}: {exc.message}", "one daemon per home; stop the other first"
         ) from None
     try:
-        return _serve_locked(ctx, settings)
+        return _serve_locked(ctx, settings, web)
     finally:
         lock.__exit__(None, None, None)
 
 
-def _serve_locked(ctx: AppContext, settings: DaemonSettings) -> int:
+def _serve_locked(ctx: AppContext, settings: DaemonSettings, web=None) -> int:
     from apscheduler.events import EVENT_JOB_MISSED
 
     ctx.issuer()  # the passphrase now, not at 02:00
@@ -115,7 +116,7 @@ def _serve_locked(ctx: AppContext, settings: DaemonSettings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     scheduler.start(paused=True)
-    metrics_server = None
+    metrics_server = console = None
     try:
         install_jobs(scheduler, settings)
         if settings.metrics_listen:
@@ -123,11 +124,19 @@ def _serve_locked(ctx: AppContext, settings: DaemonSettings) -> int:
 
             metrics_server = serve_metrics(ctx, settings.metrics_listen)
             event(log, f"metrics on http://{settings.metrics_listen}/metrics", outcome="listening")
+        if web is not None:
+            from ..web.serving import BackgroundConsole
+
+            console = BackgroundConsole(ctx, web)  # the CA key is loaded above: renew and revoke work there
+            console.start()
+            event(log, f"web console on {web.url}", outcome="listening")
         scheduler.resume()
         event(log, "daemon started", node=settings.node, outcome="running")
         stop.wait()
         event(log, "stopping after the running job", node=settings.node, outcome="stopping")
     finally:
+        if console is not None:
+            console.stop()
         scheduler.shutdown(wait=True)
         if metrics_server is not None:
             metrics_server.shutdown()

@@ -261,16 +261,60 @@ def _inspect_crls(store: pki.ApplicationStore, report: StoreReport, now: datetim
         report.problems.append(Problem(WARNING, str(path), "CRL of a CA this store does not hold"))
 
 
-def rejected_entries(store: pki.ApplicationStore) -> list[dict]:
+def _rejected_entry(loaded) -> dict:
+    if loaded.value is None:
+        return {"file": loaded.path.name, "error": loaded.error}
+    info = describe(loaded.value)
+    info["file"] = loaded.path.name
+    return info
+
+
+def _first_seen(stat) -> str:
+    return datetime.fromtimestamp(stat.st_mtime).astimezone().isoformat(timespec="seconds")
+
+
+class RejectedCache:
+    """Parsed rejected/ files keyed by (path, inode, size, mtime_ns): a long-running reader (the web console's
+    inbox) parses a file once, and again only when a stack rewrites it. Each call still lists the folders and
+    stats every file, so a new or removed file shows on the next call. Thread-safe enough for the console:
+    entries are replaced whole and a race only costs a second parse."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[tuple[int, int, int], dict]] = {}
+
+    def entries(self, store: pki.ApplicationStore) -> list[dict]:
+        out, seen = [], set()
+        for path in pki.list_files(store.rejected_dir, pki.CERT_SUFFIXES):
+            try:
+                st = path.stat()
+            except OSError:  # removed between the listing and now (approved in another tab)
+                continue
+            key, stamp = str(path), (st.st_ino, st.st_size, st.st_mtime_ns)
+            seen.add(key)
+            cached = self._files.get(key)
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, _rejected_entry(pki.read_certificate_file(path)))
+                self._files[key] = cached
+            entry = dict(cached[1])
+            if "error" not in entry:
+                entry["first_seen"] = _first_seen(st)
+            out.append(entry)
+        prefix = str(store.rejected_dir) + "/"
+        for key in [k for k in self._files if k.startswith(prefix) and k not in seen]:
+            self._files.pop(key, None)  # files gone from this folder: the cache does not grow without bound
+        return out
+
+
+def rejected_entries(store: pki.ApplicationStore, cache: RejectedCache | None = None) -> list[dict]:
+    """What `store rejected` lists for ``store``; with a ``cache``, unchanged files are not parsed again."""
+    if cache is not None:
+        return cache.entries(store)
     entries = []
     for loaded in store.rejected():
-        if loaded.value is None:
-            entries.append({"file": loaded.path.name, "error": loaded.error})
-            continue
-        info = describe(loaded.value)
-        info["file"] = loaded.path.name
-        info["first_seen"] = datetime.fromtimestamp(loaded.path.stat().st_mtime).astimezone().isoformat(timespec="seconds")
-        entries.append(info)
+        entry = _rejected_entry(loaded)
+        if "error" not in entry:
+            entry["first_seen"] = _first_seen(loaded.path.stat())
+        entries.append(entry)
     return entries
 
 

@@ -11,11 +11,9 @@ import hashlib
 import hmac
 import os
 import re
-import threading
-import time
-from collections import deque
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 import db
 from db import queries
@@ -90,28 +88,37 @@ def list_users(ctx: AppContext) -> list[dict]:
 
 
 class LoginLimiter:
-    """Failed sign-ins per (user, address) in the last WINDOW seconds (in memory: one web process)."""
+    """Failed sign-ins per (user, address) in the last WINDOW seconds, in the database (web_login_failures), so
+    restarting the console does not reset the count; rows older than the window are deleted as new ones come."""
 
-    def __init__(self, limit: int = LIMIT, window: float = WINDOW, clock=time.monotonic) -> None:
-        self.limit, self.window, self.clock = limit, window, clock
-        self._failures: dict[tuple[str, str], deque] = {}
-        self._lock = threading.Lock()
+    def __init__(self, ctx: AppContext, limit: int = LIMIT, window: float = WINDOW, clock=None) -> None:
+        self.ctx, self.limit, self.window = ctx, limit, timedelta(seconds=window)
+        self.clock = clock or ctx.now
 
     def blocked(self, key: tuple[str, str]) -> bool:
-        with self._lock:
-            q = self._failures.get(key)
-            now = self.clock()
-            while q and now - q[0] > self.window:
-                q.popleft()
-            return bool(q) and len(q) >= self.limit
+        name, address = _key(key)
+        with self.ctx.database().read() as session:
+            count = session.scalar(select(func.count()).select_from(db.WebLoginFailure).where(
+                db.WebLoginFailure.user_name == name, db.WebLoginFailure.address == address,
+                db.WebLoginFailure.at > self.clock() - self.window))
+        return count >= self.limit
 
     def failed(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._failures.setdefault(key, deque()).append(self.clock())
+        name, address = _key(key)
+        now = self.clock()
+        with self.ctx.database().write() as session:
+            session.execute(delete(db.WebLoginFailure).where(db.WebLoginFailure.at <= now - self.window))
+            session.add(db.WebLoginFailure(user_name=name, address=address, at=now))
 
     def succeeded(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
+        name, address = _key(key)
+        with self.ctx.database().write() as session:
+            session.execute(delete(db.WebLoginFailure).where(db.WebLoginFailure.user_name == name,
+                                                              db.WebLoginFailure.address == address))
+
+
+def _key(key: tuple[str, str]) -> tuple[str, str]:
+    return key[0][:200], key[1][:64]
 
 
 def authenticate(ctx: AppContext, limiter: LoginLimiter, name: str, password: str, address: str) -> tuple[str, str] | str:

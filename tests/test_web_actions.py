@@ -1,0 +1,258 @@
+"""The console's application/peer pages and their actions (renew now, probe now), admin revocation, the CRL page,
+the inbox columns, fleet sorting, and sessions and the sign-in limiter surviving a restart. Over HTTP (Starlette's
+TestClient) against a real initialised home, real stores and a real CA key; each action also in the forms that
+must be refused (no session, too small a role, no CSRF token)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import pki
+from certmgr.context import AppContext
+from tests.helpers import free_port
+from tests import test_web
+from tests.test_web import csrf_of, login
+
+pytestmark = pytest.mark.uses_db
+console = test_web.console  # the shared fixture: two stores, users vera (viewer), otto (operator), ada (admin)
+
+
+def _revoked(cm) -> int:  # (the CRL's canary certificate is revoked from the start)
+    return cm.sql("SELECT count(*) FROM certificates WHERE revoked_at IS NOT NULL")[0][0]
+
+
+def _active(cm, uri: str) -> str:
+    return cm.sql("SELECT c.thumbprint FROM certificates c JOIN applications a ON a.id = c.application_id "
+                  "WHERE a.app_uri = :uri AND c.status = 'active'", uri=uri)[0][0]
+
+
+def test_pages_need_a_session_and_actions_a_role_and_csrf(console):
+    client, store, _, cm = console
+    pages = ["/app?uri=urn:plant:connector", "/crls", f"/peer?key={store.root}", "/admin/revoke?thumbprint=00000000"]
+    for path in pages:
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/login?next=")
+    assert client.get("/api/crls").status_code == 401
+    thumb, revoked = _active(cm, "urn:plant:connector"), _revoked(cm)
+    posts = {"/app/renew": {"app_uri": "urn:plant:connector"}, "/app/probe": {"app_uri": "urn:plant:connector"},
+             "/admin/revoke": {"thumbprint": thumb, "reason": "superseded"}}
+    for path, data in posts.items():
+        assert client.post(path, data=data, follow_redirects=False).status_code == 303  # to sign in, nothing done
+    login(client, "vera")
+    token = csrf_of(client)
+    for path, data in posts.items():
+        assert client.post(path, data={**data, "csrf": token}).status_code == 403, path
+    assert client.get(f"/admin/revoke?thumbprint={thumb}").status_code == 403
+    client.cookies.clear()
+    login(client, "otto")  # an operator renews and probes, but never revokes
+    assert client.post("/admin/revoke", data={**posts["/admin/revoke"], "csrf": csrf_of(client)}).status_code == 403
+    assert client.post("/api/admin/revoke", json=posts["/admin/revoke"], headers={"X-CSRF-Token": csrf_of(client)}).status_code == 403
+    for path, data in posts.items():  # the right role without the token: refused too, on the API as well
+        assert client.post(path, data={**data, "csrf": "forged"}).status_code == 403
+        assert client.post("/api" + path, json=data).status_code == 403
+    client.cookies.clear()
+    assert client.post("/api/app/renew", json=posts["/app/renew"]).status_code == 401
+    assert _active(cm, "urn:plant:connector") == thumb and _revoked(cm) == revoked
+    assert cm.sql("SELECT count(*) FROM audit_events WHERE action IN ('probe', 'certificate.renew', 'certificate.revoke')")[0][0] == 0
+
+
+def test_application_page_shows_history_findings_and_the_buttons(console):
+    client, store, _, cm = console
+    login(client, "vera")
+    thumb = _active(cm, "urn:plant:connector")
+    page = client.get("/app", params={"uri": "urn:plant:connector"})
+    assert page.status_code == 200 and thumb in page.text and 'id="history"' in page.text
+    assert str(store.root) in page.text and 'id="findings"' in page.text  # `store status` of its folder
+    assert 'id="renew"' not in page.text  # a viewer sees no buttons
+    data = client.get("/api/app", params={"uri": "urn:plant:connector"}).json()
+    assert data["certificates"][0]["thumbprint"] == thumb and data["findings"]["store"] == str(store.root)
+    assert data["last_proof"]["action"] == "certificate.issue"
+    assert client.get("/app", params={"uri": "urn:plant:nothing"}).status_code == 404
+    client.cookies.clear()
+    login(client, "otto")
+    page = client.get("/app", params={"uri": "urn:plant:connector"}).text
+    assert 'id="renew"' in page and 'name="csrf"' in page.split('id="renew"')[0].split('id="actions-h"')[1]
+    assert 'id="probe"' not in page  # no endpoint: nothing to probe
+
+
+def test_operator_renews_now_audited_with_the_name(console):
+    client, store, _, cm = console
+    login(client, "otto")
+    old = _active(cm, "urn:plant:connector")
+    done = client.post("/app/renew", data={"csrf": csrf_of(client), "app_uri": "urn:plant:connector"})
+    assert done.status_code == 200 and "renewed" in done.text, done.text[-2000:]
+    new = _active(cm, "urn:plant:connector")
+    assert new != old and pki.thumbprint(store.own().certificate) == new
+    assert cm.sql("SELECT actor FROM audit_events WHERE action = 'certificate.renew'") == [("otto (web)",)]
+
+
+def test_renew_and_revoke_say_so_without_the_passphrase(console, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from certmgr.web.app import make_app
+
+    _, _, _, cm = console
+    monkeypatch.delenv("CERTMGR_CA_PASSPHRASE", raising=False)
+    ctx = AppContext(cm.home, db_url=cm.db_url)
+    with TestClient(make_app(ctx), base_url="http://127.0.0.1") as client:
+        login(client, "ada")
+        thumb, revoked = _active(cm, "urn:plant:connector"), _revoked(cm)
+        page = client.get("/app", params={"uri": "urn:plant:connector"}).text
+        assert 'id="renew-unavailable"' in page and "CERTMGR_CA_PASSPHRASE" in page and 'id="renew"' not in page
+        assert 'id="revoke-unavailable"' in client.get(f"/admin/revoke?thumbprint={thumb}").text
+        refused = client.post("/app/renew", data={"csrf": csrf_of(client), "app_uri": "urn:plant:connector"})
+        assert refused.status_code == 400 and "passphrase" in refused.text
+        assert client.post("/admin/revoke", data={"csrf": csrf_of(client), "thumbprint": thumb}).status_code == 400
+    ctx.close()
+    assert _active(cm, "urn:plant:connector") == thumb and _revoked(cm) == revoked
+
+
+def test_operator_probes_now_and_the_result_is_recorded(console):
+    client, _, _, cm = console
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}"  # nothing listens: the probe's real "did not answer" outcome
+    cm("app", "update", "--app-uri", "urn:plant:soon", "--endpoint", endpoint)
+    login(client, "otto")
+    page = client.get("/app", params={"uri": "urn:plant:soon"}).text
+    assert 'id="probe"' in page and "Never probed." in page
+    done = client.post("/app/probe", data={"csrf": csrf_of(client), "app_uri": "urn:plant:soon"})
+    assert done.status_code == 200 and "not ok" in done.text and "did not answer" in done.text
+    assert cm.sql("SELECT endpoint FROM probe_results") == [(endpoint,)]
+    assert cm.sql("SELECT actor FROM audit_events WHERE action = 'probe'") == [("otto (web)",)]
+    after = client.get("/app", params={"uri": "urn:plant:soon"}).text
+    assert 'id="last-probe"' in after and "did not answer" in after.split('id="fix"')[1]
+    crls = client.get("/api/crls").json()
+    assert [e["endpoint"] for e in crls["endpoints"]] == [endpoint]
+
+
+def test_admin_revokes_after_a_confirmation_showing_the_thumbprint(console):
+    client, _, _, cm = console
+    login(client, "ada")
+    thumb = _active(cm, "urn:plant:soon")
+    before = client.get("/api/crls").json()["authorities"][0]["number"]
+    confirm = client.get("/admin/revoke", params={"thumbprint": thumb[:12]})
+    assert confirm.status_code == 200 and f'<code id="thumbprint">{thumb}</code>' in confirm.text
+    assert '<label for="reason">' in confirm.text
+    prefix = client.post("/admin/revoke", data={"csrf": csrf_of(client), "thumbprint": thumb[:12], "reason": "superseded"})
+    assert prefix.status_code == 400  # only the full thumbprint the confirmation showed
+    done = client.post("/admin/revoke", data={"csrf": csrf_of(client), "thumbprint": thumb, "reason": "superseded"})
+    assert done.status_code == 200 and f"Revoked {thumb}" in done.text
+    assert cm.sql("SELECT revocation_reason FROM certificates WHERE thumbprint = :t", t=thumb) == [("superseded",)]
+    assert cm.sql("SELECT actor FROM audit_events WHERE action = 'certificate.revoke'") == [("ada (web)",)]
+    crls = client.get("/api/crls").json()
+    assert crls["authorities"][0]["number"] == before + 1
+    assert any(s["number"] == before + 1 for s in crls["stores"])  # published to the registered stores
+    page = client.get("/crls").text
+    assert f'<td class="number">{before + 1}</td>' in page
+
+
+def test_inbox_shows_who_refused_it_and_how_often_and_fleet_sorts(console, tmp_path):
+    client, store, peer, cm = console
+    pki.ApplicationStore(tmp_path / "soon").add_rejected(peer)  # a second application refused the same peer
+    login(client, "vera")
+    rows = {r["store"]: r for r in client.get("/api/rejected").json()}
+    assert rows[str(store.root)]["refused_by"] == ["urn:plant:connector"]
+    assert rows[str(tmp_path / "soon")]["refused_by"] == ["urn:plant:soon"]
+    assert {r["times_seen"] for r in rows.values()} == {2}
+    page = client.get("/rejected").text
+    assert '<a href="/app?uri=urn%3Aplant%3Aconnector">urn:plant:connector</a>' in page and 'class="times-seen"' in page
+    order = lambda text: [u for u in re.findall(r"urn:plant:(?:soon|connector)(?=</a>)", text.split("<tbody>")[1])]
+    assert order(client.get("/fleet", params={"sort": "not_after", "dir": "asc"}).text) == ["urn:plant:soon", "urn:plant:connector"]
+    desc = client.get("/fleet", params={"sort": "not_after", "dir": "desc"}).text
+    assert order(desc) == ["urn:plant:connector", "urn:plant:soon"]
+    assert 'id="sort-not_after" aria-sort="descending"' in desc and "dir=asc" in desc.split('id="sort-not_after"')[0][-200:]
+
+
+def test_sessions_and_the_limiter_survive_a_restart(console):
+    from starlette.testclient import TestClient
+
+    from certmgr.web.app import make_app
+
+    client, _, _, cm = console
+    login(client, "vera")
+    cookie = client.cookies["certmgr_session"]
+    assert cookie not in str(cm.sql("SELECT token_hash FROM web_sessions"))  # only a hash of the token is stored
+    for _ in range(5):
+        login(client, "otto", "wrong password!")
+    ctx = AppContext(cm.home, db_url=cm.db_url)
+    with TestClient(make_app(ctx, load_ca=False), base_url="http://127.0.0.1") as restarted:
+        restarted.cookies.set("certmgr_session", cookie)
+        assert restarted.get("/fleet", follow_redirects=False).status_code == 200
+        assert login(restarted, "otto").status_code == 429  # still limited after the restart
+        later = datetime.now(UTC) + timedelta(seconds=61)
+        restarted.app.state.console.limiter.clock = lambda: later
+        assert login(restarted, "otto").status_code == 303
+    ctx.close()
+
+
+def test_rejected_cache_parses_a_file_once_and_sees_changes(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certmgr.services.store_inspect import RejectedCache, rejected_entries
+
+    data = Path(__file__).parent / "data"
+    a, b = (x509.load_der_x509_certificate((data / n).read_bytes()) for n in ("twin-a.der", "twin-b.der"))
+    store = pki.ApplicationStore(tmp_path / "s")
+    path = store.add_rejected(a)
+    parsed = []
+    real = pki.read_certificate_file
+    monkeypatch.setattr(pki, "read_certificate_file", lambda p: parsed.append(p) or real(p))
+    cache = RejectedCache()
+    first = rejected_entries(store, cache)
+    assert rejected_entries(store, cache) == first and len(parsed) == 1
+    assert first == rejected_entries(store)  # the same rows as without a cache
+    path.write_bytes(b.public_bytes(Encoding.DER))  # a stack rewrote the file
+    assert [e["thumbprint"] for e in rejected_entries(store, cache)] == [pki.thumbprint(b)] and len(parsed) == 2
+    path.unlink()
+    assert rejected_entries(store, cache) == [] and cache._files == {}
+
+
+def test_level_cutoffs_agree_with_certificate_level():
+    from certmgr.alerts.levels import LevelCutoffs, certificate_level
+
+    now, warn, crit = datetime(2026, 12, 2, tzinfo=UTC), timedelta(days=30), timedelta(days=7)
+    cut = LevelCutoffs(now, warn, crit)
+    for delta in (timedelta(0), -timedelta(seconds=1), crit, crit - timedelta(microseconds=1), warn,
+                  warn - timedelta(microseconds=1), timedelta(days=400), timedelta(microseconds=1)):
+        assert cut(now + delta) == certificate_level(now + delta, None, now, warn, crit, False)[0], delta
+
+
+def test_sign_in_returns_to_the_page_asked_for_and_never_off_site(console):
+    client, *_ = console
+    asked = client.get("/app?uri=urn:plant:connector", follow_redirects=False).headers["location"]
+    assert asked == "/login?next=/app%3Furi%3Durn%3Aplant%3Aconnector"  # the query survives the sign-in
+    for target, expected in (("/app?uri=urn:plant:connector", "/app?uri=urn:plant:connector"), ("//evil.example/", "/fleet"),
+                             ("/\\evil.example/", "/fleet"), ("https://evil.example/", "/fleet")):
+        client.cookies.clear()
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+        done = client.post("/login", data={"csrf": token, "username": "vera", "password": test_web.PASSWORD, "next": target},
+                           follow_redirects=False)
+        assert done.status_code == 303 and done.headers["location"] == expected, target
+
+
+def test_peer_page_shows_its_store_findings_and_probe_needs_an_operator(console, tmp_path):
+    client, *_, cm = console
+    vendor = pki.ApplicationStore(tmp_path / "vendor-gw")
+    for part in ("own/certs", "trusted/certs", "trusted/crl", "rejected/certs"):
+        (vendor.root / part).mkdir(parents=True, exist_ok=True)
+    cm("peer", "add", "--store", str(vendor.root), "--layout", "ua-net", "--name", "vendor-gw")
+    login(client, "vera")
+    page = client.get("/peer", params={"key": "vendor-gw"})
+    assert page.status_code == 200 and str(vendor.root) in page.text and 'id="findings"' in page.text
+    assert "no own certificate" in page.text.split('id="findings"')[1]  # `store status` of the peer's folder
+    assert 'id="probe"' not in page.text  # a viewer, and no endpoint
+    data = client.get("/api/peer", params={"key": str(vendor.root)}).json()
+    assert data["name"] == "vendor-gw" and data["findings"]["store"] == str(vendor.root)
+    assert client.get("/peer", params={"key": "nobody"}).status_code == 404
+    endpoint = "opc.tcp://127.0.0.1:4840"
+    assert client.post("/peer/probe", data={"csrf": csrf_of(client), "endpoint": endpoint}).status_code == 403
+    client.cookies.clear()
+    login(client, "otto")
+    refused = client.post("/peer/probe", data={"csrf": csrf_of(client), "endpoint": endpoint})
+    assert refused.status_code == 400 and "no peer" in refused.text  # only registered peers are probed
+    assert cm.sql("SELECT count(*) FROM probe_results")[0][0] == 0
