@@ -18,9 +18,11 @@ METHODS = {
     "StartNewKeyPairRequest": 154, "FinishRequest": 163, "RevokeCertificate": 15005, "GetCertificateGroups": 508,
     "GetCertificates": 174, "GetTrustList": 204, "GetCertificateStatus": 225, "CheckRevocationStatus": 177,
 }
-# the TrustList (FileType) of Directory/CertificateGroups/DefaultApplicationGroup and its methods
+# Directory/CertificateGroups/DefaultApplicationGroup, its TrustList (a FileType) and the methods served
+DEFAULT_APPLICATION_GROUP = 615
 TRUST_LIST = 616
-TRUST_LIST_METHODS = {"Open": 625, "Close": 628, "Read": 630, "GetPosition": 635, "SetPosition": 638}
+TRUST_LIST_METHODS = {"Open": 622, "Close": 625, "Read": 627, "GetPosition": 632, "SetPosition": 635}
+RSA_SHA256_APPLICATION_CERTIFICATE_TYPE = 12560  # namespace 0
 
 
 async def load_gds_model(server) -> int:
