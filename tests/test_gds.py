@@ -238,3 +238,192 @@ def test_pull_enrolment_waits_for_the_operator_and_the_certificate_is_the_regist
     actions = [row[0] for row in cm.sql("SELECT action FROM audit_events WHERE action LIKE 'gds.%' OR action = 'certificate.pull' ORDER BY id")]
     for expected in ("gds.register", "gds.refused", "gds.request", "gds.approve", "certificate.pull"):
         assert expected in actions, actions
+
+
+async def _enrol(url, admin_cert, admin_key, app_key, cm, uri: str = APP_URI):
+    """Register and get a first certificate (operator approval in between); returns (app_id, certificate DER)."""
+    registrar = await _connect(url, admin_cert, admin_key, user=("registrar", PASSWORD))
+    try:
+        app_id = await Gds(registrar).register(uri)
+    finally:
+        await registrar.disconnect()
+    client = await _connect(url, admin_cert, admin_key, user=("enrol", PASSWORD))
+    try:
+        gds = Gds(client)
+        request_id = await gds.start(app_id, _csr(app_key, uri))
+        cm("gds", "approve", str(request_id.Identifier))
+        certificate, _, _ = await gds.call("FinishRequest", app_id, request_id)
+    finally:
+        await client.disconnect()
+    return app_id, certificate
+
+
+async def _read_trust_list(client):
+    from asyncua import ua
+    from asyncua.ua.ua_binary import struct_from_binary
+
+    idx = await client.get_namespace_index(gds_model.GDS_NAMESPACE)
+    trust_list = client.get_node(ua.NodeId(gds_model.TRUST_LIST, idx))
+    method = {name: ua.NodeId(number, idx) for name, number in gds_model.TRUST_LIST_METHODS.items()}
+    handle = await trust_list.call_method(method["Open"], ua.Variant(1, ua.VariantType.Byte))
+    data = b""
+    while True:
+        chunk = await trust_list.call_method(method["Read"], ua.Variant(handle, ua.VariantType.UInt32),
+                                             ua.Variant(700, ua.VariantType.Int32))
+        if not chunk:
+            break
+        data += chunk
+    await trust_list.call_method(method["Close"], ua.Variant(handle, ua.VariantType.UInt32))
+    from asyncua.common.utils import Buffer
+
+    return struct_from_binary(ua.TrustListDataType, Buffer(data))
+
+
+def test_the_application_renews_itself_reads_the_trust_list_and_a_revoked_one_is_refused(gds_home, tmp_path, pooled_keys):
+    """ApplicationSelfAdmin: the channel certificate is the application's current one (no user token). With
+    [gds] auto_approve_renewals the renewal needs no operator; the TrustList file holds the CA and its CRL;
+    after `certmgr revoke` the old certificate can no longer open a session and CheckRevocationStatus says so."""
+    import asyncio
+
+    from asyncua import ua
+
+    from tests.helpers import configure
+
+    cm = gds_home
+    configure(cm, "[gds]\nauto_approve_renewals = true")
+    admin_cert, admin_key = _client_identity(cm, tmp_path, "urn:test:gds-admin", "admin-store")
+    other_cert, other_key = _client_identity(cm, tmp_path, "urn:test:other", "other-store")
+    first_key, second_key = pooled_keys.get(2048), pooled_keys.get(2048)
+
+    with gds_server(cm, free_port()) as url:
+        async def run():
+            app_id, first = await _enrol(url, admin_cert, admin_key, first_key, cm)
+            me = await _connect(url, x509.load_der_x509_certificate(first), first_key)  # anonymous, own certificate
+            try:
+                gds = Gds(me)
+                record = await gds.call("GetApplication", app_id)
+                trust = await _read_trust_list(me)
+                request_id = await gds.start(app_id, _csr(second_key, APP_URI))
+                second, _, _ = await gds.call("FinishRequest", app_id, request_id)
+                # its channel certificate is superseded now: ApplicationSelfAdmin needs the current one
+                after = await gds.status_of("GetApplication", app_id)
+                good = await gds.call("CheckRevocationStatus", ua.Variant(second, ua.VariantType.ByteString))
+            finally:
+                await me.disconnect()
+            stranger = await _connect(url, other_cert, other_key)  # a CA-issued certificate of another application
+            try:
+                foreign = await Gds(stranger).status_of("GetApplication", app_id)
+                foreign_csr = await Gds(stranger).status_of("StartSigningRequest", app_id, ua.NodeId(), ua.NodeId(),
+                                                            ua.Variant(_csr(other_key, APP_URI), ua.VariantType.ByteString))
+            finally:
+                await stranger.disconnect()
+            cm("revoke", pki.thumbprint(x509.load_der_x509_certificate(second)), "--reason", "keyCompromise", "--yes", "--no-probe")
+            try:
+                revoked_session = await _connect(url, x509.load_der_x509_certificate(second), second_key)
+                await revoked_session.disconnect()
+                revoked_refused = "connected"
+            except Exception as exc:  # noqa: BLE001 - the refusal is what is asserted
+                revoked_refused = type(exc).__name__ + str(exc)
+            admin = await _connect(url, admin_cert, admin_key, user=("enrol", PASSWORD))
+            try:
+                revoked = await Gds(admin).call("CheckRevocationStatus", ua.Variant(second, ua.VariantType.ByteString))
+                old_ok = await Gds(admin).status_of("GetCertificateStatus", app_id, ua.NodeId(), ua.NodeId())
+            finally:
+                await admin.disconnect()
+            return (record, first, second, trust, after, good, foreign, foreign_csr, revoked_refused, revoked, old_ok)
+
+        record, first, second, trust, after, good, foreign, foreign_csr, revoked_refused, revoked, old_ok = asyncio.run(run())
+
+    assert record.ApplicationUri == APP_URI
+    assert pki.thumbprint(x509.load_der_x509_certificate(first)) != pki.thumbprint(x509.load_der_x509_certificate(second))
+    statuses = dict(cm.sql("SELECT thumbprint, status FROM certificates"))
+    assert statuses[pki.thumbprint(x509.load_der_x509_certificate(first))] == "superseded"
+    assert statuses[pki.thumbprint(x509.load_der_x509_certificate(second))] == "revoked"
+    ca_der = (cm.home / "ca" / "ca.der").read_bytes()
+    assert trust.TrustedCertificates == [ca_der] and len(trust.TrustedCrls) == 1
+    assert x509.load_der_x509_crl(trust.TrustedCrls[0]).issuer == x509.load_der_x509_certificate(ca_der).subject
+    assert good[0].is_good() and after == "BadUserAccessDenied"
+    assert foreign == "BadUserAccessDenied" and foreign_csr == "BadUserAccessDenied"
+    assert "BadCertificateRevoked" in revoked_refused or revoked_refused != "connected", revoked_refused
+    assert ua.StatusCode(revoked[0].value).name == "BadCertificateRevoked"
+    assert old_ok == "Good"
+    requests = cm.sql("SELECT state, self_renewal, decided_by FROM gds_requests ORDER BY id")
+    assert requests[0][0] == "issued" and not requests[0][1]
+    assert requests[1][0] == "issued" and requests[1][1] and "auto_approve_renewals" in requests[1][2]
+
+
+def test_refusals_carry_their_part12_status_codes(gds_home, tmp_path, pooled_keys):
+    """Wrong password, anonymous registration, Sign-only and None channels, an unregistered application."""
+    import asyncio
+
+    from asyncua import ua
+
+    cm = gds_home
+    admin_cert, admin_key = _client_identity(cm, tmp_path, "urn:test:gds-admin", "admin-store")
+    app_key = pooled_keys.get(2048)
+
+    async def failure(coroutine) -> str:
+        try:
+            client = await coroutine
+        except Exception as exc:  # noqa: BLE001 - the refusal is what is asserted
+            code = getattr(exc, "code", None)
+            return ua.StatusCode(code).name if code is not None else type(exc).__name__
+        await client.disconnect()
+        return "connected"
+
+    with gds_server(cm, free_port()) as url:
+        async def run():
+            wrong_password = await failure(_connect(url, admin_cert, admin_key, user=("enrol", "not the password")))
+            no_user = await failure(_connect(url, admin_cert, admin_key, user=("nobody", PASSWORD)))
+            sign_only = await failure(_connect(url, admin_cert, admin_key, user=("registrar", PASSWORD), mode="Sign"))
+            anonymous = await _connect(url, admin_cert, admin_key)
+            try:
+                anonymous_register = await Gds(anonymous).status_of(
+                    "RegisterApplication", ua.ApplicationRecordDataType(ApplicationUri=APP_URI, ApplicationType=ua.ApplicationType.Client))
+            finally:
+                await anonymous.disconnect()
+            from asyncua import Client
+
+            from unittest import mock
+
+            plain = Client(url, timeout=10)  # SecurityPolicy None; asyncua's client would refuse it itself, so its
+            try:  # endpoint check is bypassed to see what the server says
+                with mock.patch.object(Client, "find_endpoint", staticmethod(lambda endpoints, mode, uri: endpoints[0])):
+                    await plain.connect()
+                await plain.load_data_type_definitions()
+                none_channel = await Gds(plain).status_of(
+                    "RegisterApplication", ua.ApplicationRecordDataType(ApplicationUri=APP_URI, ApplicationType=ua.ApplicationType.Client))
+                await plain.disconnect()
+            except Exception as exc:  # noqa: BLE001 - refusing the session itself is as good
+                plain.disconnect_socket()
+                none_channel = getattr(exc, "code", None) and ua.StatusCode(exc.code).name or f"{type(exc).__name__}: {exc}"
+            registrar = await _connect(url, admin_cert, admin_key, user=("registrar", PASSWORD))
+            try:
+                gds = Gds(registrar)
+                app_id = await gds.register()
+                not_implemented = await gds.status_of("QueryApplications", ua.Variant(0, ua.VariantType.UInt32),
+                                                      ua.Variant(10, ua.VariantType.UInt32), "", "", ua.Variant(0, ua.VariantType.UInt32),
+                                                      "", ua.Variant([], ua.VariantType.String))
+                await gds.call("UnregisterApplication", app_id)
+                gone = await gds.status_of("GetApplication", app_id)
+            finally:
+                await registrar.disconnect()
+            enrol = await _connect(url, admin_cert, admin_key, user=("enrol", PASSWORD))
+            try:
+                unregistered_csr = await Gds(enrol).status_of("StartSigningRequest", app_id, ua.NodeId(), ua.NodeId(),
+                                                              ua.Variant(_csr(app_key, APP_URI), ua.VariantType.ByteString))
+            finally:
+                await enrol.disconnect()
+            return wrong_password, no_user, sign_only, anonymous_register, none_channel, not_implemented, gone, unregistered_csr
+
+        results = asyncio.run(run())
+
+    wrong_password, no_user, sign_only, anonymous_register, none_channel, not_implemented, gone, unregistered_csr = results
+    assert wrong_password == "BadUserAccessDenied" and no_user == "BadUserAccessDenied"
+    assert sign_only == "BadSecurityModeRejected", sign_only
+    assert anonymous_register == "BadUserAccessDenied"
+    assert none_channel == "BadSecurityModeInsufficient", none_channel
+    assert not_implemented == "BadNotImplemented"
+    assert gone == "BadNotFound" and unregistered_csr == "BadNotFound"
+    failed = cm.sql("SELECT target FROM audit_events WHERE action = 'gds.login_failed'")
+    assert {row[0] for row in failed} == {"enrol", "nobody"}

@@ -49,6 +49,38 @@ def install_caller_context() -> None:
     _caller_context_installed = True
 
 
+_policy_refusal_installed = False
+
+
+def install_policy_refusal() -> None:
+    """asyncua 2.1.0 workaround (the one place): an OpenSecureChannel asking for a policy or mode the server does
+    not offer (a Sign-only channel here) raises inside the server and is never answered, so the client hangs until
+    its timeout. On a GDS server (``iserver.certmgr_gds``) it is answered with a Part 6 ERR message,
+    BadSecurityModeRejected, and the connection is closed, as UA-.NETStandard does."""
+    global _policy_refusal_installed
+    if _policy_refusal_installed:
+        return
+    from asyncua import ua
+    from asyncua.server.uaprocessor import UaProcessor
+    from asyncua.ua.ua_binary import uatcp_to_binary
+
+    original = UaProcessor.process
+
+    async def process(self, header, body):
+        try:
+            return await original(self, header, body)
+        except ua.UaError as exc:
+            if not getattr(self.iserver, "certmgr_gds", False) or "No matching policy" not in str(exc):
+                raise
+            log.info("refused a channel the GDS does not offer: %s", exc)
+            error = ua.ErrorMessage(ua.StatusCode(ua.StatusCodes.BadSecurityModeRejected), "SignAndEncrypt only")
+            self._transport.write(uatcp_to_binary(ua.MessageType.Error, error))
+            return False
+
+    UaProcessor.process = process
+    _policy_refusal_installed = True
+
+
 def _current_caller() -> Caller:
     from asyncua import ua
 
@@ -75,11 +107,18 @@ def _user_manager(ctx: AppContext):
 
     class GdsUserManager:
         """User name tokens are checked here (session activation); anonymous sessions get no GDS role (they may
-        still act as ApplicationSelfAdmin through their channel certificate). A wrong password: BadUserAccessDenied."""
+        still act as ApplicationSelfAdmin through their channel certificate). A wrong password: BadUserAccessDenied.
+        asyncua opens sessions on a SecurityPolicy None channel even when no None endpoint is offered: such a
+        channel has no client certificate, and its session is refused here."""
 
         def get_user(self, iserver, username=None, password=None, certificate=None):
+            from asyncua import ua
+            from asyncua.common.utils import ServiceError
+
             from ..services.gds_users import authenticate
 
+            if certificate is None:
+                raise ServiceError(ua.StatusCodes.BadSecurityModeInsufficient)
             if username is None:
                 return GdsUser(role=UserRole.User, name=None)
             role = authenticate(ctx, username, password or "")
@@ -100,6 +139,7 @@ class GdsServer:
         from asyncua import Server, ua
 
         install_caller_context()
+        install_policy_refusal()
         import ca
         from cryptography.hazmat.primitives import serialization
 
@@ -116,6 +156,7 @@ class GdsServer:
         await server.load_private_key(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                                         serialization.NoEncryption()))
         server.set_certificate_validator(self._validate_client)
+        server.iserver.certmgr_gds = True
         self.idx = await gds_model.load_gds_model(server)
         self._link(server)
         await server.start()
@@ -279,8 +320,9 @@ class GdsServer:
         from asyncua import ua
 
         status, until = gds_requests.revocation_status(self.ctx, bytes(certificate or b""))
+        # no validity for a bad status: the OPC UA null DateTime (asyncua cannot encode None as a DateTime)
         return [ua.Variant(ua.StatusCode(getattr(ua.StatusCodes, status)), ua.VariantType.StatusCode),
-                ua.Variant(until, ua.VariantType.DateTime)]
+                ua.Variant(until or ua.get_win_epoch(), ua.VariantType.DateTime)]
 
     def _not_implemented(self, caller, *args):
         raise GdsRefused("BadNotImplemented", "certmgr's GDS does not serve this method yet")
