@@ -476,3 +476,66 @@ def test_operator_commands_refuse_bad_input_and_a_denied_request_is_refused(gds_
     assert cm.sql("SELECT count(*) FROM certificates c JOIN applications a ON a.id = c.application_id "
                   "WHERE a.app_uri = 'urn:plant1:hmi'")[0][0] == 0
     assert cm.sql("SELECT action FROM audit_events WHERE action = 'gds.deny'")
+
+
+def test_a_node_opcua_client_pulls_a_certificate_that_openssl_validates(gds_home, tmp_path, pooled_keys):
+    """An independent stack: node-opcua registers, sends the CSR, polls FinishRequest while the operator decides,
+    and reads the TrustList file; openssl validates the certificate against the CA and its CRL."""
+    import shutil
+
+    from asyncua import ua
+    from asyncua.common.utils import Buffer
+    from asyncua.ua.ua_binary import struct_from_binary
+
+    from tests.helpers import NODE_PUSH_DIR, npm_installed
+
+    cm = gds_home
+    npm_installed(NODE_PUSH_DIR, "node-opcua")
+    uri = "urn:plant1:node-gateway"
+    pki_dir, out = tmp_path / "node-pki", tmp_path / "out"
+    (pki_dir / "trusted" / "certs").mkdir(parents=True)
+    (pki_dir / "trusted" / "crl").mkdir(parents=True)
+    out.mkdir()
+    shutil.copy(cm.home / "ca" / "ca.der", pki_dir / "trusted" / "certs" / "ca.der")  # the client trusts the GDS's CA
+    crl_der = cm.sql("SELECT der FROM crls ORDER BY number DESC LIMIT 1")[0][0]
+    (pki_dir / "trusted" / "crl" / "ca.crl").write_bytes(crl_der)
+    key = pooled_keys.get(2048)
+    (tmp_path / "csr.der").write_bytes(_csr(key, uri))
+    env = {**os.environ, "REGISTRAR": f"registrar:{PASSWORD}", "ENROL": f"enrol:{PASSWORD}"}
+
+    with gds_server(cm, free_port()) as url:
+        node = subprocess.Popen(["node", str(NODE_PUSH_DIR / "gds_client.js"), url, str(pki_dir), uri, str(tmp_path / "csr.der"), str(out)],
+                                cwd=NODE_PUSH_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        try:
+            for line in node.stdout:
+                lines.append(line.rstrip())
+                if line.startswith("PENDING "):
+                    cm("gds", "approve", line.split()[1])
+                if line.startswith(("DONE", "FAILED")):
+                    break
+            node.wait(60)
+        finally:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+            node.stdout.close()
+    assert lines and lines[-1] == "DONE", "\n".join(lines[-30:])
+    assert any(line.startswith("PENDING ") for line in lines)  # BadNothingToDo until the operator approved
+
+    cert = x509.load_der_x509_certificate((out / "certificate.der").read_bytes())
+    pem = tmp_path / "pem"
+    pem.mkdir()
+    (pem / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    ca_cert = x509.load_der_x509_certificate((out / "issuer0.der").read_bytes())
+    (pem / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    crl = x509.load_der_x509_crl(crl_der)
+    (pem / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    verified = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", str(pem / "ca.pem"), "-CRLfile", str(pem / "crl.pem"),
+                               str(pem / "cert.pem")], capture_output=True, text=True)
+    assert verified.returncode == 0 and ": OK" in verified.stdout, verified.stdout + verified.stderr
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [uri]
+    assert san.get_values_for_type(x509.DNSName) == ["node-gw.plant1.local"]
+    trust = struct_from_binary(ua.TrustListDataType, Buffer((out / "trustlist.bin").read_bytes()))
+    assert trust.TrustedCertificates == [(cm.home / "ca" / "ca.der").read_bytes()] and len(trust.TrustedCrls) == 1
