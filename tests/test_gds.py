@@ -1,12 +1,25 @@
-"""The GDS information model: the vendored Part 12 NodeSet loads into a real asyncua server and exposes the
-Directory methods certmgr's GDS will serve, with the GDS data types usable on the wire side."""
+"""certmgr as a Part 12 GDS: the vendored NodeSet and its data types, then `certmgr gds serve` run as an operator
+runs it (a child process) with real asyncua and node-opcua clients: enrolment with approval, self-renewal,
+the trust list, revocation, and each refusal with its status code."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
 
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+import ca
+import pki
 from certmgr.opcua import gds_model
+from tests.helpers import free_port
 
 VENDORED_SHA256 = "1c807b5a689cc51b0575fe16f0eb1efc45233598be3e0e49ee4b7113026abc88"
 
@@ -17,6 +30,7 @@ def test_vendored_nodeset_is_the_recorded_file():
 
 def test_gds_nodeset_loads_and_names_every_directory_method():
     from asyncua import Server, ua
+    from asyncua.ua.ua_binary import extensionobject_to_binary
 
     async def run():
         server = Server()
@@ -27,31 +41,36 @@ def test_gds_nodeset_loads_and_names_every_directory_method():
         for child in await directory.get_children():
             names[(await child.read_browse_name()).Name] = child.nodeid.Identifier
         record = ua.ApplicationRecordDataType(ApplicationUri="urn:test:app", ApplicationType=ua.ApplicationType.Server)
-        return idx, (await directory.read_browse_name()).Name, names, record
+        sdef = await server.get_node(ua.NodeId(1, idx)).read_data_type_definition()
+        return idx, (await directory.read_browse_name()).Name, names, record, sdef
 
-    idx, name, names, record = asyncio.run(run())
+    idx, name, names, record, sdef = asyncio.run(run())
     assert idx > 0 and name == "Directory"
+    # the importer left this null (the NodeSet writes HasEncoding on the encoding node): "Default Binary" is i=134
+    assert sdef.DefaultEncodingId == ua.NodeId(134, idx)
+    assert ua.typeid_by_extension_objects[type(record)] == ua.NodeId(134, idx)
     for method, number in gds_model.METHODS.items():
         assert names.get(method) == number, method
     assert record.ApplicationUri == "urn:test:app"
+    assert len(extensionobject_to_binary(record)) > 20  # a body, not an empty ExtensionObject
 
 
-# --- certmgr gds serve: a real server (the CLI in a child process) and a real asyncua client ---------------------
+def test_gds_settings_are_typed_and_strict(tmp_path):
+    from certmgr.config import parse_settings, render_settings, Settings
+    from certmgr.errors import InputError
 
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
+    parsed = parse_settings(render_settings(Settings()), tmp_path / "certmgr.toml").gds
+    assert parsed.listen == "opc.tcp://127.0.0.1:4845" and not parsed.auto_approve_new and not parsed.auto_approve_renewals
+    for text, words in (('[gds]\nlisten = "127.0.0.1:4845"', "is not opc.tcp://HOST:PORT"),
+                        ('[gds]\nauto_approve_new = "yes"', "must be a bool"),
+                        ('[gds]\ndns_names = [1]', "list of strings"),
+                        ('[gds]\nauto_aprove_renewals = true', "did you mean `auto_approve_renewals`")):
+        with pytest.raises(InputError) as error:
+            parse_settings(text, tmp_path / "certmgr.toml")
+        assert words in error.value.one_line() and "(line 2)" in error.value.one_line()
 
-import pytest  # noqa: E402
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
 
-import ca  # noqa: E402
-import pki  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+# --- certmgr gds serve: a real server (the CLI in a child process) and real clients ---------------------------
 
 APP_URI = "urn:plant1:gateway"
 PASSWORD = "correct horse battery"
@@ -174,8 +193,6 @@ def test_pull_enrolment_waits_for_the_operator_and_the_certificate_is_the_regist
     """Register (DiscoveryAdmin), CSR (CertificateAuthorityAdmin), BadNothingToDo until `certmgr gds approve`,
     then a certificate that chains to the CA and holds the registration, none of the CSR's extras; recorded
     like any other (list), audited; a renewal by the application itself with its new certificate."""
-    import asyncio
-
     cm = gds_home
     admin_cert, admin_key = _client_identity(cm, tmp_path, "urn:test:gds-admin", "admin-store")
     app_key = pooled_keys.get(2048)
@@ -283,8 +300,6 @@ def test_the_application_renews_itself_reads_the_trust_list_and_a_revoked_one_is
     """ApplicationSelfAdmin: the channel certificate is the application's current one (no user token). With
     [gds] auto_approve_renewals the renewal needs no operator; the TrustList file holds the CA and its CRL;
     after `certmgr revoke` the old certificate can no longer open a session and CheckRevocationStatus says so."""
-    import asyncio
-
     from asyncua import ua
 
     from tests.helpers import configure
@@ -354,8 +369,6 @@ def test_the_application_renews_itself_reads_the_trust_list_and_a_revoked_one_is
 
 def test_refusals_carry_their_part12_status_codes(gds_home, tmp_path, pooled_keys):
     """Wrong password, anonymous registration, Sign-only and None channels, an unregistered application."""
-    import asyncio
-
     from asyncua import ua
 
     cm = gds_home
@@ -432,8 +445,6 @@ def test_refusals_carry_their_part12_status_codes(gds_home, tmp_path, pooled_key
 def test_operator_commands_refuse_bad_input_and_a_denied_request_is_refused(gds_home, tmp_path, pooled_keys):
     """gds user add / approve / deny and app add --deploy pull check their input (exit 2, nothing written);
     renew refuses a pull application; a denied request's FinishRequest is BadRequestNotAllowed."""
-    import asyncio
-
     cm = gds_home
     short = _password_file(tmp_path, "short", "short")
     assert "shorter than" in cm("gds", "user", "add", "x", "--role", "DiscoveryAdmin", "--password-file", str(short), code=2).stderr
