@@ -410,10 +410,10 @@ def test_refusals_carry_their_part12_status_codes(gds_home, tmp_path, pooled_key
             except Exception as exc:  # noqa: BLE001 - refusing the session itself is as good
                 plain.disconnect_socket()
                 none_channel = getattr(exc, "code", None) and ua.StatusCode(exc.code).name or f"{type(exc).__name__}: {exc}"
+            app_id, _ = await _enrol(url, admin_cert, admin_key, app_key, cm)
             registrar = await _connect(url, admin_cert, admin_key, user=("registrar", PASSWORD))
             try:
                 gds = Gds(registrar)
-                app_id = await gds.register()
                 not_implemented = await gds.status_of("QueryApplications", ua.Variant(0, ua.VariantType.UInt32),
                                                       ua.Variant(10, ua.VariantType.UInt32), "", "", ua.Variant(0, ua.VariantType.UInt32),
                                                       "", ua.Variant([], ua.VariantType.String))
@@ -438,6 +438,12 @@ def test_refusals_carry_their_part12_status_codes(gds_home, tmp_path, pooled_key
     assert none_channel == "BadSecurityModeInsufficient", none_channel
     assert not_implemented == "BadNotImplemented"
     assert gone == "BadNotFound" and unregistered_csr == "BadNotFound"
+    # unregistering revoked the application's certificate and a new CRL lists it
+    (status, reason, serial), = cm.sql("SELECT c.status, c.revocation_reason, c.serial_hex FROM certificates c "
+                                       "JOIN applications a ON a.id = c.application_id WHERE a.app_uri = :uri", uri=APP_URI)
+    assert (status, reason) == ("revoked", "cessationOfOperation")
+    crl = x509.load_der_x509_crl(cm.sql("SELECT der FROM crls ORDER BY number DESC LIMIT 1")[0][0])
+    assert crl.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
     failed = cm.sql("SELECT target FROM audit_events WHERE action = 'gds.login_failed'")
     assert {row[0] for row in failed} == {"enrol", "nobody"}
 
