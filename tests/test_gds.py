@@ -556,3 +556,16 @@ def test_a_node_opcua_client_pulls_a_certificate_that_openssl_validates(gds_home
     assert san.get_values_for_type(x509.DNSName) == ["node-gw.plant1.local"]
     trust = struct_from_binary(ua.TrustListDataType, Buffer((out / "trustlist.bin").read_bytes()))
     assert trust.TrustedCertificates == [(cm.home / "ca" / "ca.der").read_bytes()] and len(trust.TrustedCrls) == 1
+
+
+def test_gds_serve_refuses_a_bad_listen_url_and_a_taken_port(gds_home):
+    import socket
+
+    assert "is not opc.tcp://HOST:PORT" in gds_home("gds", "serve", "--listen", "127.0.0.1:4845", code=2).stderr
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "certmgr", "gds", "serve", "--listen", f"opc.tcp://127.0.0.1:{port}"],
+                              env=gds_home.subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and f"cannot listen on opc.tcp://127.0.0.1:{port}" in done.stderr, done.stderr

@@ -62,6 +62,11 @@ def gds_serve(app, listen) -> None:
         asyncio.run(serve(app, url, identity, ready))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        from ..errors import OperationFailed
+
+        raise OperationFailed(f"cannot listen on {url}: {exc.strerror or exc}",
+                              "stop what holds the port, or give another with --listen") from None
 
 
 @gds_group.group("user")
