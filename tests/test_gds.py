@@ -252,6 +252,8 @@ def test_pull_enrolment_waits_for_the_operator_and_the_certificate_is_the_regist
     assert update_required is False
     listed = {row["app_uri"]: row for row in cm.json("list")}
     assert listed[APP_URI]["thumbprint"] == pki.thumbprint(cert)
+    fleet = {row["app_uri"]: row for row in cm("fleet", "status", "--json", code=None).json()}
+    assert fleet[APP_URI]["kind"] == "pull" and fleet[APP_URI]["thumbprint"] == pki.thumbprint(cert)
     actions = [row[0] for row in cm.sql("SELECT action FROM audit_events WHERE action LIKE 'gds.%' OR action = 'certificate.pull' ORDER BY id")]
     for expected in ("gds.register", "gds.refused", "gds.request", "gds.approve", "certificate.pull"):
         assert expected in actions, actions

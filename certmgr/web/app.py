@@ -147,7 +147,7 @@ async def fleet(request: Request) -> Response:
     console: Console = request.app.state.console
     data = await _threaded(_fleet_data, console, request.query_params)
     svg = timeline_svg(data.pop("all_rows"), console.ctx.now())
-    return _render(request, "fleet.html", session, svg=svg, levels=LEVELS, kinds=("store", "push", "peer", "bundle"), **data)
+    return _render(request, "fleet.html", session, svg=svg, levels=LEVELS, kinds=("store", "push", "pull", "peer", "bundle"), **data)
 
 
 async def api_fleet(request: Request) -> Response:
