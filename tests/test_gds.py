@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -226,13 +227,35 @@ def test_pull_enrolment_waits_for_the_operator_and_the_certificate_is_the_regist
                 groups = await gds.call("GetCertificateGroups", app_id)
                 trust_list_id = await gds.call("GetTrustList", app_id, groups[0])
                 update_required = await gds.call("GetCertificateStatus", app_id, groups[0], gds.ua.NodeId())
+                current = await gds.call("GetCertificates", app_id, gds.ua.NodeId())
             finally:
                 await enrol_client.disconnect()
+            registrar = await _connect(url, admin_cert, admin_key, user=("registrar", PASSWORD))
+            try:
+                gds = Gds(registrar)
+                ua = gds.ua
+                moved = ua.ApplicationRecordDataType(
+                    ApplicationId=app_id, ApplicationUri=APP_URI, ApplicationType=ua.ApplicationType.ClientAndServer,
+                    ApplicationNames=[ua.LocalizedText("gateway")], DiscoveryUrls=["opc.tcp://10.0.0.7:4840"])
+                await gds.call("UpdateApplication", moved)
+                revoke_refused = await gds.status_of("RevokeCertificate", app_id, ua.Variant(certificate, ua.VariantType.ByteString))
+            finally:
+                await registrar.disconnect()
+            listed = {row["app_uri"]: row for row in cm.json("list")}
+            fleet = {row["app_uri"]: row for row in cm("fleet", "status", "--json", code=None).json()}
+            enrol_client = await _connect(url, admin_cert, admin_key, user=("enrol", PASSWORD))
+            try:
+                gds = Gds(enrol_client)
+                await gds.call("RevokeCertificate", app_id, gds.ua.Variant(certificate, gds.ua.VariantType.ByteString))
+                after_revoke = await gds.call("GetCertificateStatus", app_id, groups[0], gds.ua.NodeId())
+            finally:
+                await enrol_client.disconnect()
+            current = (current, revoke_refused, after_revoke, listed, fleet)
             return (app_id, again, record, found, refused_role, wrong_uri, waiting, pending, request_id, certificate,
-                    private_key, issuers, groups, trust_list_id, update_required)
+                    private_key, issuers, groups, trust_list_id, update_required, current)
 
         (app_id, again, record, found, refused_role, wrong_uri, waiting, pending, request_id, certificate, private_key,
-         issuers, groups, trust_list_id, update_required) = asyncio.run(run())
+         issuers, groups, trust_list_id, update_required, current) = asyncio.run(run())
 
     assert again == app_id and record.ApplicationUri == APP_URI and [r.ApplicationUri for r in found] == [APP_URI]
     assert refused_role == "BadUserAccessDenied"
@@ -250,10 +273,16 @@ def test_pull_enrolment_waits_for_the_operator_and_the_certificate_is_the_regist
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "gateway"
     assert update_required is False
-    listed = {row["app_uri"]: row for row in cm.json("list")}
-    assert listed[APP_URI]["thumbprint"] == pki.thumbprint(cert)
-    fleet = {row["app_uri"]: row for row in cm("fleet", "status", "--json", code=None).json()}
+    from asyncua import ua
+
+    (types, ders), revoke_refused, after_revoke, listed, fleet = current
+    assert ders == [certificate] and types == [ua.NodeId(12560)]
+    assert listed[APP_URI]["thumbprint"] == pki.thumbprint(cert)  # in `certmgr list` like any other, while active
     assert fleet[APP_URI]["kind"] == "pull" and fleet[APP_URI]["thumbprint"] == pki.thumbprint(cert)
+    assert revoke_refused == "BadUserAccessDenied" and after_revoke is True  # revoked: it needs a new one
+    (dns, ips, status), = cm.sql("SELECT a.dns_names, a.ip_addresses, c.status FROM applications a JOIN certificates c "
+                                 "ON c.application_id = a.id WHERE a.app_uri = :uri", uri=APP_URI)
+    assert (json.loads(dns), json.loads(ips), status) == ([], ["10.0.0.7"], "revoked")
     actions = [row[0] for row in cm.sql("SELECT action FROM audit_events WHERE action LIKE 'gds.%' OR action = 'certificate.pull' ORDER BY id")]
     for expected in ("gds.register", "gds.refused", "gds.request", "gds.approve", "certificate.pull"):
         assert expected in actions, actions

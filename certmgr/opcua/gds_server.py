@@ -181,6 +181,7 @@ class GdsServer:
             "UnregisterApplication": self._unregister, "StartSigningRequest": self._start_signing,
             "FinishRequest": self._finish, "GetCertificateGroups": self._groups, "GetTrustList": self._trust_list,
             "GetCertificateStatus": self._status, "CheckRevocationStatus": self._revocation,
+            "UpdateApplication": self._update, "GetCertificates": self._certificates, "RevokeCertificate": self._revoke,
         }
         for name, number in gds_model.METHODS.items():
             handler = handlers.get(name, self._not_implemented)
@@ -238,7 +239,7 @@ class GdsServer:
         return value
 
     # --- Directory ---
-    def _register(self, caller, application):
+    def _to_record(self, application) -> gds.Record:
         from asyncua import ua
 
         if not isinstance(application, ua.ApplicationRecordDataType):
@@ -248,7 +249,16 @@ class GdsServer:
                             list(application.DiscoveryUrls or []), list(application.ServerCapabilities or []))
         if not record.app_uri:
             raise GdsRefused("BadInvalidArgument", "the ApplicationUri is empty")
-        return [self._node(gds.register_application(self.ctx, caller, record))]
+        return record
+
+    def _register(self, caller, application):
+        return [self._node(gds.register_application(self.ctx, caller, self._to_record(application)))]
+
+    def _update(self, caller, application):
+        record = self._to_record(application)
+        record.application_id = self._app_id(application.ApplicationId)
+        gds.update_application(self.ctx, caller, record)
+        return []
 
     def _get(self, caller, application_id):
         from asyncua import ua
@@ -296,6 +306,18 @@ class GdsServer:
         return [ua.Variant(done.certificate_der, ua.VariantType.ByteString),
                 ua.Variant(None, ua.VariantType.ByteString),
                 ua.Variant(done.issuer_ders, ua.VariantType.ByteString, is_array=True)]
+
+    def _certificates(self, caller, application_id, group_id):
+        from asyncua import ua
+
+        self._check_group(group_id)
+        ders = gds_requests.current_certificates(self.ctx, caller, self._app_id(application_id))
+        types = [ua.NodeId(gds_model.RSA_SHA256_APPLICATION_CERTIFICATE_TYPE)] * len(ders)
+        return [ua.Variant(types, ua.VariantType.NodeId, is_array=True), ua.Variant(ders, ua.VariantType.ByteString, is_array=True)]
+
+    def _revoke(self, caller, application_id, certificate):
+        gds_requests.revoke_certificate(self.ctx, caller, self._app_id(application_id), bytes(certificate or b""))
+        return []
 
     def _groups(self, caller, application_id):
         from asyncua import ua

@@ -163,6 +163,30 @@ def register_application(ctx: AppContext, caller: Caller, record: Record) -> int
         return app.id
 
 
+def update_application(ctx: AppContext, caller: Caller, record: Record) -> None:
+    """UpdateApplication: new names, type and discovery URLs (hence DNS names / IPs) for the next certificate."""
+    role = require(caller, (DISCOVERY_ADMIN, RA_ADMIN))
+    if record.application_type not in APPLICATION_TYPES:
+        raise GdsRefused("BadInvalidArgument", f"ApplicationType {record.application_type} is not known")
+    dns, ips = _hosts(record.discovery_urls)
+    with ctx.database().write() as session:
+        app = live_application(session, record.application_id)
+        if record.app_uri != app.app_uri:
+            raise GdsRefused("BadInvalidArgument", f"application {app.id} is {app.app_uri}; its ApplicationUri cannot change")
+        try:
+            spec = build_spec(ctx, app_uri=app.app_uri, name=record.names[0][:64] if record.names else app.name,
+                              organization=app.organization, dns_names=dns, ip_addresses=ips,
+                              role=APPLICATION_TYPES[record.application_type], days=app.validity_days)
+        except InputError as exc:
+            raise GdsRefused("BadInvalidArgument", exc.message) from None
+        app.name, app.role = spec.identity.subject.common_name, db.Role(spec.role)
+        app.dns_names, app.ip_addresses = list(spec.identity.dns_names), list(spec.identity.ip_addresses)
+        app.endpoint = record.discovery_urls[0] if record.discovery_urls else None
+        app.updated_at = ctx.now()
+        queries.add_audit(session, at=ctx.now(), actor=caller.label[:200], action="gds.update", target=app.app_uri,
+                          application_id=app.id, role=role, dns=list(dns), ips=list(ips))
+
+
 def get_application(ctx: AppContext, caller: Caller, app_id: int) -> Record:
     require(caller, (DISCOVERY_ADMIN, CA_ADMIN, RA_ADMIN, SELF_ADMIN), app_id)
     with ctx.database().read() as session:

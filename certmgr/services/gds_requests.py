@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..owners import current_owner
 from . import lifecycle, windows
 from .gds import CERTIFICATE_ROLES, SELF_ADMIN, Caller, GdsRefused, identity_of, live_application, require
+from .gds_users import CA_ADMIN
 
 PENDING, APPROVED, DENIED, ISSUED = "pending", "approved", "denied", "issued"
 PULL = "pull"  # the lifecycle intent and audit action suffix of a pulled certificate
@@ -120,6 +121,37 @@ def finish_request(ctx: AppContext, caller: Caller, app_id: int, request_id: int
                            request_id=request.id, deploy=PULL)
         request.state, request.certificate_id = ISSUED, row.id
         return Finished(row.der, chain)
+
+
+def current_certificates(ctx: AppContext, caller: Caller, app_id: int) -> list[bytes]:
+    """GetCertificates: the application's active certificate (none before its first FinishRequest)."""
+    require(caller, (*CERTIFICATE_ROLES, SELF_ADMIN), app_id)
+    with ctx.database().read() as session:
+        active = queries.active_certificate(session, live_application(session, app_id).id)
+        return [active.der] if active is not None else []
+
+
+def revoke_certificate(ctx: AppContext, caller: Caller, app_id: int, der: bytes) -> int | None:
+    """RevokeCertificate (CertificateAuthorityAdmin): one of the application's certificates, with a new CRL."""
+    from .revocation import revoke
+
+    require(caller, (CA_ADMIN,))
+    try:
+        thumb = pki.thumbprint(x509.load_der_x509_certificate(der))
+    except ValueError:
+        raise GdsRefused("BadCertificateInvalid", "the Certificate is not DER X.509") from None
+    with ctx.database().read() as session:
+        app = live_application(session, app_id)
+        row = session.scalars(select(db.Certificate).where(db.Certificate.thumbprint == thumb,
+                                                           db.Certificate.application_id == app.id)).first()
+        if row is None:
+            raise GdsRefused("BadInvalidArgument", f"certificate {thumb} is not one of {app.app_uri}'s")
+        row_id, uri = row.id, app.app_uri
+    outcome = revoke(ctx, row_id, "unspecified")
+    with ctx.database().write() as session:
+        queries.add_audit(session, at=ctx.now(), actor=caller.label[:200], action="gds.revoke", target=uri,
+                          thumbprint=thumb, crl_number=outcome.crl_number)
+    return outcome.crl_number
 
 
 def update_required(ctx: AppContext, caller: Caller, app_id: int) -> bool:
