@@ -356,3 +356,18 @@ class GdsRequest(Base):
     created_at: Mapped[utc]
 
     application: Mapped[Application] = relationship()
+
+
+class GdsEnrolToken(Base):
+    """A one-time enrolment token (`certmgr gds enrol-token`): lets an application with a self-signed certificate
+    ask for its first certificate. Only a SHA-256 of the token is kept (it is 32 random bytes, not a password)."""
+
+    __tablename__ = "gds_enrol_tokens"
+
+    id: Mapped[intpk]
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[utc]
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # set when its certificate was handed out
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[utc]

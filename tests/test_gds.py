@@ -527,8 +527,9 @@ def test_operator_commands_refuse_bad_input_and_a_denied_request_is_refused(gds_
 
 
 def test_a_node_opcua_client_pulls_a_certificate_that_openssl_validates(gds_home, tmp_path, pooled_keys):
-    """An independent stack: node-opcua registers, sends the CSR, polls FinishRequest while the operator decides,
-    and reads the TrustList file; openssl validates the certificate against the CA and its CRL."""
+    """An independent stack with a self-signed certificate: node-opcua registers (RegistrationAuthorityAdmin), sends
+    the CSR with a one-time enrolment token, polls FinishRequest while the operator decides, and reads the TrustList
+    file; openssl validates the certificate against the CA and its CRL; the token is spent."""
     import shutil
 
     from asyncua import ua
@@ -549,7 +550,11 @@ def test_a_node_opcua_client_pulls_a_certificate_that_openssl_validates(gds_home
     (pki_dir / "trusted" / "crl" / "ca.crl").write_bytes(crl_der)
     key = pooled_keys.get(2048)
     (tmp_path / "csr.der").write_bytes(_csr(key, uri))
-    env = {**os.environ, "REGISTRAR": f"registrar:{PASSWORD}", "ENROL": f"enrol:{PASSWORD}"}
+    # the operator registers it and hands its host a one-time token; node-opcua's own certificate is self-signed
+    cm("gds", "user", "add", "ra", "--role", "RegistrationAuthorityAdmin", "--password-file", str(_password_file(tmp_path, "ra")))
+    cm("app", "add", "--app-uri", uri, "--deploy", "pull", "--dns", "node-gw.plant1.local", "--role", "both")
+    token = cm.json("gds", "enrol-token", "--app-uri", uri, "--valid", "1h")["token"]
+    env = {**os.environ, "REGISTRAR_USER": "ra", "REGISTRAR_PASSWORD": PASSWORD, "ENROL_USER": uri, "ENROL_PASSWORD": token}
 
     with gds_server(cm, free_port()) as url:
         node = subprocess.Popen(["node", str(NODE_PUSH_DIR / "gds_client.js"), url, str(pki_dir), uri, str(tmp_path / "csr.der"), str(out)],
@@ -585,6 +590,7 @@ def test_a_node_opcua_client_pulls_a_certificate_that_openssl_validates(gds_home
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [uri]
     assert san.get_values_for_type(x509.DNSName) == ["node-gw.plant1.local"]
+    assert cm.sql("SELECT used_at IS NOT NULL FROM gds_enrol_tokens") == [(1,)]
     trust = struct_from_binary(ua.TrustListDataType, Buffer((out / "trustlist.bin").read_bytes()))
     assert trust.TrustedCertificates == [(cm.home / "ca" / "ca.der").read_bytes()] and len(trust.TrustedCrls) == 1
 
@@ -600,3 +606,75 @@ def test_gds_serve_refuses_a_bad_listen_url_and_a_taken_port(gds_home):
         done = subprocess.run([sys.executable, "-m", "certmgr", "gds", "serve", "--listen", f"opc.tcp://127.0.0.1:{port}"],
                               env=gds_home.subprocess_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and f"cannot listen on opc.tcp://127.0.0.1:{port}" in done.stderr, done.stderr
+
+
+def _self_signed(key, uri: str) -> x509.Certificate:
+    """What a new application makes itself before it has a certificate from the GDS."""
+    from datetime import datetime, timedelta, timezone
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "new app")])
+    now = datetime.now(timezone.utc)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+
+
+def test_an_enrolment_token_is_for_one_application_and_is_spent_by_its_certificate(gds_home, tmp_path, pooled_keys):
+    """A self-signed client certificate may only enrol: with a DiscoveryAdmin it is BadCertificateUntrusted; with
+    its token it asks for its own application only, and once its certificate is handed out the token is spent."""
+    from asyncua import ua
+
+    cm = gds_home
+    a, b = "urn:plant1:line-a", "urn:plant1:line-b"
+    for uri in (a, b):
+        cm("app", "add", "--app-uri", uri, "--deploy", "pull", "--role", "client")
+    assert "is not registered to pull" in cm("gds", "enrol-token", "--app-uri", "urn:plant1:nope", code=2).stderr
+    token_file = tmp_path / "a.token"
+    shown = cm.json("gds", "enrol-token", "--app-uri", a, "--valid", "1h", "--token-file", str(token_file))
+    assert shown["token"] is None and oct(token_file.stat().st_mode & 0o777) == "0o600"
+    token = token_file.read_text()
+    assert cm.sql("SELECT count(*) FROM gds_enrol_tokens WHERE token_hash = :t", t=token)[0][0] == 0  # only a hash
+    key = pooled_keys.get(2048)
+    mine = _self_signed(key, a)
+
+    async def status(coroutine) -> str:
+        try:
+            client = await coroutine
+        except Exception as exc:  # noqa: BLE001 - the refusal is what is asserted
+            return ua.StatusCode(exc.code).name if getattr(exc, "code", None) is not None else repr(exc)
+        await client.disconnect()
+        return "connected"
+
+    with gds_server(cm, free_port()) as url:
+        async def run():
+            admin = await _connect(url, mine, key, user=("registrar", PASSWORD))
+            try:
+                untrusted = await Gds(admin).status_of("FindApplications", a)
+            finally:
+                await admin.disconnect()
+            client = await _connect(url, mine, key, user=(a, token))
+            try:
+                gds = Gds(client)
+                app_a = (await gds.call("FindApplications", a))[0].ApplicationId
+                other = await gds.status_of("FindApplications", b)
+                request_id = await gds.start(app_a, _csr(key, a))
+                cm("gds", "approve", str(request_id.Identifier))
+                certificate, _, _ = await gds.call("FinishRequest", app_a, request_id)
+            finally:
+                await client.disconnect()
+            spent = await status(_connect(url, mine, key, user=(a, token)))
+            wrong = await status(_connect(url, mine, key, user=(b, token)))
+            return untrusted, other, certificate, spent, wrong
+
+        untrusted, other, certificate, spent, wrong = asyncio.run(run())
+
+    assert untrusted == "BadCertificateUntrusted"
+    assert other == "BadUserAccessDenied"
+    cert = x509.load_der_x509_certificate(certificate)
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.UniformResourceIdentifier) == [a]
+    assert spent == "BadUserAccessDenied" and wrong == "BadUserAccessDenied"
+    assert cm.sql("SELECT count(*) FROM audit_events WHERE action = 'gds.token_add'")[0][0] == 1

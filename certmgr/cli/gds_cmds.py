@@ -123,6 +123,43 @@ def gds_user_list(app) -> None:
             click.echo(f"{row['name']}\t{row['role']}\t{row['created_at']}")
 
 
+@gds_group.command("enrol-token")
+@click.option("--app-uri", required=True, help="The pull application the token is for (`app add --deploy pull`).")
+@click.option("--valid", default="24h", show_default=True, metavar="DURATION", help="How long it may be used.")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the token to this new file (mode 0600) instead of printing it.")
+@json_option
+@click.pass_obj
+def gds_enrol_token(app, app_uri, valid, token_file) -> None:
+    """A one-time enrolment token: the application signs in with its ApplicationUri as user name and the token
+    as password, from a self-signed certificate, and may then request its first certificate (only its own).
+    Only a hash is stored; the token is spent when its certificate is handed out.
+
+    \b
+    Examples:
+      certmgr gds enrol-token --app-uri urn:plant1:gateway --valid 2h
+      certmgr gds enrol-token --app-uri urn:plant1:gateway --token-file /tmp/gateway.token
+    """
+    import pki
+
+    from ..errors import InputError
+    from ..services.gds_tokens import make_token
+
+    if token_file is not None and (token_file.exists() or not token_file.parent.is_dir()):
+        raise InputError(f"{token_file} exists or its folder does not", "name a new file in an existing folder")
+    result = make_token(app, app_uri, valid)
+    if token_file is not None:
+        pki.atomic_write(token_file, result["token"].encode(), mode=0o600)
+        result = {**result, "token": None, "token_file": str(token_file)}
+    if app.json:
+        emit_json(result)
+    elif token_file is not None:
+        click.echo(f"token {result['token_id']} for {app_uri} written to {token_file} (valid until {result['expires_at']})")
+    else:
+        click.echo(result["token"])
+        click.echo(f"token {result['token_id']} for {app_uri}, valid until {result['expires_at']}, shown once", err=True)
+
+
 @gds_group.command("pending")
 @json_option
 @click.pass_obj

@@ -92,6 +92,7 @@ def _current_caller() -> Caller:
     user = processor.session.user if processor.session is not None else None
     return Caller(
         user=getattr(user, "name", None), role=getattr(user, "gds_role", None),
+        token_id=getattr(user, "token_id", None), token_app_id=getattr(user, "token_app_id", None),
         certificate=x509.load_der_x509_certificate(peer) if peer else None,
         secure=getattr(policy, "Mode", None) == ua.MessageSecurityMode.SignAndEncrypt,
         address=str(getattr(processor, "name", "") or ""),
@@ -104,6 +105,8 @@ def _user_manager(ctx: AppContext):
     @dataclass
     class GdsUser(User):
         gds_role: str | None = None
+        token_id: int | None = None
+        token_app_id: int | None = None
 
     class GdsUserManager:
         """User name tokens are checked here (session activation); anonymous sessions get no GDS role (they may
@@ -121,6 +124,12 @@ def _user_manager(ctx: AppContext):
                 raise ServiceError(ua.StatusCodes.BadSecurityModeInsufficient)
             if username is None:
                 return GdsUser(role=UserRole.User, name=None)
+            if ":" in username:  # an ApplicationUri (GDS user names have no colon): an enrolment token
+                from ..services.gds_tokens import ENROL_TOKEN, authenticate as token_valid
+
+                found = token_valid(ctx, username, password or "")
+                return None if found is None else GdsUser(role=UserRole.User, name=username, gds_role=ENROL_TOKEN,
+                                                          token_id=found[0], token_app_id=found[1])
             role = authenticate(ctx, username, password or "")
             return None if role is None else GdsUser(role=UserRole.User, name=username, gds_role=role)
 
@@ -354,7 +363,7 @@ class GdsServer:
         from asyncua import ua
         from asyncua.ua.ua_binary import struct_to_binary
 
-        if caller.role is None and caller.self_app_id is None:
+        if caller.role is None and caller.self_app_id is None:  # (a token session has the role EnrolmentToken)
             raise GdsRefused("BadUserAccessDenied", "reading the trust list needs a GDS user or a registered application")
         if int(mode) != 1:  # Part 5 FileType: 1 = Read; the GDS's trust list is written by certmgr only
             raise GdsRefused("BadNotWritable", "the trust list is read only (open it with mode 1)")

@@ -22,6 +22,7 @@ from db import queries
 from ..context import AppContext
 from ..errors import InputError
 from .app_spec import build_spec
+from .gds_tokens import ENROL_TOKEN
 from .gds_users import CA_ADMIN, DISCOVERY_ADMIN, RA_ADMIN, SELF_ADMIN
 
 # Part 12 ApplicationType -> the registration's role (which EKU-bearing sides its certificate serves)
@@ -48,10 +49,14 @@ class Caller:
     certificate: x509.Certificate | None = None
     secure: bool = False  # the channel is SignAndEncrypt
     address: str = ""
+    token_id: int | None = None  # an enrolment token session: the token, and the one application it is for
+    token_app_id: int | None = None
     self_app_id: int | None = field(default=None)  # filled by resolve(): the application whose certificate it is
 
     @property
     def label(self) -> str:
+        if self.token_id:
+            return f"enrolment token {self.token_id} via gds"
         if self.user:
             return f"{self.user} ({self.role}) via gds"
         thumb = pki.thumbprint(self.certificate) if self.certificate is not None else "no certificate"
@@ -60,9 +65,14 @@ class Caller:
 
 def resolve(ctx: AppContext, caller: Caller) -> Caller:
     """Refuse a channel that is not SignAndEncrypt; find the application the channel certificate belongs to
-    (ApplicationSelfAdmin: it is that registered pull application's *active* certificate)."""
+    (ApplicationSelfAdmin: it is that registered pull application's *active* certificate). A certificate certmgr's
+    CA did not issue (a new application's self-signed one) is accepted only with an enrolment token or a
+    RegistrationAuthorityAdmin: other administrators come with a certificate from certmgr's CA."""
     if not caller.secure:
         raise GdsRefused("BadSecurityModeInsufficient", "the GDS serves SignAndEncrypt channels only")
+    if caller.certificate is not None and caller.token_id is None and caller.role != RA_ADMIN and not _by_our_ca(ctx, caller.certificate):
+        raise GdsRefused("BadCertificateUntrusted", "a client certificate not issued by certmgr's CA may only enrol "
+                         "(with an enrolment token or a RegistrationAuthorityAdmin user)")
     if caller.certificate is not None:
         thumb = pki.thumbprint(caller.certificate)
         with ctx.database().read() as session:
@@ -73,13 +83,22 @@ def resolve(ctx: AppContext, caller: Caller) -> Caller:
     return caller
 
 
+def _by_our_ca(ctx: AppContext, cert: x509.Certificate) -> bool:
+    ca_cert = pki.parse_certificate(ctx.home.ca_cert_path.read_bytes())
+    return cert.issuer == ca_cert.subject and pki.cert_signed_by(cert, ca_cert)
+
+
 def require(caller: Caller, roles: tuple[str, ...], app_id: int | None = None) -> str:
-    """The role that allows the call: one of ``roles`` held by the user, or ApplicationSelfAdmin for ``app_id``."""
-    if caller.role in roles:
+    """The role that allows the call: one of ``roles`` held by the user, ApplicationSelfAdmin for ``app_id``, or
+    an enrolment token for ``app_id`` (ENROL_TOKEN in ``roles``)."""
+    if caller.token_id is not None:
+        if ENROL_TOKEN in roles and app_id is not None and caller.token_app_id == app_id:
+            return ENROL_TOKEN
+    elif caller.role in roles:
         return caller.role
     if SELF_ADMIN in roles and app_id is not None and caller.self_app_id == app_id:
         return SELF_ADMIN
-    who = f"user {caller.user} ({caller.role})" if caller.user else "an anonymous session"
+    who = caller.label.removesuffix(" via gds") if caller.user or caller.token_id else "an anonymous session"
     raise GdsRefused("BadUserAccessDenied", f"{who} may not do this; it needs {' or '.join(roles)}")
 
 
@@ -188,7 +207,7 @@ def update_application(ctx: AppContext, caller: Caller, record: Record) -> None:
 
 
 def get_application(ctx: AppContext, caller: Caller, app_id: int) -> Record:
-    require(caller, (DISCOVERY_ADMIN, CA_ADMIN, RA_ADMIN, SELF_ADMIN), app_id)
+    require(caller, (DISCOVERY_ADMIN, CA_ADMIN, RA_ADMIN, SELF_ADMIN, ENROL_TOKEN), app_id)
     with ctx.database().read() as session:
         return record_of(live_application(session, app_id))
 
@@ -198,7 +217,7 @@ def find_applications(ctx: AppContext, caller: Caller, app_uri: str) -> list[Rec
         app = queries.application_by_uri(session, app_uri)
         if app is None or app.deploy != "pull" or app.unregistered_at is not None:
             return []
-        require(caller, (DISCOVERY_ADMIN, CA_ADMIN, RA_ADMIN, SELF_ADMIN), app.id)
+        require(caller, (DISCOVERY_ADMIN, CA_ADMIN, RA_ADMIN, SELF_ADMIN, ENROL_TOKEN), app.id)
         return [record_of(app)]
 
 

@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..owners import current_owner
 from . import lifecycle, windows
 from .gds import CERTIFICATE_ROLES, SELF_ADMIN, Caller, GdsRefused, identity_of, live_application, require
+from .gds_tokens import ENROL_TOKEN, spend
 from .gds_users import CA_ADMIN
 
 PENDING, APPROVED, DENIED, ISSUED = "pending", "approved", "denied", "issued"
@@ -54,7 +55,7 @@ def _parse_csr(der: bytes, app_uri: str) -> x509.CertificateSigningRequest:
 
 def start_signing_request(ctx: AppContext, caller: Caller, app_id: int, csr_der: bytes) -> int:
     """A new request (its id); approved at once when the [gds] policy says so."""
-    role = require(caller, (*CERTIFICATE_ROLES, SELF_ADMIN), app_id)
+    role = require(caller, (*CERTIFICATE_ROLES, SELF_ADMIN, ENROL_TOKEN), app_id)
     settings = ctx.settings.gds
     now = ctx.now()
     with ctx.database().write() as session:
@@ -84,8 +85,9 @@ class Finished:
 
 
 def finish_request(ctx: AppContext, caller: Caller, app_id: int, request_id: int) -> Finished:
-    """The certificate of an approved request (signed now, once; asked again, the same one)."""
-    require(caller, (*CERTIFICATE_ROLES, SELF_ADMIN), app_id)
+    """The certificate of an approved request (signed now, once; asked again, the same one). An enrolment
+    token is spent when its certificate is handed out."""
+    require(caller, (*CERTIFICATE_ROLES, SELF_ADMIN, ENROL_TOKEN), app_id)
     from .ca_chain import load_chain
 
     issuer = ctx.issuer()
@@ -120,6 +122,8 @@ def finish_request(ctx: AppContext, caller: Caller, app_id: int, request_id: int
         lifecycle.activate(session, row, now=now, actor=caller.label[:200], action="certificate.pull",
                            request_id=request.id, deploy=PULL)
         request.state, request.certificate_id = ISSUED, row.id
+        if caller.token_id is not None:
+            spend(session, caller.token_id, now)
         return Finished(row.der, chain)
 
 
@@ -156,7 +160,7 @@ def revoke_certificate(ctx: AppContext, caller: Caller, app_id: int, der: bytes)
 
 def update_required(ctx: AppContext, caller: Caller, app_id: int) -> bool:
     """GetCertificateStatus: no live certificate, or its renewal window has opened."""
-    require(caller, (*CERTIFICATE_ROLES, SELF_ADMIN), app_id)
+    require(caller, (*CERTIFICATE_ROLES, SELF_ADMIN, ENROL_TOKEN), app_id)
     with ctx.database().read() as session:
         app = live_application(session, app_id)
         active = queries.active_certificate(session, app.id)

@@ -1,5 +1,5 @@
-"""GDS (Part 12 pull): its users with Part 12 roles, the certificate requests made to it,
-and when an application was unregistered.
+"""GDS (Part 12 pull): its users with Part 12 roles, the certificate requests made to it, one-time
+enrolment tokens, and when an application was unregistered.
 
 Revision ID: 0012_gds
 Revises: 0011
@@ -45,12 +45,27 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id', name=op.f('pk_gds_requests')),
     )
     op.create_index('ix_gds_requests_state', 'gds_requests', ['state'], unique=False)
+    op.create_table(
+        'gds_enrol_tokens',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('application_id', sa.Integer(), nullable=False),
+        sa.Column('token_hash', sa.String(length=64), nullable=False),
+        sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('created_by', sa.String(length=200), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(['application_id'], ['applications.id'], name=op.f('fk_gds_enrol_tokens_application_id_applications'),
+                                ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_gds_enrol_tokens')),
+        sa.UniqueConstraint('token_hash', name=op.f('uq_gds_enrol_tokens_token_hash')),
+    )
     op.add_column('applications', sa.Column('unregistered_at', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('applications') as batch:
         batch.drop_column('unregistered_at')
+    op.drop_table('gds_enrol_tokens')
     op.drop_index('ix_gds_requests_state', table_name='gds_requests')
     op.drop_table('gds_requests')
     op.drop_table('gds_users')

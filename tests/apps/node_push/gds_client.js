@@ -1,5 +1,6 @@
 // usage: node gds_client.js <url> <pkiFolder> <appUri> <csr.der> <outDir>
-//   env: REGISTRAR (user:password, DiscoveryAdmin), ENROL (user:password, CertificateAuthorityAdmin)
+//   env: REGISTRAR_USER/REGISTRAR_PASSWORD (RegistrationAuthorityAdmin: this client's certificate is self-signed),
+//        ENROL_USER/ENROL_PASSWORD (the ApplicationUri and a one-time enrolment token)
 // A node-opcua client pulling from certmgr's GDS: RegisterApplication, StartSigningRequest, FinishRequest (polled
 // while the GDS answers BadNothingToDo; prints "PENDING <id>" once), then reads the TrustList file.
 // Writes <outDir>/certificate.der, <outDir>/issuer0.der ..., <outDir>/trustlist.bin; prints "DONE".
@@ -14,9 +15,8 @@ const {
 const GDS_NAMESPACE = "http://opcfoundation.org/UA/GDS/";
 const [url, pkiFolder, appUri, csrFile, outDir] = process.argv.slice(2);
 
-function user(text) {
-    const i = text.indexOf(":");
-    return { type: UserTokenType.UserName, userName: text.slice(0, i), password: text.slice(i + 1) };
+function user(prefix) {
+    return { type: UserTokenType.UserName, userName: process.env[prefix + "_USER"], password: process.env[prefix + "_PASSWORD"] };
 }
 
 async function call(session, ns, objectId, methodId, inputArguments) {
@@ -40,7 +40,7 @@ async function main() {
     });
     await client.connect(url);
     try {
-        let session = await client.createSession(user(process.env.REGISTRAR));
+        let session = await client.createSession(user("REGISTRAR"));
         const ns = (await session.readNamespaceArray()).indexOf(GDS_NAMESPACE);
         const record = await session.constructExtensionObject(new NodeId(NodeIdType.NUMERIC, 1, ns), {
             applicationUri: appUri, applicationType: 2 /* ClientAndServer */, applicationNames: [{ text: "node gateway" }],
@@ -51,7 +51,7 @@ async function main() {
         const applicationId = registered.outputArguments[0].value;
         await session.close();
 
-        session = await client.createSession(user(process.env.ENROL));
+        session = await client.createSession(user("ENROL"));
         const csr = fs.readFileSync(csrFile);
         const started = await call(session, ns, 141, 157, [
             { dataType: DataType.NodeId, value: applicationId }, { dataType: DataType.NodeId, value: NodeId.nullNodeId },
