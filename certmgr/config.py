@@ -107,6 +107,7 @@ class WebSettings:
 @dataclass
 class GdsSettings:
     listen: str = "opc.tcp://127.0.0.1:4845"  # `certmgr gds serve`; 4845 is the GDS convention
+    serve: bool = False  # `certmgr daemon` serves the GDS too
     # Approve a request without an operator: a new registration's first certificate (off: `certmgr gds approve`),
     # a renewal the application asks for itself with its current certificate (ApplicationSelfAdmin).
     auto_approve_new: bool = False
@@ -427,6 +428,8 @@ def render_settings(settings: Settings) -> str:
 [gds]
 # `certmgr gds serve`: certmgr as an OPC UA Global Discovery Server (Part 12 pull, SignAndEncrypt only).
 {_line("listen", settings.gds.listen)}
+# true: `certmgr daemon` serves the GDS as well (else run `certmgr gds serve`).
+{_line("serve", settings.gds.serve)}
 # Approve without an operator (`certmgr gds approve ID`): first certificates of new registrations; renewals an
 # application asks for itself with its current certificate.
 {_line("auto_approve_new", settings.gds.auto_approve_new)}

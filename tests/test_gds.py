@@ -61,7 +61,8 @@ def test_gds_settings_are_typed_and_strict(tmp_path):
     from certmgr.errors import InputError
 
     parsed = parse_settings(render_settings(Settings()), tmp_path / "certmgr.toml").gds
-    assert parsed.listen == "opc.tcp://127.0.0.1:4845" and not parsed.auto_approve_new and not parsed.auto_approve_renewals
+    assert parsed.listen == "opc.tcp://127.0.0.1:4845" and not parsed.serve
+    assert not parsed.auto_approve_new and not parsed.auto_approve_renewals
     for text, words in (('[gds]\nlisten = "127.0.0.1:4845"', "is not opc.tcp://HOST:PORT"),
                         ('[gds]\nauto_approve_new = "yes"', "must be a bool"),
                         ('[gds]\ndns_names = [1]', "list of strings"),
@@ -678,3 +679,41 @@ def test_an_enrolment_token_is_for_one_application_and_is_spent_by_its_certifica
         x509.UniformResourceIdentifier) == [a]
     assert spent == "BadUserAccessDenied" and wrong == "BadUserAccessDenied"
     assert cm.sql("SELECT count(*) FROM audit_events WHERE action = 'gds.token_add'")[0][0] == 1
+
+
+def test_the_daemon_serves_the_gds_when_gds_serve_is_set(gds_home, tmp_path):
+    """[gds] serve = true: `certmgr daemon` answers GDS calls on [gds] listen, and stops it on SIGTERM."""
+    from tests.helpers import configure
+
+    cm = gds_home
+    port = free_port()
+    configure(cm, f'[gds]\nserve = true\nlisten = "opc.tcp://127.0.0.1:{port}"')
+    configure(cm, '[daemon]\nmetrics_listen = ""')
+    admin_cert, admin_key = _client_identity(cm, tmp_path, "urn:test:gds-admin", "admin-store")
+    cm("app", "add", "--app-uri", APP_URI, "--deploy", "pull")
+    daemon = subprocess.Popen([sys.executable, "-m", "certmgr", "daemon"], env=cm.subprocess_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        for line in daemon.stderr:
+            seen.append(line)
+            if "daemon started" in line:
+                break
+        assert any(f"GDS on opc.tcp://127.0.0.1:{port}" in line for line in seen), "".join(seen)
+
+        async def run():
+            client = await _connect(f"opc.tcp://127.0.0.1:{port}", admin_cert, admin_key, user=("registrar", PASSWORD))
+            try:
+                return await Gds(client).call("FindApplications", APP_URI)
+            finally:
+                await client.disconnect()
+
+        found = asyncio.run(run())
+        daemon.terminate()
+        assert daemon.wait(30) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        daemon.stderr.close()
+    assert [r.ApplicationUri for r in found] == [APP_URI]

@@ -115,7 +115,7 @@ def _serve_locked(ctx: AppContext, settings: DaemonSettings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     scheduler.start(paused=True)
-    metrics_server = None
+    metrics_server = gds_server = None
     try:
         install_jobs(scheduler, settings)
         if settings.metrics_listen:
@@ -123,6 +123,8 @@ def _serve_locked(ctx: AppContext, settings: DaemonSettings) -> int:
 
             metrics_server = serve_metrics(ctx, settings.metrics_listen)
             event(log, f"metrics on http://{settings.metrics_listen}/metrics", outcome="listening")
+        if ctx.settings.gds.serve:
+            gds_server = _start_gds(ctx)
         scheduler.resume()
         event(log, "daemon started", node=settings.node, outcome="running")
         stop.wait()
@@ -131,5 +133,26 @@ def _serve_locked(ctx: AppContext, settings: DaemonSettings) -> int:
         scheduler.shutdown(wait=True)
         if metrics_server is not None:
             metrics_server.shutdown()
+        if gds_server is not None:
+            gds_server.stop()
     event(log, "daemon stopped", node=settings.node, outcome="stopped")
     return 0
+
+
+def _start_gds(ctx: AppContext):
+    """[gds] serve = true: the GDS (`certmgr gds serve`) in this process, on [gds] listen."""
+    from urllib.parse import urlsplit
+
+    from ..opcua.gds_server import GdsThread
+    from ..services.gds_identity import ensure
+
+    listen = ctx.settings.gds.listen
+    identity = ensure(ctx, urlsplit(listen).hostname)
+    server = GdsThread(ctx, listen, identity)
+    try:
+        server.start()
+    except OSError as exc:
+        raise OperationFailed(f"cannot serve the GDS on {listen}: {exc.strerror or exc}",
+                              "stop what holds the port, or change [gds] listen") from None
+    event(log, f"GDS on {listen}", outcome="listening")
+    return server

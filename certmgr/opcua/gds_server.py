@@ -420,3 +420,47 @@ async def serve(ctx: AppContext, listen: str, identity, ready=None) -> None:
             await asyncio.sleep(3600)
     finally:
         await server.stop()
+
+
+class GdsThread:
+    """The GDS in a thread with its own event loop, for `certmgr daemon` ([gds] serve = true)."""
+
+    def __init__(self, ctx: AppContext, listen: str, identity) -> None:
+        import threading
+
+        self.ctx, self.listen, self.identity = ctx, listen, identity
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop = None
+        self._stop = None
+        self._thread = threading.Thread(target=self._run, name="certmgr-gds", daemon=True)
+
+    def _run(self) -> None:
+        async def main():
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            server = GdsServer(self.ctx, self.listen, self.identity)
+            try:
+                await server.start()
+            except BaseException as exc:  # reported to start() in the daemon's thread
+                self._error = exc
+                self._ready.set()
+                return
+            self._ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await server.stop()
+
+        asyncio.run(main())
+
+    def start(self, timeout: float = 60) -> None:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"the GDS did not start within {timeout:.0f} s")
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(15)
