@@ -56,6 +56,12 @@ def test_gds_nodeset_loads_and_names_every_directory_method():
     assert len(extensionobject_to_binary(record)) > 20  # a body, not an empty ExtensionObject
 
 
+def test_asyncua_internals_the_gds_workarounds_rely_on_are_there():
+    from certmgr.opcua.gds_server import check_gds_internals
+
+    assert check_gds_internals() == []
+
+
 def test_gds_settings_are_typed_and_strict(tmp_path):
     from certmgr.config import parse_settings, render_settings, Settings
     from certmgr.errors import InputError

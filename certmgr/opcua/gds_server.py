@@ -49,6 +49,27 @@ def install_caller_context() -> None:
     _caller_context_installed = True
 
 
+def check_gds_internals() -> list[str]:
+    """What install_caller_context and install_policy_refusal rely on in asyncua; empty when it is all there
+    (tests/test_gds.py fails with this list when an asyncua upgrade changes it)."""
+    import inspect
+
+    from asyncua.server.uaprocessor import UaProcessor
+
+    problems = []
+    for name, parameters in (("process_message", ["seqhdr", "body"]), ("process", ["header", "body"])):
+        function = getattr(UaProcessor, name, None)
+        if function is None or not inspect.iscoroutinefunction(function):
+            problems.append(f"UaProcessor.{name} is gone or no longer a coroutine")
+        elif list(inspect.signature(function).parameters)[1:3] != parameters:
+            problems.append(f"UaProcessor.{name} no longer takes {tuple(parameters)}")
+    source = inspect.getsource(UaProcessor)
+    for attribute in ("self._connection.security_policy", "self.session", "self._transport", "await self.session.call("):
+        if attribute not in source:
+            problems.append(f"UaProcessor no longer uses {attribute}")
+    return problems
+
+
 _policy_refusal_installed = False
 
 
