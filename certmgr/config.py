@@ -109,6 +109,19 @@ class WebSettings:
 
 
 @dataclass
+class GdsSettings:
+    listen: str = "opc.tcp://127.0.0.1:4845"  # `certmgr gds serve`; 4845 is the GDS convention
+    serve: bool = False  # `certmgr daemon` serves the GDS too
+    # Approve a request without an operator: a new registration's first certificate (off: `certmgr gds approve`),
+    # a renewal the application asks for itself with its current certificate (ApplicationSelfAdmin).
+    auto_approve_new: bool = False
+    auto_approve_renewals: bool = False
+    # Extra host names / addresses in the GDS's own certificate (the listen host is always in it).
+    dns_names: list[str] = field(default_factory=list)
+    ip_addresses: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Settings:
     ca: CASettings = field(default_factory=CASettings)
     defaults: Defaults = field(default_factory=Defaults)
@@ -120,6 +133,7 @@ class Settings:
     renew: RenewSettings = field(default_factory=RenewSettings)
     fleet: FleetSettings = field(default_factory=FleetSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    gds: GdsSettings = field(default_factory=GdsSettings)
 
     @property
     def database_url(self) -> str | None:
@@ -142,7 +156,7 @@ CHANNEL_KEYS: dict[str, dict[str, type | tuple]] = {
 DURATION_KEYS = {("alerts", k) for k in ("warning", "critical", "crl_warning", "crl_critical", "repeat_critical")} | {
     ("defaults", "renew_before"), ("renew", "claim_timeout"), ("web", "idle_timeout"),
 }
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list[str]": (list,)}
 # (section, key): (lowest, highest) allowed; checked at load so a command never fails half-way on a setting
 RANGES = {
     ("ca", "crl_days"): (1, C.MAX_CRL_DAYS), ("ca", "days"): (1, C.MAX_DAYS), ("defaults", "days"): (1, C.MAX_DAYS),
@@ -225,6 +239,11 @@ def _fill(target: object, values: dict[str, Any], section: str, path: Path, loca
             _check_value(value, expected, f"[{section}] {key}", _where(path, locate.key(section, key)))
             if isinstance(getattr(target, key), float) and isinstance(value, int):
                 value = float(value)
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise InputError(f"{_where(path, locate.key(section, key))}: [{section}] {key} must be a list of strings",
+                             'write it like ["gds.plant1.local"]')
+        if (section, key) == ("gds", "listen"):
+            _check_opc_url(value, _where(path, locate.key(section, key)))
         limits = RANGES.get((section, key))
         if limits is not None and value is not None and not limits[0] <= value <= limits[1]:
             raise InputError(f"{_where(path, locate.key(section, key))}: [{section}] {key} = {value!r} is out of range",
@@ -237,6 +256,18 @@ def _fill(target: object, values: dict[str, Any], section: str, path: Path, loca
             except InputError as exc:
                 raise InputError(f"{_where(path, locate.key(section, key))}: [{section}] {key}: {exc.message}", exc.hint) from None
         setattr(target, key, value)
+
+
+def _check_opc_url(value: str, where: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "opc.tcp" or not parts.hostname or not port:
+        raise InputError(f"{where}: [gds] listen = {value!r} is not opc.tcp://HOST:PORT", 'write it like "opc.tcp://127.0.0.1:4845"')
 
 
 def _check_channels(value: Any, path: Path, locate: _Locator) -> None:
@@ -425,4 +456,23 @@ def render_settings(settings: Settings) -> str:
 {_line("tls_cert", settings.web.tls_cert or None, "/etc/certmgr/web.pem")}
 {_line("tls_key", settings.web.tls_key or None, "/etc/certmgr/web.key")}
 {_line("daemon", settings.web.daemon)}
+
+[gds]
+# `certmgr gds serve`: certmgr as an OPC UA Global Discovery Server (Part 12 pull, SignAndEncrypt only).
+{_line("listen", settings.gds.listen)}
+# true: `certmgr daemon` serves the GDS as well (else run `certmgr gds serve`).
+{_line("serve", settings.gds.serve)}
+# Approve without an operator (`certmgr gds approve ID`): first certificates of new registrations; renewals an
+# application asks for itself with its current certificate.
+{_line("auto_approve_new", settings.gds.auto_approve_new)}
+{_line("auto_approve_renewals", settings.gds.auto_approve_renewals)}
+# Extra names in the GDS's own certificate (the listen host is always in it), e.g. ["gds.plant1.local"].
+{_list_line("dns_names", settings.gds.dns_names, "gds.plant1.local")}
+{_list_line("ip_addresses", settings.gds.ip_addresses, "10.0.0.5")}
 """
+
+
+def _list_line(key: str, values: list[str], example: str) -> str:
+    if not values:
+        return f"# {key} = [{toml_string(example)}]"
+    return f"{key} = [{', '.join(toml_string(v) for v in values)}]"

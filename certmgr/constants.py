@@ -8,7 +8,7 @@ ROLES = ("server", "client", "both")
 KEY_SIZES = (2048, 3072, 4096)
 LAYOUT_NAMES = ("ua-net", "node-opcua", "open62541")  # pki.LAYOUTS holds the layouts themselves; a test checks they agree
 DEFAULT_LAYOUT = "ua-net"
-DEPLOY_MODES = ("file", "push")
+DEPLOY_MODES = ("file", "push", "pull")
 REVOCATION_REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation")
 
 DEFAULT_KEY_SIZE = 2048

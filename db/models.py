@@ -97,7 +97,8 @@ class Application(Base):
     endpoint: Mapped[str | None] = mapped_column(Text)
     deploy_hook: Mapped[str | None] = mapped_column(Text)
     internal: Mapped[bool] = mapped_column(default=False)  # certmgr's own verification identity
-    # "file": certmgr writes the store; "push": OPC UA Part 12 push over the endpoint (no file access).
+    # "file": certmgr writes the store; "push": OPC UA Part 12 push over the endpoint (no file access);
+    # "pull": the application asks certmgr's GDS with a CSR (its key never leaves its host).
     deploy: Mapped[str] = mapped_column(String(8), default="file", server_default="file")
     admin_user: Mapped[str | None] = mapped_column(String(200))
     admin_password_file: Mapped[str | None] = mapped_column(Text)  # a reference, never the password
@@ -110,6 +111,8 @@ class Application(Base):
     # Alert thresholds for this application; None: the [alerts] defaults of certmgr.toml.
     warn_before_seconds: Mapped[int | None] = mapped_column(Integer)
     crit_before_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Set when a GDS caller unregistered it (UnregisterApplication): kept, with its certificates revoked, for the CRL.
+    unregistered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
     created_at: Mapped[utc]
     updated_at: Mapped[utc]
@@ -345,3 +348,50 @@ class WebLoginFailure(Base):
     user_name: Mapped[str] = mapped_column(String(200))
     address: Mapped[str] = mapped_column(String(64))
     at: Mapped[utc] = mapped_column(index=True)
+class GdsUser(Base):
+    """A user of certmgr's GDS (`certmgr gds serve`) with one Part 12 role; a scrypt hash, never the password."""
+
+    __tablename__ = "gds_users"
+
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(32))  # DiscoveryAdmin | CertificateAuthorityAdmin | RegistrationAuthorityAdmin
+    password_hash: Mapped[str] = mapped_column(String(400))
+    created_at: Mapped[utc]
+
+
+class GdsRequest(Base):
+    """A certificate request made to the GDS (StartSigningRequest): the CSR, who asked, the operator's decision
+    and, once FinishRequest delivered it, the certificate. Never a private key."""
+
+    __tablename__ = "gds_requests"
+    __table_args__ = (Index("ix_gds_requests_state", "state"),)
+
+    id: Mapped[intpk]
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"))
+    csr_der: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16))  # pending | approved | denied | issued
+    requested_by: Mapped[str] = mapped_column(String(200))  # "alice (CertificateAuthorityAdmin)", "ApplicationSelfAdmin"
+    self_renewal: Mapped[bool] = mapped_column(default=False)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+    certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"))
+    created_at: Mapped[utc]
+
+    application: Mapped[Application] = relationship()
+
+
+class GdsEnrolToken(Base):
+    """A one-time enrolment token (`certmgr gds enrol-token`): lets an application with a self-signed certificate
+    ask for its first certificate. Only a SHA-256 of the token is kept (it is 32 random bytes, not a password)."""
+
+    __tablename__ = "gds_enrol_tokens"
+
+    id: Mapped[intpk]
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[utc]
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # set when its certificate was handed out
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[utc]

@@ -67,8 +67,9 @@ def app_update(app, app_uri, dns_names, ip_addresses, endpoint, renew_before, de
 
 @app_group.command("add")
 @click.option("--app-uri", required=True)
-@click.option("--endpoint", required=True, metavar="URL", help="The server's opc.tcp:// endpoint.")
-@click.option("--deploy", type=click.Choice(("push",)), required=True, help="push: certificates travel over OPC UA Part 12.")
+@click.option("--endpoint", default=None, metavar="URL", help="Push: the server's opc.tcp:// endpoint.")
+@click.option("--deploy", type=click.Choice(("push", "pull")), required=True,
+              help="push: certmgr sends certificates over OPC UA Part 12; pull: the application asks certmgr's GDS.")
 @click.option("--admin-user", default=None, help="A user with the SecurityAdmin role on the server.")
 @click.option("--admin-password-file", default=None, metavar="FILE", help="File holding that user's password (mode 600).")
 @click.option("--name", default=None, metavar="CN")
@@ -83,18 +84,32 @@ def app_update(app, app_uri, dns_names, ip_addresses, endpoint, renew_before, de
 @click.pass_obj
 def app_add(app, app_uri, endpoint, deploy, admin_user, admin_password_file, name, organization, dns_names, ip_addresses, role,
             key_size, days, renew_before) -> None:
-    """Register a server whose certificate certmgr pushes over OPC UA (no file access); then `certmgr push`.
+    """Register an application certmgr cannot write files for: a server certmgr pushes to over OPC UA (then
+    `certmgr push`), or an application that pulls from certmgr's GDS with a CSR (`certmgr gds serve`).
 
     (Applications whose store certmgr writes are registered by `certmgr issue`.)
 
     \b
-    Example:
+    Examples:
       certmgr app add --app-uri urn:plant1:plc7 --endpoint opc.tcp://plc7.plant1.local:4840 --deploy push \\
           --admin-user certadmin --admin-password-file /etc/certmgr/plc7.pass --dns plc7.plant1.local --ip 10.0.1.7
+      certmgr app add --app-uri urn:plant1:gateway --deploy pull --dns gw1.plant1.local --role both
     """
     from ..services.apps import add_push_application
 
     app.require_initialised()
+    if deploy == "pull":
+        from ..errors import InputError
+        from ..services.gds import add_pull_application
+
+        if endpoint or admin_user or admin_password_file:
+            raise InputError("--endpoint, --admin-user and --admin-password-file are for push", "leave them out with --deploy pull")
+        result = add_pull_application(app, app_uri, name=name, organization=organization, dns_names=dns_names,
+                                      ip_addresses=ip_addresses, role=role, key_size=int(key_size) if key_size else None,
+                                      days=days, renew_before=renew_before)
+        emit_json(result) if app.json else click.echo(
+            f"registered {app_uri} to pull (GDS ApplicationId {result['application_id']}); it asks `certmgr gds serve` with a CSR")
+        return
     result = add_push_application(
         app, app_uri, endpoint=endpoint, admin_user=admin_user, admin_password_file=admin_password_file, name=name,
         organization=organization, dns_names=dns_names, ip_addresses=ip_addresses, role=role,

@@ -116,7 +116,7 @@ def _serve_locked(ctx: AppContext, settings: DaemonSettings, web=None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     scheduler.start(paused=True)
-    metrics_server = console = None
+    metrics_server = console = gds_server = None
     try:
         install_jobs(scheduler, settings)
         if settings.metrics_listen:
@@ -130,6 +130,8 @@ def _serve_locked(ctx: AppContext, settings: DaemonSettings, web=None) -> int:
             console = BackgroundConsole(ctx, web)  # the CA key is loaded above: renew and revoke work there
             console.start()
             event(log, f"web console on {web.url}", outcome="listening")
+        if ctx.settings.gds.serve:
+            gds_server = _start_gds(ctx)
         scheduler.resume()
         event(log, "daemon started", node=settings.node, outcome="running")
         stop.wait()
@@ -140,5 +142,26 @@ def _serve_locked(ctx: AppContext, settings: DaemonSettings, web=None) -> int:
         scheduler.shutdown(wait=True)
         if metrics_server is not None:
             metrics_server.shutdown()
+        if gds_server is not None:
+            gds_server.stop()
     event(log, "daemon stopped", node=settings.node, outcome="stopped")
     return 0
+
+
+def _start_gds(ctx: AppContext):
+    """[gds] serve = true: the GDS (`certmgr gds serve`) in this process, on [gds] listen."""
+    from urllib.parse import urlsplit
+
+    from ..opcua.gds_server import GdsThread
+    from ..services.gds_identity import ensure
+
+    listen = ctx.settings.gds.listen
+    identity = ensure(ctx, urlsplit(listen).hostname)
+    server = GdsThread(ctx, listen, identity)
+    try:
+        server.start()
+    except OSError as exc:
+        raise OperationFailed(f"cannot serve the GDS on {listen}: {exc.strerror or exc}",
+                              "stop what holds the port, or change [gds] listen") from None
+    event(log, f"GDS on {listen}", outcome="listening")
+    return server

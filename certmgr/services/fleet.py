@@ -168,7 +168,7 @@ def fleet_status(ctx: AppContext) -> dict:
             .where(db.Application.internal.is_(False)).order_by(db.Application.app_uri)
         ).all()
         for deploy, app_uri, endpoint, store_path, thumbprint, not_after in apps:
-            rows.append(_row("push" if deploy == "push" else "store", app_uri, endpoint, thumbprint, not_after,
+            rows.append(_row(deploy if deploy in ("push", "pull") else "store", app_uri, endpoint, thumbprint, not_after,
                              [], store_path, probes.get(endpoint), level_of))
         by_endpoint = {row["endpoint"]: row for row in rows if row["endpoint"]}
         for peer in session.scalars(select(db.Peer).order_by(db.Peer.name)):

@@ -103,6 +103,9 @@ def _select(ctx: AppContext, session, app_uris: tuple[str, ...], all_due: bool, 
             app = queries.application_by_uri(session, uri)
             if app is None:
                 raise InputError(f"no application {uri!r} is registered", "see `certmgr list`")
+            if app.deploy == "pull":
+                raise InputError(f"{uri} pulls its certificates from certmgr's GDS (its key is on its own host)",
+                                 "the application renews itself with a CSR; see `certmgr gds pending`")
             cert = queries.active_certificate(session, app.id)
             if cert is None:
                 target = selection.due if force else selection.not_due
@@ -120,7 +123,9 @@ def _select(ctx: AppContext, session, app_uris: tuple[str, ...], all_due: bool, 
         own_verifier = str(ctx.home.verifier_store)
         for row in rows:
             if row.internal and row.store_path != own_verifier:
-                continue  # another node's verification identity: that node renews it
+                continue  # another node's verification identity (or a GDS's own): that node renews it
+            if row.deploy == "pull":
+                continue  # the application renews itself through the GDS, with a key certmgr never holds
             if row.app_id not in seen:
                 # the row carries the certificate's dates and the application's window under their own names
                 selection.due.append(Candidate.of_row(row, _due_reason(row, row, default, now)[1]))

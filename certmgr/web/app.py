@@ -23,7 +23,7 @@ from .timeline import timeline_svg
 LOGIN_CSRF = "certmgr_login_csrf"
 PAGE = 100
 LEVELS = ("expired", "critical", "warning", "ok")
-KINDS = ("store", "push", "peer", "bundle")
+KINDS = ("store", "push", "pull", "peer", "bundle")
 # fleet table columns that sort (?sort=COLUMN&dir=asc|desc); levels sort by urgency, empty values last
 SORTS = ("level", "kind", "app_uri", "endpoint", "thumbprint", "not_after", "crl_effective", "last_probe")
 _URGENCY = {level: i for i, level in enumerate(LEVELS)}
