@@ -239,9 +239,9 @@ def _fill(target: object, values: dict[str, Any], section: str, path: Path, loca
             _check_value(value, expected, f"[{section}] {key}", _where(path, locate.key(section, key)))
             if isinstance(getattr(target, key), float) and isinstance(value, int):
                 value = float(value)
-        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
-            raise InputError(f"{_where(path, locate.key(section, key))}: [{section}] {key} must be a list of strings",
-                             'write it like ["gds.plant1.local"]')
+            if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+                raise InputError(f"{_where(path, locate.key(section, key))}: [{section}] {key} must be a list of strings",
+                                 f'write it like {key} = ["a", "b"]')
         if (section, key) == ("gds", "listen"):
             _check_opc_url(value, _where(path, locate.key(section, key)))
         limits = RANGES.get((section, key))
