@@ -258,7 +258,8 @@ def _fill(target: object, values: dict[str, Any], section: str, path: Path, loca
         setattr(target, key, value)
 
 
-def _check_opc_url(value: str, where: str) -> None:
+def opc_tcp_host(value: str) -> str | None:
+    """The host of an opc.tcp://HOST:PORT address, or None when ``value`` is not one (no scheme, host or port)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(value)
@@ -266,7 +267,11 @@ def _check_opc_url(value: str, where: str) -> None:
         port = parts.port
     except ValueError:
         port = None
-    if parts.scheme != "opc.tcp" or not parts.hostname or not port:
+    return parts.hostname if parts.scheme == "opc.tcp" and parts.hostname and port else None
+
+
+def _check_opc_url(value: str, where: str) -> None:
+    if opc_tcp_host(value) is None:
         raise InputError(f"{where}: [gds] listen = {value!r} is not opc.tcp://HOST:PORT", 'write it like "opc.tcp://127.0.0.1:4845"')
 
 

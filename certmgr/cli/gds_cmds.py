@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import json_option
+from .options import json_option, new_password_file_option, replace_user_option, show_users
 from .output import emit_json
 
 ROLE_NAMES = ("DiscoveryAdmin", "CertificateAuthorityAdmin", "RegistrationAuthorityAdmin")
@@ -18,18 +18,13 @@ def gds_group() -> None:
 
 
 def _listen(text: str) -> tuple[str, str]:
-    from urllib.parse import urlsplit
-
+    from ..config import opc_tcp_host
     from ..errors import InputError
 
-    parts = urlsplit(text)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "opc.tcp" or not parts.hostname or not port:
+    host = opc_tcp_host(text)
+    if host is None:
         raise InputError(f"--listen {text!r} is not opc.tcp://HOST:PORT", "write it like opc.tcp://127.0.0.1:4845")
-    return text, parts.hostname
+    return text, host
 
 
 @gds_group.command("serve")
@@ -79,9 +74,8 @@ def gds_user() -> None:
 @click.option("--role", type=click.Choice(ROLE_NAMES), required=True,
               help="DiscoveryAdmin registers applications; CertificateAuthorityAdmin and RegistrationAuthorityAdmin "
                    "request certificates for any registered application.")
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File holding the password (mode 0600); else a hidden prompt.")
-@click.option("--replace", is_flag=True, help="Set a new password and role for an existing user.")
+@new_password_file_option
+@replace_user_option
 @json_option
 @click.pass_obj
 def gds_user_add(app, name, role, password_file, replace) -> None:
@@ -92,19 +86,11 @@ def gds_user_add(app, name, role, password_file, replace) -> None:
       certmgr gds user add registrar --role DiscoveryAdmin
       certmgr gds user add enrol --role CertificateAuthorityAdmin --password-file /etc/certmgr/enrol.pw
     """
-    from ..errors import InputError
-    from ..secrets import read_secret_file
     from ..services.gds_users import add_user
+    from .options import read_new_password
 
     app.require_initialised()
-    if password_file is not None:
-        try:
-            password = read_secret_file(password_file, "password file").decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError(f"the password file {password_file} is not UTF-8 text", "save it as UTF-8") from None
-    else:
-        password = click.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True, err=True)
-    result = add_user(app, name, role, password, replace=replace)
+    result = add_user(app, name, role, read_new_password(name, password_file), replace=replace)
     emit_json(result) if app.json else click.echo(f"GDS user {result['name']} ({result['role']}) saved")
 
 
@@ -115,12 +101,7 @@ def gds_user_list(app) -> None:
     """GDS users and their roles."""
     from ..services.gds_users import list_users
 
-    rows = list_users(app)
-    if app.json:
-        emit_json(rows)
-    else:
-        for row in rows:
-            click.echo(f"{row['name']}\t{row['role']}\t{row['created_at']}")
+    show_users(app, list_users(app))
 
 
 @gds_group.command("enrol-token")

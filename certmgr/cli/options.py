@@ -84,3 +84,32 @@ def confirm(question: str, yes: bool) -> None:
         raise InputError(f"{question.rstrip('?')} needs confirmation and there is no terminal", "pass --yes")
     if not click.confirm(question, default=False, err=True):
         raise click.Abort()
+
+
+def read_new_password(name: str, password_file) -> str:
+    """A new user's password (`web user add`, `gds user add`): from a 0600 file, else a hidden prompt asked twice."""
+    from ..errors import InputError
+    from ..secrets import read_secret_file
+
+    if password_file is None:
+        return click.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True, err=True)
+    try:
+        return read_secret_file(password_file, "password file").decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"the password file {password_file} is not UTF-8 text", "save it as UTF-8") from None
+
+
+# `web user add` and `gds user add`: the same two options and the same list output
+new_password_file_option = click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                                        help="File holding the password (mode 0600); else a hidden prompt.")
+replace_user_option = click.option("--replace", is_flag=True, help="Set a new password and role for an existing user.")
+
+
+def show_users(app, rows: list[dict]) -> None:
+    from .output import emit_json
+
+    if app.json:
+        emit_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']}\t{row['role']}\t{row['created_at']}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import json_option, passphrase_file_option
+from .options import json_option, new_password_file_option, passphrase_file_option, replace_user_option, show_users
 from .output import emit_json
 
 ROLE_NAMES = ("viewer", "operator", "admin")
@@ -53,9 +53,8 @@ def web_user() -> None:
 @click.argument("name")
 @click.option("--role", type=click.Choice(ROLE_NAMES), required=True,
               help="viewer reads; operator also trusts rejected certificates; admin also revokes.")
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File holding the password (mode 0600); else a hidden prompt.")
-@click.option("--replace", is_flag=True, help="Set a new password and role for an existing user.")
+@new_password_file_option
+@replace_user_option
 @json_option
 @click.pass_obj
 def web_user_add(app, name, role, password_file, replace) -> None:
@@ -66,19 +65,11 @@ def web_user_add(app, name, role, password_file, replace) -> None:
       certmgr web user add alice --role operator
       certmgr web user add grafana --role viewer --password-file /etc/certmgr/grafana.pw
     """
-    from ..errors import InputError
-    from ..secrets import read_secret_file
     from ..services.web_users import add_user
+    from .options import read_new_password
 
     app.require_initialised()
-    if password_file is not None:
-        try:
-            password = read_secret_file(password_file, "password file").decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError(f"the password file {password_file} is not UTF-8 text", "save it as UTF-8") from None
-    else:
-        password = click.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True, err=True)
-    result = add_user(app, name, role, password, replace=replace)
+    result = add_user(app, name, role, read_new_password(name, password_file), replace=replace)
     emit_json(result) if app.json else click.echo(f"web user {result['name']} ({result['role']}) saved")
 
 
@@ -94,12 +85,7 @@ def web_user_list(app) -> None:
     """
     from ..services.web_users import list_users
 
-    rows = list_users(app)
-    if app.json:
-        emit_json(rows)
-    else:
-        for row in rows:
-            click.echo(f"{row['name']}\t{row['role']}\t{row['created_at']}")
+    show_users(app, list_users(app))
 
 
 COMMANDS = [web_group]

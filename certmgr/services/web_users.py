@@ -1,16 +1,11 @@
 """Web console users: scrypt password hashes, sign-in with a failed-attempt limit, all of it audited.
 
-The hash is hashlib.scrypt (stdlib, memory-hard: n=2**15, r=8, p=1 takes 32 MiB and ~50 ms per try), stored as
-``scrypt$n$r$p$salt$hash``. Failed sign-ins are audited and, past LIMIT per user and address in WINDOW, refused
+The hash is services/user_accounts.py's scrypt. Failed sign-ins are audited and, past LIMIT per user and address in WINDOW, refused
 without checking the password, so the limit cannot be used to guess faster.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import re
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
@@ -19,72 +14,19 @@ import db
 from db import queries
 
 from ..context import AppContext
-from ..errors import InputError
+from .user_accounts import dummy_hash, list_user_rows, save_user, verify_password
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: i for i, role in enumerate(ROLES)}
-N, R, P = 2**15, 8, 1
-MAX_MEM = 64 * 1024 * 1024
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
-MIN_PASSWORD = 10
 LIMIT, WINDOW = 5, 60.0
 
 
-def hash_password(password: str) -> str:
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=N, r=R, p=P, maxmem=MAX_MEM, dklen=32)
-    return f"scrypt${N}${R}${P}${salt.hex()}${digest.hex()}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        kind, n, r, p, salt, digest = stored.split("$")
-        if kind != "scrypt":
-            return False
-        got = hashlib.scrypt(password.encode("utf-8"), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
-                             maxmem=MAX_MEM, dklen=len(digest) // 2)
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(got.hex(), digest)
-
-
-_DUMMY = None
-
-
-def _dummy_hash() -> str:  # a wrong name costs as long as a wrong password: names are not disclosed by timing
-    global _DUMMY
-    if _DUMMY is None:
-        _DUMMY = hash_password(os.urandom(8).hex())
-    return _DUMMY
-
-
 def add_user(ctx: AppContext, name: str, role: str, password: str, *, replace: bool = False) -> dict:
-    ctx.require_initialised()
-    if not NAME.match(name):
-        raise InputError(f"{name!r} is not a user name", "use letters, digits and . _ @ - (up to 100)")
-    if role not in ROLES:
-        raise InputError(f"{role!r} is not a role", "give viewer, operator or admin")
-    if len(password) < MIN_PASSWORD:
-        raise InputError(f"the password is shorter than {MIN_PASSWORD} characters", "choose a longer one")
-    hashed = hash_password(password)
-    with ctx.database().write() as session:
-        user = session.scalars(select(db.WebUser).where(db.WebUser.name == name)).first()
-        if user is not None and not replace:
-            raise InputError(f"web user {name} exists", "pass --replace to set a new password and role")
-        if user is None:
-            session.add(db.WebUser(name=name, role=role, password_hash=hashed, created_at=ctx.now()))
-        else:
-            user.role, user.password_hash = role, hashed
-        queries.add_audit(session, at=ctx.now(), actor=ctx.actor, action="web.user_add" if user is None else "web.user_replace",
-                          target=name, role=role)
-    return {"name": name, "role": role}
+    return save_user(ctx, db.WebUser, "web", ROLES, name, role, password, replace=replace)
 
 
 def list_users(ctx: AppContext) -> list[dict]:
-    ctx.require_initialised()
-    with ctx.database().read() as session:
-        return [{"name": u.name, "role": u.role, "created_at": u.created_at.isoformat()}
-                for u in session.scalars(select(db.WebUser).order_by(db.WebUser.name))]
+    return list_user_rows(ctx, db.WebUser)
 
 
 class LoginLimiter:
@@ -130,7 +72,7 @@ def authenticate(ctx: AppContext, limiter: LoginLimiter, name: str, password: st
     with ctx.database().read() as session:
         user = session.scalars(select(db.WebUser).where(db.WebUser.name == name)).first()
         found = (user.name, user.role, user.password_hash) if user else None
-    ok = verify_password(password, found[2] if found else _dummy_hash()) and found is not None
+    ok = verify_password(password, found[2] if found else dummy_hash()) and found is not None
     if not ok:
         limiter.failed(key)
         _audit_login(ctx, "web.login_failed", name, address)
