@@ -49,14 +49,15 @@ def init(app, ca_name, organization, ca_key_size, ca_days, crl_days, join, ca_ce
           --ca-cert /srv/certmgr-ca/ca.der --ca-key /srv/certmgr-ca/ca-key.pem --node site-b
     """
     from ..ca_key import read_ca_secret
-    from ..services.setup import InitOptions, init_custody, initialise, join_custody
+    from ..services.setup import InitOptions, init_custody, initialise
+    from ..services.setup_join import join_custody
 
     module = str(pkcs11_module) if pkcs11_module is not None else None
     if join:
         import socket
 
         from ..errors import InputError
-        from ..services.setup import join as join_node
+        from ..services.setup_join import join as join_node
 
         if ca_cert is None or ca_key is None:
             raise InputError("--join needs the shared CA files", "pass --ca-cert FILE --ca-key FILE")
