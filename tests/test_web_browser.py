@@ -82,6 +82,7 @@ class WebServer:
 
 def test_browser_sign_in_critical_timeline_and_approve_real_rejected(initialised: Certmgr, tmp_path, key_pool, browser):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     shots = Path(os.environ.get("CERTMGR_TEST_ARTIFACTS", tmp_path)) / "web"
     shots.mkdir(parents=True, exist_ok=True)
@@ -113,9 +114,12 @@ def test_browser_sign_in_critical_timeline_and_approve_real_rejected(initialised
             browser.get(base + "/fleet")
             assert "/login" in browser.current_url
             shot("1-login")
-            browser.find_element(By.ID, "username").send_keys("otto")
-            browser.find_element(By.ID, "password").send_keys(PASSWORD)
-            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            # keyboard only, as the form's labels name the fields: type, Tab to the next field, Enter submits
+            assert browser.find_element(By.CSS_SELECTOR, "label[for=username]").text
+            assert browser.find_element(By.CSS_SELECTOR, "label[for=password]").text
+            browser.find_element(By.ID, "username").send_keys("otto", Keys.TAB)
+            assert browser.switch_to.active_element.get_attribute("id") == "password"
+            browser.switch_to.active_element.send_keys(PASSWORD, Keys.ENTER)
             assert browser.current_url.endswith("/fleet")
             shot("2-fleet")
             row = browser.find_element(By.XPATH, "//tr[td/a[text()='urn:plant:soon']]")
@@ -141,6 +145,14 @@ def test_browser_sign_in_critical_timeline_and_approve_real_rejected(initialised
             browser.find_element(By.LINK_TEXT, "CRLs").click()
             assert browser.find_element(By.CSS_SELECTOR, "#authorities td.number").text == "1"
             shot("7-crls")
+            browser.set_window_size(420, 800)  # a narrow window: wide tables scroll in their box, the page does not
+            for page in ("/fleet", "/rejected", "/crls", "/audit", "/app?uri=urn:plant:connector"):
+                browser.get(base + page)
+                overflow = browser.execute_script(
+                    "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                assert overflow <= 1, (page, overflow)
+            browser.get(base + "/fleet")
+            shot("8-fleet-narrow")
         return initialised(*diagnose).json()
 
     async def scenario():
@@ -158,4 +170,4 @@ def test_browser_sign_in_critical_timeline_and_approve_real_rejected(initialised
     assert pki.ApplicationStore(connector).rejected() == []
     assert initialised.sql("SELECT actor FROM audit_events WHERE action = 'store.trust'") == [("otto (web)",)]
     assert sorted(p.name for p in shots.iterdir()) == ["1-login.png", "2-fleet.png", "3-rejected.png", "4-confirm.png", "5-approved.png",
-                                                      "6-application.png", "7-crls.png"]
+                                                      "6-application.png", "7-crls.png", "8-fleet-narrow.png"]
