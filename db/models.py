@@ -373,6 +373,9 @@ class GdsRequest(Base):
     state: Mapped[str] = mapped_column(String(16))  # pending | approved | denied | issued
     requested_by: Mapped[str] = mapped_column(String(200))  # "alice (CertificateAuthorityAdmin)", "ApplicationSelfAdmin"
     self_renewal: Mapped[bool] = mapped_column(default=False)
+    # StartNewKeyPairRequest: the GDS made the key ("PEM" or "PFX"); it waits, encrypted with the request's
+    # password, in a 0600 file of the GDS home until FinishRequest hands it over once (never in this table)
+    new_key_format: Mapped[str | None] = mapped_column(String(8))
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(Text)

@@ -723,3 +723,79 @@ def test_the_daemon_serves_the_gds_when_gds_serve_is_set(gds_home, tmp_path):
             daemon.wait()
         daemon.stderr.close()
     assert [r.ApplicationUri for r in found] == [APP_URI]
+
+
+KEY_PASSWORD = "the request's own password"
+
+
+def test_a_key_pair_the_gds_makes_is_handed_over_once_encrypted_and_never_stored(gds_home, tmp_path):
+    """StartNewKeyPairRequest, the one path where the GDS makes a key: PEM and PFX, each encrypted with the
+    request's password, handed over by the first FinishRequest after approval and then gone from the GDS host;
+    the certificate holds the registration, not the request's SubjectName or DomainNames. Refused: a
+    DiscoveryAdmin, no password, an unknown format."""
+    from asyncua import ua
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    cm = gds_home
+    admin_cert, admin_key = _client_identity(cm, tmp_path, "urn:test:gds-admin", "admin-store")
+    keys = cm.home / "gds" / "keys"
+
+    def ask(key_format: str, password: str):
+        return (ua.NodeId(), ua.NodeId(), ua.Variant("CN=asked-for", ua.VariantType.String),
+                ua.Variant(["evil.example.com"], ua.VariantType.String, is_array=True),
+                ua.Variant(key_format, ua.VariantType.String), ua.Variant(password, ua.VariantType.String))
+
+    with gds_server(cm, free_port()) as url:
+        async def run():
+            registrar = await _connect(url, admin_cert, admin_key, user=("registrar", PASSWORD))
+            try:
+                gds = Gds(registrar)
+                app_id = await gds.register()
+                wrong_role = await gds.status_of("StartNewKeyPairRequest", app_id, *ask("PEM", KEY_PASSWORD))
+            finally:
+                await registrar.disconnect()
+            client = await _connect(url, admin_cert, admin_key, user=("enrol", PASSWORD))
+            try:
+                gds = Gds(client)
+                no_password = await gds.status_of("StartNewKeyPairRequest", app_id, *ask("PEM", ""))
+                bad_format = await gds.status_of("StartNewKeyPairRequest", app_id, *ask("JKS", KEY_PASSWORD))
+                refused_left_nothing = not keys.exists() or list(keys.iterdir()) == []
+                out = {}
+                for key_format in ("PEM", "PFX"):
+                    request_id = await gds.call("StartNewKeyPairRequest", app_id, *ask(key_format, KEY_PASSWORD))
+                    waiting = await gds.status_of("FinishRequest", app_id, request_id)
+                    files = [(p.name, p.stat().st_mode & 0o777) for p in keys.iterdir()]
+                    cm("gds", "approve", str(request_id.Identifier))
+                    first = await gds.call("FinishRequest", app_id, request_id)
+                    second = await gds.call("FinishRequest", app_id, request_id)
+                    out[key_format] = (waiting, files, first, second, list(keys.iterdir()))
+            finally:
+                await client.disconnect()
+            return wrong_role, no_password, bad_format, refused_left_nothing, out
+
+        wrong_role, no_password, bad_format, refused_left_nothing, out = asyncio.run(run())
+
+    assert (wrong_role, no_password, bad_format) == ("BadUserAccessDenied", "BadInvalidArgument", "BadInvalidArgument")
+    assert refused_left_nothing  # no key was made for a refused request
+    for key_format, (waiting, files, first, second, left) in out.items():
+        assert waiting == "BadNothingToDo"
+        assert [mode for _, mode in files] == [0o600] and files[0][0].endswith("." + key_format.lower())
+        certificate_der, blob, _ = first
+        cert = x509.load_der_x509_certificate(certificate_der)
+        if key_format == "PEM":
+            assert b"ENCRYPTED PRIVATE KEY" in blob
+            key = serialization.load_pem_private_key(blob, KEY_PASSWORD.encode())
+            with pytest.raises(ValueError):
+                serialization.load_pem_private_key(blob, b"not the password")
+        else:
+            key, _, _ = pkcs12.load_key_and_certificates(blob, KEY_PASSWORD.encode())
+        assert key.public_key().public_numbers() == cert.public_key().public_numbers()
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.UniformResourceIdentifier) == [APP_URI]
+        assert "evil.example.com" not in san.get_values_for_type(x509.DNSName)
+        assert second[0] == certificate_der and second[1] is None  # handed over once
+        assert left == []  # and gone from the GDS host
+        plain = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        if cm.db_url is None or cm.db_url.startswith("sqlite"):
+            assert plain not in (cm.home / "certmgr.db").read_bytes() and blob not in (cm.home / "certmgr.db").read_bytes()
+    assert [row[0] for row in cm.sql("SELECT new_key_format FROM gds_requests ORDER BY id")] == ["PEM", "PFX"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from ..context import AppContext
-from ..services import gds, gds_requests
+from ..services import gds, gds_key_pairs, gds_requests
 from ..services.gds import Caller, GdsRefused
 from . import gds_model
 from .channel import POLICY_NAMES, server_policy_type
@@ -212,6 +212,7 @@ class GdsServer:
             "FinishRequest": self._finish, "GetCertificateGroups": self._groups, "GetTrustList": self._trust_list,
             "GetCertificateStatus": self._status, "CheckRevocationStatus": self._revocation,
             "UpdateApplication": self._update, "GetCertificates": self._certificates, "RevokeCertificate": self._revoke,
+            "StartNewKeyPairRequest": self._start_new_key_pair,
         }
         for name, number in gds_model.METHODS.items():
             handler = handlers.get(name, self._not_implemented)
@@ -326,6 +327,13 @@ class GdsServer:
         request_id = gds_requests.start_signing_request(self.ctx, caller, app_id, bytes(request or b""))
         return [self._node(request_id)]
 
+    def _start_new_key_pair(self, caller, application_id, group_id, type_id, subject_name, domain_names, key_format, password):
+        # SubjectName and DomainNames are not taken: the certificate holds the registration, as for a CSR
+        app_id = self._app_id(application_id)
+        self._check_group(group_id)
+        self._check_type(type_id)
+        return [self._node(gds_key_pairs.start_new_key_pair(self.ctx, caller, app_id, key_format, password))]
+
     def _finish(self, caller, application_id, request_id):
         from asyncua import ua
 
@@ -334,7 +342,7 @@ class GdsServer:
             raise GdsRefused("BadInvalidArgument", f"{request_id} is not a RequestId of this GDS")
         done = gds_requests.finish_request(self.ctx, caller, app_id, request_id.Identifier)
         return [ua.Variant(done.certificate_der, ua.VariantType.ByteString),
-                ua.Variant(None, ua.VariantType.ByteString),
+                ua.Variant(done.private_key, ua.VariantType.ByteString),
                 ua.Variant(done.issuer_ders, ua.VariantType.ByteString, is_array=True)]
 
     def _certificates(self, caller, application_id, group_id):

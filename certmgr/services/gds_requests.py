@@ -53,8 +53,10 @@ def _parse_csr(der: bytes, app_uri: str) -> x509.CertificateSigningRequest:
     return csr
 
 
-def start_signing_request(ctx: AppContext, caller: Caller, app_id: int, csr_der: bytes) -> int:
-    """A new request (its id); approved at once when the [gds] policy says so."""
+def start_signing_request(ctx: AppContext, caller: Caller, app_id: int, csr_der: bytes, *,
+                          new_key_format: str | None = None) -> int:
+    """A new request (its id); approved at once when the [gds] policy says so. ``new_key_format``: the GDS made
+    the key of ``csr_der`` (services/gds_key_pairs.py) and hands it over in that format."""
     role = require(caller, (*CERTIFICATE_ROLES, SELF_ADMIN, ENROL_TOKEN), app_id)
     settings = ctx.settings.gds
     now = ctx.now()
@@ -65,7 +67,8 @@ def start_signing_request(ctx: AppContext, caller: Caller, app_id: int, csr_der:
         self_renewal = role == SELF_ADMIN and has_certificate
         auto = settings.auto_approve_renewals if self_renewal else (settings.auto_approve_new and not has_certificate)
         request = db.GdsRequest(application_id=app.id, csr_der=csr_der, state=APPROVED if auto else PENDING,
-                                requested_by=caller.label[:200], self_renewal=self_renewal, created_at=now)
+                                requested_by=caller.label[:200], self_renewal=self_renewal, created_at=now,
+                                new_key_format=new_key_format)
         if auto:
             request.decided_by, request.decided_at = "policy ([gds] auto_approve_" + ("renewals)" if self_renewal else "new)"), now
         session.add(request)
@@ -82,13 +85,15 @@ def start_signing_request(ctx: AppContext, caller: Caller, app_id: int, csr_der:
 class Finished:
     certificate_der: bytes
     issuer_ders: list[bytes]
+    private_key: bytes | None = None  # StartNewKeyPairRequest only: the key the GDS made, encrypted, handed over once
 
 
 def finish_request(ctx: AppContext, caller: Caller, app_id: int, request_id: int) -> Finished:
     """The certificate of an approved request (signed now, once; asked again, the same one). An enrolment
-    token is spent when its certificate is handed out."""
+    token is spent when its certificate is handed out; a key the GDS made goes with it once, then is destroyed."""
     require(caller, (*CERTIFICATE_ROLES, SELF_ADMIN, ENROL_TOKEN), app_id)
     from .ca_chain import load_chain
+    from .gds_key_pairs import handed_over, waiting_key
 
     issuer = ctx.issuer()
     root = load_chain(ctx.home)
@@ -96,6 +101,11 @@ def finish_request(ctx: AppContext, caller: Caller, app_id: int, request_id: int
     if root is not None:
         chain.append(root.root.public_bytes(serialization.Encoding.DER))
     now = ctx.now()
+    with ctx.database().read() as session:
+        request = session.get(db.GdsRequest, request_id)
+        key_format = request.new_key_format if request is not None else None
+    key = waiting_key(ctx, request_id, key_format)  # read before the write transaction: no file I/O inside it
+    lost = None
     with ctx.database().write() as session:
         app = live_application(session, app_id)
         request = session.get(db.GdsRequest, request_id)
@@ -106,25 +116,40 @@ def finish_request(ctx: AppContext, caller: Caller, app_id: int, request_id: int
         if request.state == DENIED:
             raise GdsRefused("BadRequestNotAllowed", f"request {request_id} was denied: {request.reason or 'by an operator'}")
         if request.state == ISSUED:
-            row = session.get(db.Certificate, request.certificate_id)
-            return Finished(row.der, chain)
-        csr = x509.load_der_x509_csr(request.csr_der)
-        try:
-            cert = ca.sign_csr(csr, identity_of(app), issuer, now=now, days=app.validity_days)
-        except ca.ProfileError as exc:
-            raise GdsRefused("BadRequestNotAllowed", str(exc)) from None
-        due = windows.renew_after(cert.not_valid_before_utc, cert.not_valid_after_utc, app.renew_before_seconds,
-                                  windows.default_window(ctx))
-        previous = queries.active_certificate(session, app.id)
-        row = lifecycle.record_pending(session, cert, app, app.authority_id, now=now, renew_after=due, intent=PULL,
-                                       owner=current_owner(), previous=previous.thumbprint if previous else None)
-        # Part 12 pull: the GDS cannot see the application install it; delivered is what it can know.
-        lifecycle.activate(session, row, now=now, actor=caller.label[:200], action="certificate.pull",
-                           request_id=request.id, deploy=PULL)
-        request.state, request.certificate_id = ISSUED, row.id
-        if caller.token_id is not None:
-            spend(session, caller.token_id, now)
-        return Finished(row.der, chain)
+            finished = Finished(session.get(db.Certificate, request.certificate_id).der, chain, key)
+        elif request.new_key_format is not None and key is None:
+            # the GDS stopped between the request and its key file: nobody could use a certificate for that key
+            request.state, request.decided_by, request.decided_at = DENIED, "certmgr gds", now
+            request.reason = lost = "the key the GDS made for it was lost before it was saved; start a new request"
+            queries.add_audit(session, at=now, actor="certmgr gds", action="gds.deny", target=app.app_uri,
+                              request_id=request.id, reason=lost)
+        else:
+            finished = Finished(_issue(ctx, session, caller, app, request, issuer, now).der, chain, key)
+    if lost is not None:
+        raise GdsRefused("BadRequestNotAllowed", f"request {request_id}: {lost}")
+    if key is not None:
+        handed_over(ctx, request_id, key_format)
+    return finished
+
+
+def _issue(ctx: AppContext, session, caller: Caller, app: db.Application, request: db.GdsRequest, issuer, now) -> db.Certificate:
+    csr = x509.load_der_x509_csr(request.csr_der)
+    try:
+        cert = ca.sign_csr(csr, identity_of(app), issuer, now=now, days=app.validity_days)
+    except ca.ProfileError as exc:
+        raise GdsRefused("BadRequestNotAllowed", str(exc)) from None
+    due = windows.renew_after(cert.not_valid_before_utc, cert.not_valid_after_utc, app.renew_before_seconds,
+                              windows.default_window(ctx))
+    previous = queries.active_certificate(session, app.id)
+    row = lifecycle.record_pending(session, cert, app, app.authority_id, now=now, renew_after=due, intent=PULL,
+                                   owner=current_owner(), previous=previous.thumbprint if previous else None)
+    # Part 12 pull: the GDS cannot see the application install it; delivered is what it can know.
+    lifecycle.activate(session, row, now=now, actor=caller.label[:200], action="certificate.pull",
+                       request_id=request.id, deploy=PULL, new_key=request.new_key_format is not None)
+    request.state, request.certificate_id = ISSUED, row.id
+    if caller.token_id is not None:
+        spend(session, caller.token_id, now)
+    return row
 
 
 def current_certificates(ctx: AppContext, caller: Caller, app_id: int) -> list[bytes]:
@@ -235,4 +260,9 @@ def decide(ctx: AppContext, request_id: int, *, approve: bool, reason: str | Non
         request.decided_by, request.decided_at, request.reason = ctx.actor, ctx.now(), reason
         queries.add_audit(session, at=ctx.now(), actor=ctx.actor, action="gds.approve" if approve else "gds.deny",
                           target=app.app_uri, request_id=request_id, reason=reason)
-        return _describe(request)
+        described, key_format = _describe(request), request.new_key_format
+    if not approve and key_format is not None:  # a denied request's key is of no use to anyone
+        from .gds_key_pairs import handed_over
+
+        handed_over(ctx, request_id, key_format)
+    return described
