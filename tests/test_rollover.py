@@ -1,0 +1,211 @@
+"""Issue 16 items 3 and 4: `certmgr ca rollover start|status|advance|finish` and `--emergency --yes`.
+
+One home per module scenario (the phases run in order on it): ua-net and node-opcua stores, a real node-opcua
+server, asyncua loopback servers. Between phases an old-CA and a new-CA application open secure channels in both
+directions; after finish no store holds the old CA; after an emergency an old-CA identity is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+import ca
+import pki
+from certmgr.opcua.channel import Identity, LoopbackServer, try_channel
+from certmgr.opcua.identities import identity_from_store
+from certmgr.opcua.validator import StoreValidator
+from certmgr.services import rollover
+from tests.conftest import Certmgr, make_identity
+from tests.helpers import utc
+from tests.test_field_trial_stores import NODE_SERVER_URI, node_server_installed, run_node_server, stop  # noqa: F401
+
+pytestmark = pytest.mark.uses_db
+
+
+def fresh_ca_key(bits: int):
+    """A CA key no leaf shares (the pool's keys cycle through leaves; node-opcua takes a leaf with its CA's key
+    for self-signed)."""
+    return ca.keys.rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+@pytest.fixture(autouse=True)
+def ca_keys(monkeypatch):
+    monkeypatch.setattr(rollover, "_fresh_ca_key", fresh_ca_key)
+
+
+def make_home(root: Path) -> Certmgr:
+    cm = Certmgr(root / "home")
+    cm("init", "--ca-name", "Plant 1 CA", "--org", "Plant 1", "--ca-key-size", "2048")
+    for uri, store, layout, role in (("urn:plant:ua-server", "ua-server", "ua-net", "server"),
+                                     ("urn:plant:ua-client", "ua-client", "ua-net", "client"),
+                                     (NODE_SERVER_URI, "node-server", "node-opcua", "server"),
+                                     ("urn:plant:node-client", "node-client", "node-opcua", "client")):
+        cm("issue", "--app-uri", uri, "--store", str(root / store), "--layout", layout, "--role", role,
+           "--dns", "localhost", "--ip", "127.0.0.1")
+    return cm
+
+
+def store_of(root: Path, name: str) -> pki.ApplicationStore:
+    return pki.ApplicationStore(root / name, "node-opcua" if name.startswith("node") else "ua-net")
+
+
+def ident(root: Path, name: str, uri: str, peer_role: str) -> Identity:
+    return identity_from_store(store_of(root, name), uri, peer_role=peer_role, clock=utc)
+
+
+def frozen(identity: Identity, root: Path, name: str, copy: Path) -> Identity:
+    """The identity with its store's trust folders as they are now (an application that has not been renewed
+    keeps its own files): a copy of the store validates its peers."""
+    shutil.copytree(root / name, copy)
+    validator = identity.validator
+    return dataclasses.replace(identity, validator=StoreValidator(pki.ApplicationStore(copy, store_of(root, name).layout),
+                                                                  validator.peer_role, utc))
+
+
+def new_ca_application(cm: Certmgr, root: Path, passphrase: str) -> tuple[Identity, Identity]:
+    """An application signed by the next generation during `started` (what advance will issue): its key, a
+    certificate of G2, a store that is a copy of a managed one (trusting both generations). (client, server)"""
+    g2 = rollover_issuer(cm, "next")
+    key = fresh_ca_key(2048)
+    cert = ca.build_application_certificate(make_identity("urn:plant:g2-app", "g2 app"), key.public_key(), g2, now=utc())
+    copy = root / "g2-app"
+    if not copy.exists():
+        shutil.copytree(root / "ua-client", copy)
+    store = pki.ApplicationStore(copy)
+    return (Identity("urn:plant:g2-app", cert, key, StoreValidator(store, "server", utc)),
+            Identity("urn:plant:g2-app", cert, key, StoreValidator(store, "client", utc)))
+
+
+def rollover_issuer(cm: Certmgr, role: str) -> ca.Issuer:
+    """The issuer of the generation in ``role`` ("next", "signing", "previous"), its key from its folder."""
+    from certmgr.context import AppContext
+
+    ctx = AppContext(cm.home)
+    try:
+        row = getattr(rollover._read(ctx), role)
+        return rollover._issuer_of(ctx, row, cm.env["CERTMGR_CA_PASSPHRASE"].encode())
+    finally:
+        ctx.close()
+
+
+def connect(server: Identity, client: Identity):
+    """One asyncua secure channel (Basic256Sha256 SignAndEncrypt): the server validates the client's certificate
+    with its store, the client the server's with its own."""
+    async def run():
+        loopback = await LoopbackServer(["Basic256Sha256"]).start(server)
+        try:
+            return await try_channel(loopback.url, client, "Basic256Sha256", server_certificate=server.certificate_der,
+                                     server_validator=server.validator)
+        finally:
+            await loopback.stop()
+
+    return asyncio.run(run())
+
+
+def node_session(url: str, client: Identity, attempts: int = 5):
+    from certmgr.opcua.proofs import endpoint_certificate
+    from certmgr.opcua.session import attempt_session
+
+    async def run():
+        result = None
+        for _ in range(attempts):  # node-opcua reads its folders in the background after start
+            served, _ = await endpoint_certificate(url)
+            result = await attempt_session(url, client, "Basic256Sha256", served)
+            if result.ok:
+                return result
+            await asyncio.sleep(1.5)
+        return result
+
+    return asyncio.run(run())
+
+
+def ders_in(root: Path) -> set[bytes]:
+    """Every certificate and CRL file's DER under ``root`` (stores hold DER and PEM)."""
+    found = set()
+    for path in root.rglob("*"):
+        if path.is_file() and path.suffix in (".der", ".crl", ".pem") and "private" not in path.parts:
+            data = path.read_bytes()
+            if b"PRIVATE KEY" in data:
+                continue
+            for block in (data.split(b"-----END CERTIFICATE-----") if b"BEGIN" in data else [data]):
+                try:
+                    obj = pki.parse_certificate(block + b"-----END CERTIFICATE-----\n" if b"BEGIN" in block else block)
+                    found.add(obj.public_bytes(serialization.Encoding.DER))
+                except ValueError:
+                    pass
+    return found
+
+
+STORES = ("ua-server", "ua-client", "node-server", "node-client")
+
+
+@pytest.fixture(scope="module")
+def plant(tmp_path_factory, node_server_installed):
+    root = tmp_path_factory.mktemp("rollover")
+    cm = make_home(root)
+    return {"cm": cm, "root": root, "saved": {}}
+
+
+def test_start_is_refused_outside_a_home_and_status_says_none(plant):
+    cm = plant["cm"]
+    before = cm.json("ca", "rollover", "status")
+    assert before["phase"] == "none" and before["new_ca"] is None and before["blocking"] == []
+    assert before["applications"]["old_ca"] == 4
+    refused = cm("ca", "rollover", "advance", code=2)
+    assert "no rollover is in progress" in refused.stderr
+    assert cm("ca", "rollover", "finish", code=2).exit_code == 2
+
+
+def test_start_puts_the_next_generation_beside_the_current_ca_in_every_store(plant):
+    cm, root = plant["cm"], plant["root"]
+    g1 = pki.parse_certificate((cm.home / "ca" / "ca.der").read_bytes())
+    started = cm.json("ca", "rollover", "start")
+    assert started["phase"] == "started" and started["old_ca"] == pki.thumbprint(g1)
+    g2_file = cm.home / "ca" / "generations" / "G2" / "ca.der"
+    g2 = pki.parse_certificate(g2_file.read_bytes())
+    assert started["new_ca"] == pki.thumbprint(g2) and pki.common_name(g2) == "Plant 1 CA G2"
+    assert (cm.home / "ca" / "ca.der").read_bytes() == g1.public_bytes(serialization.Encoding.DER)  # G1 still signs
+    # its own key, encrypted with the CA passphrase, 0600; the same profile; AKI with the key id only
+    key_file = cm.home / "ca" / "generations" / "G2" / "private" / "ca-key.pem"
+    assert b"ENCRYPTED PRIVATE KEY" in key_file.read_bytes() and key_file.stat().st_mode & 0o777 == 0o600
+    assert ca.load_private_key_pem(key_file.read_bytes(), cm.env["CERTMGR_CA_PASSPHRASE"].encode()).key_size == 2048
+    aki = g2.extensions.get_extension_for_class(ca.profile.x509.AuthorityKeyIdentifier).value
+    assert aki.authority_cert_issuer is None and aki.authority_cert_serial_number is None
+    assert g2.extensions.get_extension_for_class(ca.profile.x509.BasicConstraints).value.ca
+    for name in STORES + ("verifier",):
+        store = store_of(root, name) if name != "verifier" else pki.ApplicationStore(cm.home / "verifier")
+        trusted = {pki.thumbprint(c.value) for c in store.certificates(pki.TRUSTED)}
+        assert {pki.thumbprint(g1), pki.thumbprint(g2)} <= trusted, name
+        issuers = {c.value.issuer for c in store.crls(pki.TRUSTED)}
+        assert issuers == {g1.subject, g2.subject}, name  # a CRL per generation, each filed under its own name
+    # repeatable: a second start changes nothing and makes no third CA
+    again = cm.json("ca", "rollover", "start")
+    assert again["new_ca"] == started["new_ca"] and not (cm.home / "ca" / "generations" / "G3").exists()
+    assert [r[0] for r in cm.sql("SELECT role FROM authorities ORDER BY generation")] == ["signing", "next"]
+    status = cm.json("ca", "rollover", "status")
+    assert status["phase"] == "started" and status["blocking"] == [], status
+    assert status["applications"] == {"old_ca": 4, "new_ca": 0}
+
+
+def test_during_overlap_old_and_new_ca_applications_connect_both_ways(plant):
+    cm, root = plant["cm"], plant["root"]
+    old_server = ident(root, "ua-server", "urn:plant:ua-server", "client")
+    old_client = ident(root, "ua-client", "urn:plant:ua-client", "server")
+    new_client, new_server = new_ca_application(cm, root, cm.env["CERTMGR_CA_PASSPHRASE"])
+    assert connect(old_server, new_client).ok
+    assert connect(new_server, old_client).ok
+    process, port = run_node_server(root / "node-server", root / "node-started.log")
+    plant["node"] = (process, port)
+    url = f"opc.tcp://127.0.0.1:{port}"
+    assert node_session(url, new_client).ok  # node-opcua (old CA) <-> new-CA client
+    assert node_session(url, ident(root, "node-client", "urn:plant:node-client", "server")).ok
+    # keep old-CA identities with their stores as they are now: they play the applications left behind
+    plant["saved"]["old_client"] = frozen(old_client, root, "ua-client", root / "saved-ua-client")
+    plant["saved"]["old_server"] = frozen(old_server, root, "ua-server", root / "saved-ua-server")
+    plant["saved"]["new_client"] = new_client
