@@ -209,3 +209,119 @@ def test_during_overlap_old_and_new_ca_applications_connect_both_ways(plant):
     plant["saved"]["old_client"] = frozen(old_client, root, "ua-client", root / "saved-ua-client")
     plant["saved"]["old_server"] = frozen(old_server, root, "ua-server", root / "saved-ua-server")
     plant["saved"]["new_client"] = new_client
+
+
+def test_advance_waits_for_every_live_endpoint_to_trust_the_new_ca(plant):
+    """A peer server still without the new CA (its PKI folder was copied before start) blocks advance; the probe
+    with a new-CA identity tells which. Once it is gone, nothing blocks."""
+    cm, root = plant["cm"], plant["root"]
+    g2 = pki.parse_certificate((cm.home / "ca" / "generations" / "G2" / "ca.der").read_bytes())
+    behind = root / "behind-server"
+    shutil.copytree(root / "node-server", behind)
+    behind_store = pki.ApplicationStore(behind, "node-opcua")
+    for kind in (pki.TRUSTED, pki.ISSUER):
+        for loaded in behind_store.certificates(kind):
+            if loaded.value is not None and pki.thumbprint(loaded.value) == pki.thumbprint(g2):
+                loaded.path.unlink()
+        for path in behind_store.ca_crl_files(g2, kind):
+            path.unlink()
+    process, port = run_node_server(behind, root / "node-behind.log")
+    try:
+        _, live_port = plant["node"]
+        for p in (port, live_port):
+            cm("peer", "add", "--endpoint", f"opc.tcp://127.0.0.1:{p}")
+        status = cm.json("ca", "rollover", "status")
+        probes = {p["endpoint"]: p["trusts_new_ca"] for p in status["probes"]}
+        assert probes == {f"opc.tcp://127.0.0.1:{port}": False, f"opc.tcp://127.0.0.1:{live_port}": True}, status
+        assert len(status["blocking"]) == 1 and f":{port}: refuses a certificate of the new CA" in status["blocking"][0]
+        refused = cm("ca", "rollover", "advance", code=1)
+        assert "advance is blocked" in refused.stderr
+        assert cm.json("ca", "rollover", "status")["phase"] == "started"
+    finally:
+        stop(process)
+    cm("peer", "remove", f"opc.tcp://127.0.0.1:{port}", "--yes")
+    assert cm.json("ca", "rollover", "status")["blocking"] == []
+
+
+def test_advance_reissues_every_application_under_the_new_ca(plant):
+    cm, root = plant["cm"], plant["root"]
+    g2_der = (cm.home / "ca" / "generations" / "G2" / "ca.der").read_bytes()
+    old_keys = {n: store_of(root, n).own().certificate.public_key().public_numbers() for n in STORES}
+    advanced = cm.json("ca", "rollover", "advance")
+    assert advanced["phase"] == "advanced" and {r["outcome"] for r in advanced["renewals"]} == {"renewed"}
+    assert len(advanced["renewals"]) == 5  # four applications and certmgr's verifier
+    assert all(any(ch["ok"] for ch in r["channels"]) for r in advanced["renewals"])  # proven on real channels
+    assert (cm.home / "ca" / "ca.der").read_bytes() == g2_der
+    g2 = pki.parse_certificate(g2_der)
+    for name in STORES:
+        own = store_of(root, name).own().certificate
+        assert own.issuer == g2.subject and pki.cert_signed_by(own, g2), name
+        assert own.public_key().public_numbers() != old_keys[name]
+    rows = cm.sql("SELECT c.status, a.generation FROM certificates c JOIN authorities a ON a.id = c.authority_id "
+                  "JOIN applications p ON p.id = c.application_id WHERE p.app_uri = 'urn:plant:ua-client' ORDER BY c.id")
+    assert [(s, g) for s, g in rows] == [("superseded", 1), ("active", 2)]
+    status = cm.json("ca", "rollover", "status")
+    assert status["applications"] == {"old_ca": 0, "new_ca": 4} and status["blocking"] == []
+    # both CRLs stay signed and published; a revocation of an old-CA certificate goes on the old CA's CRL
+    assert cm.json("ca", "rollover", "advance")["renewals"] == []  # repeatable: nothing left to re-issue
+
+
+def test_after_advance_old_and_new_ca_applications_connect_both_ways(plant):
+    cm, root = plant["cm"], plant["root"]
+    old_client, old_server = plant["saved"]["old_client"], plant["saved"]["old_server"]
+    new_server = ident(root, "ua-server", "urn:plant:ua-server", "client")
+    new_client = ident(root, "ua-client", "urn:plant:ua-client", "server")
+    assert connect(new_server, old_client).ok
+    assert connect(old_server, new_client).ok
+    stop(plant["node"][0])  # the node-opcua server loads its renewed certificate at start
+    process, port = run_node_server(root / "node-server", root / "node-advanced.log")
+    plant["node"] = (process, port)
+    url = f"opc.tcp://127.0.0.1:{port}"
+    assert node_session(url, old_client).ok
+    assert node_session(url, ident(root, "node-client", "urn:plant:node-client", "server")).ok
+
+
+def test_old_ca_crl_stays_current_and_takes_its_revocations(plant):
+    cm, root = plant["cm"], plant["root"]
+    g1 = pki.parse_certificate((cm.home / "ca" / "generations" / "G1" / "ca.der").read_bytes())
+    store = store_of(root, "ua-server")
+    before = pki.crl_number(pki.parse_crl(store.newest_ca_crl_file(g1).read_bytes()))
+    old = plant["saved"]["old_client"]
+    cm("revoke", pki.thumbprint(old.certificate), "--reason", "keyCompromise", "--yes")
+    crl = pki.parse_crl(store.newest_ca_crl_file(g1).read_bytes())
+    assert pki.crl_number(crl) > before and pki.crl_signed_by(crl, g1)
+    assert crl.get_revoked_certificate_by_serial_number(old.certificate.serial_number) is not None
+    refused = connect(ident(root, "ua-server", "urn:plant:ua-server", "client"), old)
+    assert (refused.ok, refused.status) == (False, "BadCertificateRevoked"), refused.as_dict()
+    refreshed = cm.json("crl", "refresh", "--force")
+    assert refreshed["ok"], refreshed
+
+
+def test_finish_removes_the_old_ca_from_every_store_and_everything_still_connects(plant):
+    cm, root = plant["cm"], plant["root"]
+    g1 = pki.parse_certificate((cm.home / "ca" / "generations" / "G1" / "ca.der").read_bytes())
+    g1_der = g1.public_bytes(serialization.Encoding.DER)
+    finished = cm.json("ca", "rollover", "finish")
+    assert finished["phase"] == "finished" and all(r["error"] is None for r in finished["removed"])
+    for name in STORES + ("verifier",):
+        folder = root / name if name != "verifier" else cm.home / "verifier"
+        assert g1_der not in ders_in(folder), name
+        store = pki.ApplicationStore(folder, store_of(root, name).layout if name != "verifier" else "ua-net")
+        assert not store.ca_crl_files(g1, pki.TRUSTED), name
+    files = cm.home / "ca" / "generations" / "G1"
+    assert (files / "last.crl").exists() and not (files / "private" / "ca-key.pem").exists()
+    assert [r[0] for r in cm.sql("SELECT role FROM authorities ORDER BY generation")] == ["retired", "signing"]
+    assert cm("ca", "rollover", "finish", code=2).exit_code == 2
+    server = ident(root, "ua-server", "urn:plant:ua-server", "client")
+    client = ident(root, "ua-client", "urn:plant:ua-client", "server")
+    assert connect(server, client).ok
+    stop(plant["node"][0])
+    process, port = run_node_server(root / "node-server", root / "node-finished.log")
+    try:
+        url = f"opc.tcp://127.0.0.1:{port}"
+        assert node_session(url, ident(root, "node-client", "urn:plant:node-client", "server")).ok
+        assert node_session(url, client).ok
+    finally:
+        stop(process)
+    status = cm.json("ca", "rollover", "status")
+    assert (status["phase"], status["applications"]["new_ca"]) == ("finished", 4)
