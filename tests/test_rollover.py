@@ -387,3 +387,101 @@ def test_emergency_rekeys_everything_and_old_ca_identities_are_refused(compromis
     again = cm.json("ca", "rollover", "--emergency", "--yes")  # a second emergency makes G3: each run is a new CA
     assert pki.common_name(pki.parse_certificate((cm.home / "ca" / "ca.der").read_bytes())) == "Plant 1 CA G3"
     assert again["phase"] == "finished"
+
+
+# crash safety: real certmgr processes SIGKILLed before a chosen file or database mutation (tests/kill/shim.c) ----
+
+
+@pytest.fixture(scope="module")
+def killable(tmp_path_factory):
+    from tests.kill import runner
+
+    root = tmp_path_factory.mktemp("rollover-kill") / "ws"
+    root.mkdir()
+    cm = Certmgr(root / "home")
+    cm.env["CERTMGR_CA_PASSPHRASE"] = runner.PASSPHRASE  # what the harness's child processes are given
+    cm("init", "--ca-name", "Kill CA", "--ca-key-size", "2048")
+    for uri, name, layout in (("urn:kill:ua", "ua", "ua-net"), ("urn:kill:node", "node", "node-opcua")):
+        cm("issue", "--app-uri", uri, "--store", str(root / name), "--layout", layout, "--dns", "localhost", "--ip", "127.0.0.1")
+    return {"cm": cm, "root": root, "shim": runner.build_shim(tmp_path_factory.mktemp("shim"))}
+
+
+def killed_then_rerun(ws, args: list[str], pick) -> tuple[str, object]:
+    """Run ``certmgr ARGS`` once logging its mutations (on a copy put back afterwards), SIGKILL a second run before
+    the mutation ``pick`` chooses from that log, then run it again: returns (the point, the final run)."""
+    from tests.kill.runner import run_certmgr
+
+    root, home = ws["root"], ws["root"] / "home"
+    pristine = root.parent / "pristine"
+    shutil.rmtree(pristine, ignore_errors=True)
+    shutil.copytree(root, pristine, symlinks=True)
+    logged = run_certmgr(home, args, shim=ws["shim"], log=root.parent / "mutations.log")
+    assert logged.returncode == 0, logged.stderr
+    k, point = pick(logged.mutations)
+    shutil.rmtree(root)
+    shutil.copytree(pristine, root, symlinks=True)
+    cut = run_certmgr(home, args, shim=ws["shim"], kill_at=k)
+    assert cut.killed, (point, cut.stderr)
+    return point, cut
+
+
+def first(pattern: str, after: str | None = None):
+    def pick(mutations: list[str]) -> tuple[int, str]:
+        seen = after is None
+        for line in mutations:
+            seen = seen or after in line
+            if seen and pattern in line:
+                return int(line.split()[0]), line
+        raise AssertionError(f"no mutation matching {pattern!r} in:\n" + "\n".join(mutations))
+
+    return pick
+
+
+def rerun(ws, args: list[str]):
+    from tests.kill.runner import run_certmgr
+
+    done = run_certmgr(ws["root"] / "home", args + ["--json"])
+    assert done.returncode == 0, done.stderr
+    import json
+
+    return json.loads(done.stdout)
+
+
+def test_killed_start_is_completed_by_running_start_again(killable):
+    ws = killable
+    point, _ = killed_then_rerun(ws, ["ca", "rollover", "start"], first("ws/ua/trusted/certs/Kill CA G2", after="G2/ca.der"))
+    result = rerun(ws, ["ca", "rollover", "start"])
+    assert result["phase"] == "started" and result["blocking"] == [], (point, result)
+    assert [r[0] for r in ws["cm"].sql("SELECT role FROM authorities ORDER BY generation")] == ["signing", "next"]
+    g2 = pki.parse_certificate((ws["root"] / "home" / "ca" / "generations" / "G2" / "ca.der").read_bytes())
+    for name, layout in (("ua", "ua-net"), ("node", "node-opcua")):
+        assert pki.ApplicationStore(ws["root"] / name, layout).holds_certificate(g2, pki.TRUSTED), (point, name)
+
+
+def test_killed_advance_at_the_switch_is_refused_elsewhere_and_completed_by_advance(killable):
+    ws = killable
+    home = ws["root"] / "home"
+    # killed after the new key replaced the signing key and before ca.der did: the marker holds every other command
+    point, _ = killed_then_rerun(ws, ["ca", "rollover", "advance"], first(str(home / "ca" / "ca.der"), after="rollover.switching"))
+    assert (home / "ca" / "rollover.switching").exists(), point
+    held = ws["cm"]("list", code=2)
+    assert "run `certmgr ca rollover advance` again" in held.stderr and len(held.stderr.strip().splitlines()) == 1
+    result = rerun(ws, ["ca", "rollover", "advance"])
+    assert result["phase"] == "advanced" and result["applications"] == {"old_ca": 0, "new_ca": 2}, (point, result)
+    assert not (home / "ca" / "rollover.switching").exists()
+    g2 = pki.parse_certificate((home / "ca" / "ca.der").read_bytes())
+    assert ca.key_matches_certificate(ca.load_private_key_pem((home / "ca" / "private" / "ca-key.pem").read_bytes(),
+                                                              ws["cm"].env["CERTMGR_CA_PASSPHRASE"].encode()), g2.public_key())
+    assert ws["cm"].sql("SELECT count(*) FROM certificates WHERE status = 'pending'")[0][0] == 0
+
+
+def test_killed_finish_is_completed_by_finish(killable):
+    ws = killable
+    home = ws["root"] / "home"
+    g1 = pki.parse_certificate((home / "ca" / "generations" / "G1" / "ca.der").read_bytes())
+    point, _ = killed_then_rerun(ws, ["ca", "rollover", "finish"], first("unlink", after="trusted/certs"))
+    result = rerun(ws, ["ca", "rollover", "finish"])
+    assert result["phase"] == "finished", (point, result)
+    for name, layout in (("ua", "ua-net"), ("node", "node-opcua")):
+        store = pki.ApplicationStore(ws["root"] / name, layout)
+        assert not store.holds_certificate(g1, pki.TRUSTED) and not store.ca_crl_files(g1, pki.TRUSTED), (point, name)
