@@ -16,4 +16,4 @@ def section(name: str, doc: str):
     return register
 
 
-from . import crl, fleet, issue, kill, probe, renew, web  # noqa: E402,F401  (each registers its sections)
+from . import crl, fleet, issue, kill, probe, rekey, renew, web  # noqa: E402,F401  (each registers its sections)
