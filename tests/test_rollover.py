@@ -68,7 +68,7 @@ def frozen(identity: Identity, root: Path, name: str, copy: Path) -> Identity:
                                                                   validator.peer_role, utc))
 
 
-def new_ca_application(cm: Certmgr, root: Path, passphrase: str) -> tuple[Identity, Identity]:
+def new_ca_application(cm: Certmgr, root: Path) -> tuple[Identity, Identity]:
     """An application signed by the next generation during `started` (what advance will issue): its key, a
     certificate of G2, a store that is a copy of a managed one (trusting both generations). (client, server)"""
     g2 = rollover_issuer(cm, "next")
@@ -88,8 +88,8 @@ def rollover_issuer(cm: Certmgr, role: str) -> ca.Issuer:
 
     ctx = AppContext(cm.home)
     try:
-        row = getattr(rollover._read(ctx), role)
-        return rollover._issuer_of(ctx, row, cm.env["CERTMGR_CA_PASSPHRASE"].encode())
+        row = getattr(rollover.read_generations(ctx), role)
+        return rollover.issuer_of(ctx, row, cm.env["CERTMGR_CA_PASSPHRASE"].encode())
     finally:
         ctx.close()
 
@@ -146,10 +146,13 @@ STORES = ("ua-server", "ua-client", "node-server", "node-client")
 
 
 @pytest.fixture(scope="module")
-def plant(tmp_path_factory, node_server_installed):
+def plant(tmp_path_factory, node_server_installed):  # noqa: F811  (the imported fixture)
     root = tmp_path_factory.mktemp("rollover")
     cm = make_home(root)
-    return {"cm": cm, "root": root, "saved": {}}
+    state = {"cm": cm, "root": root, "saved": {}}
+    yield state
+    if "node" in state and state["node"][0].poll() is None:  # a failed test must not leave the server running
+        stop(state["node"][0])
 
 
 def test_start_is_refused_outside_a_home_and_status_says_none(plant):
@@ -197,7 +200,7 @@ def test_during_overlap_old_and_new_ca_applications_connect_both_ways(plant):
     cm, root = plant["cm"], plant["root"]
     old_server = ident(root, "ua-server", "urn:plant:ua-server", "client")
     old_client = ident(root, "ua-client", "urn:plant:ua-client", "server")
-    new_client, new_server = new_ca_application(cm, root, cm.env["CERTMGR_CA_PASSPHRASE"])
+    new_client, new_server = new_ca_application(cm, root)
     assert connect(old_server, new_client).ok
     assert connect(new_server, old_client).ok
     process, port = run_node_server(root / "node-server", root / "node-started.log")
@@ -267,7 +270,7 @@ def test_advance_reissues_every_application_under_the_new_ca(plant):
 
 
 def test_after_advance_old_and_new_ca_applications_connect_both_ways(plant):
-    cm, root = plant["cm"], plant["root"]
+    root = plant["root"]
     old_client, old_server = plant["saved"]["old_client"], plant["saved"]["old_server"]
     new_server = ident(root, "ua-server", "urn:plant:ua-server", "client")
     new_client = ident(root, "ua-client", "urn:plant:ua-client", "server")
@@ -328,7 +331,7 @@ def test_finish_removes_the_old_ca_from_every_store_and_everything_still_connect
 
 
 @pytest.fixture(scope="module")
-def compromised(tmp_path_factory, node_server_installed):
+def compromised(tmp_path_factory, node_server_installed):  # noqa: F811
     root = tmp_path_factory.mktemp("emergency")
     return {"cm": make_home(root), "root": root}
 

@@ -54,7 +54,7 @@ def rollover_group(ctx: click.Context, emergency: bool, yes: bool) -> None:
     if not yes:
         raise InputError("--emergency removes the current CA from every store and re-keys every application",
                          "confirm with `certmgr ca rollover --emergency --yes`")
-    from ..services.rollover import emergency as run_emergency
+    from ..services.rollover_emergency import emergency as run_emergency
 
     result = run_emergency(app)
     failed = [r for r in result["renewals"] if r["outcome"] != "renewed"]

@@ -12,6 +12,7 @@ makes G2 the signing CA and re-issues every application through the renewal pipe
 CRLs stay signed and published meanwhile (G1's by `crl refresh` and by revocations of G1 certificates).
 *finish* (once no active certificate depends on G1) removes G1's certificate and CRL from every store.
 
+``--emergency`` (services/rollover_emergency.py) runs them back to back for a compromised CA.
 Each phase is repeatable: killed anywhere, the same command run again finds what is done and completes the rest.
 """
 
@@ -35,7 +36,6 @@ from ..context import AppContext
 from ..errors import InputError, OperationFailed
 from ..locks import exclusive
 from ..passphrase import read_passphrase
-from . import lifecycle
 from . import rollover_stores as stores
 from .crls import sign_crl
 
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 NONE, STARTED, ADVANCED, FINISHED = "none", "started", "advanced", "finished"
 SIGNING, NEXT, PREVIOUS, RETIRED = "signing", "next", "previous", "retired"
-COMPROMISE_REASON = "cACompromise"
 
 
 def _fresh_ca_key(bits: int):
@@ -83,14 +82,14 @@ def generations(session) -> Generations:
     return Generations(by_role[SIGNING][0], (by_role[NEXT] or [None])[0], (by_role[PREVIOUS] or [None])[0], by_role[RETIRED])
 
 
-def _read(ctx: AppContext) -> Generations:
+def read_generations(ctx: AppContext) -> Generations:
     with ctx.database().read() as session:
         found = generations(session)
         session.expunge_all()
     return found
 
 
-def _require(ctx: AppContext) -> None:
+def require_home(ctx: AppContext) -> None:
     if not stores.switch_marker(ctx.home).exists():  # a cut switch: only rollover commands may touch the home
         ctx.require_initialised()
     if ctx.home.ca_cert_path.parent.joinpath("root.der").exists():
@@ -101,7 +100,7 @@ def _require(ctx: AppContext) -> None:
                          "rollover of a CA key held on a PKCS#11 token is not built yet")
 
 
-def _issuer_of(ctx: AppContext, row: db.Authority, passphrase: bytes) -> ca.Issuer:
+def issuer_of(ctx: AppContext, row: db.Authority, passphrase: bytes) -> ca.Issuer:
     """A non-signing generation's issuer, its key read by setup's `_ca_key` from the generation folder."""
     from .setup import _ca_key
 
@@ -114,7 +113,7 @@ def _issuer_of(ctx: AppContext, row: db.Authority, passphrase: bytes) -> ca.Issu
     return ca.Issuer(cert, key)
 
 
-def _audit(ctx: AppContext, action: str, **details) -> None:
+def audit(ctx: AppContext, action: str, **details) -> None:
     with ctx.database().write() as session:
         queries.add_audit(session, at=ctx.now(), actor=ctx.actor, action=action, target=None, **details)
 
@@ -123,9 +122,9 @@ def _audit(ctx: AppContext, action: str, **details) -> None:
 
 
 def start(ctx: AppContext, passphrase: bytes | None = None) -> dict:
-    _require(ctx)
+    require_home(ctx)
     passphrase = passphrase if passphrase is not None else read_passphrase(ctx.passphrase_file)
-    gens = _read(ctx)
+    gens = read_generations(ctx)
     if gens.phase == ADVANCED:
         raise InputError("the rollover is past start (the new CA signs already)", "run `certmgr ca rollover finish`")
     current = ctx.issuer(passphrase=passphrase)  # proves the passphrase before anything is written
@@ -141,7 +140,7 @@ def start(ctx: AppContext, passphrase: bytes | None = None) -> dict:
             crl_row = sign_crl(ctx, new_issuer, now, authority_id=new_row.id)
         publications = stores.distribute(ctx, new_issuer.certificate, crl_row, current.certificate, now)
         stores.probe_identity(ctx, stores.generation_files(ctx.home, new_row.generation), new_issuer, now)
-        _audit(ctx, "ca.rollover.start", new_ca=new_row.thumbprint, generation=new_row.generation,
+        audit(ctx, "ca.rollover.start", new_ca=new_row.thumbprint, generation=new_row.generation,
                stores=len(publications), errors=[p.store for p in publications if p.status == "error"])
     result = status(ctx, probe=False)
     result["stores"] = [p.as_dict() for p in publications]
@@ -156,7 +155,7 @@ def _next_generation(ctx: AppContext, gens: Generations, current: ca.Issuer, pas
     signing = gens.signing
     stores.archive_signing_files(ctx.home, stores.generation_files(ctx.home, signing.generation))
     if gens.next is not None:
-        return gens.next, _issuer_of(ctx, gens.next, passphrase)
+        return gens.next, issuer_of(ctx, gens.next, passphrase)
     number = max([signing.generation] + [r.generation for r in gens.retired]) + 1
     files = stores.generation_files(ctx.home, number)
     files.prepare()
@@ -165,7 +164,7 @@ def _next_generation(ctx: AppContext, gens: Generations, current: ca.Issuer, pas
     key_size = current.certificate.public_key().key_size  # the same profile as the current CA
     ctx.settings.ca.key_size = key_size
     cert = _ca_material(shim, ctx.settings, subject, passphrase, _fresh_ca_key(key_size), ctx.now(), InitOptions())
-    issuer = _issuer_of(ctx, SimpleNamespace(generation=number, certificate_der=cert.public_bytes(serialization.Encoding.DER)),
+    issuer = issuer_of(ctx, SimpleNamespace(generation=number, certificate_der=cert.public_bytes(serialization.Encoding.DER)),
                         passphrase)
     now = ctx.now()
     with ctx.database().write() as session:
@@ -203,8 +202,8 @@ def pki_oid(name: str):
 
 
 def status(ctx: AppContext, *, probe: bool = True) -> dict:
-    _require(ctx)
-    gens = _read(ctx)
+    require_home(ctx)
+    gens = read_generations(ctx)
     now = ctx.now()
     old, new = gens.old, gens.new
     with ctx.database().read() as session:
@@ -249,7 +248,7 @@ def _advance_blockers(ctx: AppContext, gens: Generations, result: dict, now: dat
     from .peers import peer_settings
 
     files = stores.generation_files(ctx.home, new.generation)
-    identity = stores.probe_identity(ctx, files, _issuer_of(ctx, new, read_passphrase(ctx.passphrase_file)), now)
+    identity = stores.probe_identity(ctx, files, issuer_of(ctx, new, read_passphrase(ctx.passphrase_file)), now)
     settings = peer_settings(ctx)
     outcomes = asyncio.run(probe_many(targets, identity, [], None, concurrency=settings.probe_concurrency, timeout=settings.timeout))
     for outcome in outcomes:
@@ -296,8 +295,8 @@ def _finish_blockers(ctx: AppContext, previous: db.Authority, now: datetime) -> 
 
 def advance(ctx: AppContext, *, check: bool = True, progress=None) -> dict:
     """The new generation becomes the signing CA; every application is re-issued under it (renewal pipeline)."""
-    _require(ctx)
-    gens = _read(ctx)
+    require_home(ctx)
+    gens = read_generations(ctx)
     if gens.phase in (NONE, FINISHED) and not stores.switch_marker(ctx.home).exists():
         raise InputError("no rollover is in progress", "start one with `certmgr ca rollover start`")
     if gens.phase == STARTED:
@@ -306,18 +305,18 @@ def advance(ctx: AppContext, *, check: bool = True, progress=None) -> dict:
             if blocking:
                 more = f" (and {len(blocking) - 1} more; see `certmgr ca rollover status`)" if len(blocking) > 1 else ""
                 raise OperationFailed(f"advance is blocked: {blocking[0]}{more}", "fix what blocks, then run advance again")
-        _switch(ctx, gens)
+        switch_signing(ctx, gens)
     elif stores.switch_marker(ctx.home).exists():
-        _switch(ctx, gens)  # the database switched, the files may not have
+        switch_signing(ctx, gens)  # the database switched, the files may not have
     results = reissue(ctx, progress=progress)
-    _audit(ctx, "ca.rollover.advance", renewed=sum(r.outcome == "renewed" for r in results),
+    audit(ctx, "ca.rollover.advance", renewed=sum(r.outcome == "renewed" for r in results),
            failed=[r.app_uri for r in results if r.outcome == "failed"])
     result = status(ctx, probe=False)
     result["renewals"] = [r.as_dict() for r in results]
     return result
 
 
-def _switch(ctx: AppContext, gens: Generations) -> None:
+def switch_signing(ctx: AppContext, gens: Generations) -> None:
     """Marker, files, database row, marker gone: each step repeatable, so a kill anywhere is finished by a re-run."""
     marker = stores.switch_marker(ctx.home)
     with exclusive(ctx.home.lock_path, "certmgr ca rollover advance"):
@@ -359,8 +358,8 @@ def reissue(ctx: AppContext, *, progress=None) -> list:
 
 def finish(ctx: AppContext, *, force: bool = False) -> dict:
     """The previous generation out of every store; its last CRL kept in its folder; the generation retired."""
-    _require(ctx)
-    gens = _read(ctx)
+    require_home(ctx)
+    gens = read_generations(ctx)
     if gens.phase != ADVANCED:
         raise InputError(f"the rollover is {gens.phase}, not advanced", "run `certmgr ca rollover advance` first"
                          if gens.phase == STARTED else "nothing to finish: see `certmgr ca rollover status`")
@@ -370,13 +369,13 @@ def finish(ctx: AppContext, *, force: bool = False) -> dict:
         if blocking:
             raise OperationFailed(f"finish is blocked: {blocking[0]}" + (f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""),
                                   "re-issue or revoke those certificates, then run finish again")
-    removals = _retire(ctx, previous)
+    removals = retire(ctx, previous)
     result = status(ctx, probe=False)
     result["removed"] = [{"store": r.store, "removed": r.removed, "error": r.error} for r in removals]
     return result
 
 
-def _retire(ctx: AppContext, previous: db.Authority) -> list:
+def retire(ctx: AppContext, previous: db.Authority) -> list:
     files = stores.generation_files(ctx.home, previous.generation)
     cert = pki.parse_certificate(previous.certificate_der)
     with exclusive(ctx.home.lock_path, "certmgr ca rollover finish"):
@@ -394,83 +393,12 @@ def _retire(ctx: AppContext, previous: db.Authority) -> list:
     return removals
 
 
-# emergency ----------------------------------------------------------------------------------------
-
-
-def emergency(ctx: AppContext) -> dict:
-    """The CA is compromised: a new generation, every application re-keyed under it now (no overlap wait), the
-    old CA out of every store certmgr writes, its certificates revoked, and the places certmgr cannot reach."""
-    _require(ctx)
-    passphrase = read_passphrase(ctx.passphrase_file)
-    gens = _read(ctx)
-    if gens.phase in (NONE, FINISHED, STARTED):
-        if gens.phase != STARTED:
-            start(ctx, passphrase)
-        gens = _read(ctx)
-        _switch(ctx, gens)
-    elif stores.switch_marker(ctx.home).exists():
-        _switch(ctx, gens)
-    gens = _read(ctx)
-    results = reissue(ctx)
-    failed = [r for r in results if r.outcome != "renewed"]
-    revoked = _revoke_generation(ctx, gens.previous, passphrase)
-    removals = _retire(ctx, gens.previous)
-    report = status(ctx, probe=False)
-    report["renewals"] = [r.as_dict() for r in results]
-    report["revoked"] = revoked
-    report["unreached"] = _emergency_unreached(ctx, gens.previous, failed, removals)
-    _audit(ctx, "ca.rollover.emergency", old_ca=gens.previous.thumbprint, new_ca=gens.signing.thumbprint,
-           renewed=len(results) - len(failed), failed=[r.app_uri for r in failed], revoked=revoked)
-    return report
-
-
-def _revoke_generation(ctx: AppContext, previous: db.Authority, passphrase: bytes) -> int:
-    """Every unexpired certificate of the compromised CA revoked (cACompromise), and its final CRL listing them
-    kept in the generation folder for places that cannot drop the CA at once. A re-run after the key was destroyed
-    (the retirement that follows) finds final.crl and has nothing left to do."""
-    files = stores.generation_files(ctx.home, previous.generation)
-    if (files.root / "final.crl").exists() and not files.ca_key_path.exists():
-        return 0
-    old_issuer = _issuer_of(ctx, previous, passphrase)
-    now = ctx.now()
-    with ctx.database().write() as session:
-        rows = list(session.scalars(select(db.Certificate).where(
-            db.Certificate.authority_id == previous.id, db.Certificate.revoked_at.is_(None), db.Certificate.not_after > now,
-            db.Certificate.status.in_((db.CertStatus.ACTIVE, db.CertStatus.SUPERSEDED)))))
-        for row in rows:
-            lifecycle.revoke(session, row, reason=COMPROMISE_REASON, now=now, actor=ctx.actor)
-    crl_row = sign_crl(ctx, old_issuer, now, authority_id=previous.id)
-    pki.atomic_write(files.root / "final.crl", crl_row.der, pki.CERT_MODE)
-    return len(rows)
-
-
-def _emergency_unreached(ctx: AppContext, previous: db.Authority, failed: list, removals: list) -> list[str]:
-    from .peers import BUNDLE
-
-    thumb = previous.thumbprint
-    lines = [f"application {r.app_uri}: re-key failed at {r.stage}: {r.reason} (fix it, then "
-             f"`certmgr renew --app-uri {r.app_uri} --force`)" for r in failed]
-    lines += [f"store {r.store}: {r.error} (remove the CA {thumb} from it by hand)" for r in removals if r.error]
-    with ctx.database().read() as session:
-        bundles = session.execute(select(db.Peer.store_path, db.Peer.name).where(db.Peer.layout == BUNDLE)).all()
-        peers = session.execute(select(db.Peer.endpoint, db.Peer.name).where(db.Peer.endpoint.is_not(None),
-                                                                             db.Peer.store_path.is_(None))).all()
-        pushed = session.execute(select(db.Application.app_uri, db.Application.endpoint).where(db.Application.deploy == "push")).all()
-    lines += [f"exported bundle {folder} for {name}: delete the compromised CA {thumb} from it and from the server it went to; "
-              "add the new CA" for folder, name in bundles]
-    lines += [f"peer {name} ({endpoint}): remove the compromised CA {thumb} from its trust list; add the new CA "
-              f"(ca/ca.der) and its CRL" for endpoint, name in peers]
-    lines += [f"push server {endpoint} ({uri}): its TrustList still holds the compromised CA {thumb} (removal over the "
-              "network is not built): remove it in the server's PKI folder" for uri, endpoint in pushed]
-    return lines
-
-
 def republish_generation_crls(ctx: AppContext, now: datetime, *, only: set[int] | None = None, force: bool = False) -> list:
     """Re-sign and publish the CRL of each trusted non-signing generation that needs it (`crl refresh`, and a
     revocation of a certificate of that generation)."""
     from .crl_refresh import needs_resign
 
-    gens = _read(ctx)
+    gens = read_generations(ctx)
     rows = [r for r in (gens.next, gens.previous) if r is not None and (only is None or r.id in only)]
     done = []
     for row in rows:
@@ -478,7 +406,7 @@ def republish_generation_crls(ctx: AppContext, now: datetime, *, only: set[int] 
             latest = queries.latest_crl(session, row.id)
         if latest is not None and not force and not needs_resign(ctx, latest, now):
             continue
-        issuer = _issuer_of(ctx, row, read_passphrase(ctx.passphrase_file))
+        issuer = issuer_of(ctx, row, read_passphrase(ctx.passphrase_file))
         crl_row = sign_crl(ctx, issuer, now, authority_id=row.id)
         stores.publish_generation_crl(ctx, crl_row, issuer.certificate, now)
         done.append(crl_row.number)
