@@ -488,3 +488,23 @@ def test_killed_finish_is_completed_by_finish(killable):
     for name, layout in (("ua", "ua-net"), ("node", "node-opcua")):
         store = pki.ApplicationStore(ws["root"] / name, layout)
         assert not store.holds_certificate(g1, pki.TRUSTED) and not store.ca_crl_files(g1, pki.TRUSTED), (point, name)
+
+
+def test_killed_emergency_is_completed_by_running_it_again(killable):
+    """After the finished rollover above: an emergency (G3) killed while it destroys the compromised G2 key, after
+    G2's final CRL and before its retirement is recorded."""
+    ws = killable
+    home = ws["root"] / "home"
+    g2 = pki.parse_certificate((home / "ca" / "ca.der").read_bytes())
+    args = ["ca", "rollover", "--emergency", "--yes"]
+    point, _ = killed_then_rerun(ws, args, first("unlink", after="G2/private/.certmgr-destroy"))
+    result = rerun(ws, args)
+    assert result["phase"] == "finished" and result["applications"] == {"old_ca": 0, "new_ca": 2}, (point, result)
+    assert pki.common_name(pki.parse_certificate((home / "ca" / "ca.der").read_bytes())) == "Kill CA G3"
+    assert list((home / "ca" / "generations" / "G2" / "private").glob("*key*")) == []  # no key, whole or half-erased
+    assert not list((home / "ca" / "generations" / "G2" / "private").glob(".certmgr-destroy*"))
+    for name, layout in (("ua", "ua-net"), ("node", "node-opcua")):
+        store = pki.ApplicationStore(ws["root"] / name, layout)
+        assert not store.holds_certificate(g2, pki.TRUSTED), (point, name)
+    roles = [r[0] for r in ws["cm"].sql("SELECT role FROM authorities ORDER BY generation")]
+    assert roles == ["retired", "retired", "signing"], (point, roles)

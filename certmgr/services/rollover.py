@@ -31,6 +31,7 @@ import db
 import pki
 from db import queries
 from pki import destroy_secret
+from pki.files import sweep_destroyed
 
 from ..context import AppContext
 from ..errors import InputError, OperationFailed
@@ -385,6 +386,8 @@ def retire(ctx: AppContext, previous: db.Authority) -> list:
         if last is not None and not files.last_crl_path.exists():
             pki.atomic_write(files.last_crl_path, last.der, pki.CERT_MODE)
         destroy_secret(files.ca_key_path)  # a retired CA signs nothing again; its key has no use left
+        destroy_secret(files.probe_key_path)  # nor does its probe identity prove anything any more
+        sweep_destroyed(files.ca_key_path.parent)  # a destruction a kill cut short
         with ctx.database().write() as session:
             row = session.get(db.Authority, previous.id)
             row.role, row.retired_at = RETIRED, ctx.now()
