@@ -52,7 +52,7 @@ def make_home(root: Path) -> Certmgr:
 
 
 def store_of(root: Path, name: str) -> pki.ApplicationStore:
-    return pki.ApplicationStore(root / name, "node-opcua" if name.startswith("node") else "ua-net")
+    return pki.ApplicationStore(root / name, "node-opcua" if name.startswith("node") or name == "late" else "ua-net")
 
 
 def ident(root: Path, name: str, uri: str, peer_role: str) -> Identity:
@@ -194,6 +194,11 @@ def test_start_puts_the_next_generation_beside_the_current_ca_in_every_store(pla
     status = cm.json("ca", "rollover", "status")
     assert status["phase"] == "started" and status["blocking"] == [], status
     assert status["applications"] == {"old_ca": 4, "new_ca": 0}
+    # an application issued during the overlap (by the old CA) trusts both generations from its first certificate
+    cm("issue", "--app-uri", "urn:plant:late", "--store", str(root / "late"), "--layout", "node-opcua", "--role", "client")
+    late = pki.ApplicationStore(root / "late", "node-opcua")
+    assert late.holds_certificate(g1, pki.TRUSTED) and late.holds_certificate(g2, pki.TRUSTED)
+    assert late.ca_crl_files(g2, pki.TRUSTED) and late.own().certificate.issuer == g1.subject
 
 
 def test_during_overlap_old_and_new_ca_applications_connect_both_ways(plant):
@@ -252,7 +257,7 @@ def test_advance_reissues_every_application_under_the_new_ca(plant):
     old_keys = {n: store_of(root, n).own().certificate.public_key().public_numbers() for n in STORES}
     advanced = cm.json("ca", "rollover", "advance")
     assert advanced["phase"] == "advanced" and {r["outcome"] for r in advanced["renewals"]} == {"renewed"}
-    assert len(advanced["renewals"]) == 5  # four applications and certmgr's verifier
+    assert len(advanced["renewals"]) == 6  # five applications and certmgr's verifier
     assert all(any(ch["ok"] for ch in r["channels"]) for r in advanced["renewals"])  # proven on real channels
     assert (cm.home / "ca" / "ca.der").read_bytes() == g2_der
     g2 = pki.parse_certificate(g2_der)
@@ -264,7 +269,7 @@ def test_advance_reissues_every_application_under_the_new_ca(plant):
                   "JOIN applications p ON p.id = c.application_id WHERE p.app_uri = 'urn:plant:ua-client' ORDER BY c.id")
     assert [(s, g) for s, g in rows] == [("superseded", 1), ("active", 2)]
     status = cm.json("ca", "rollover", "status")
-    assert status["applications"] == {"old_ca": 0, "new_ca": 4} and status["blocking"] == []
+    assert status["applications"] == {"old_ca": 0, "new_ca": 5} and status["blocking"] == []
     # both CRLs stay signed and published; a revocation of an old-CA certificate goes on the old CA's CRL
     assert cm.json("ca", "rollover", "advance")["renewals"] == []  # repeatable: nothing left to re-issue
 
@@ -306,7 +311,7 @@ def test_finish_removes_the_old_ca_from_every_store_and_everything_still_connect
     g1_der = g1.public_bytes(serialization.Encoding.DER)
     finished = cm.json("ca", "rollover", "finish")
     assert finished["phase"] == "finished" and all(r["error"] is None for r in finished["removed"])
-    for name in STORES + ("verifier",):
+    for name in STORES + ("verifier", "late"):
         folder = root / name if name != "verifier" else cm.home / "verifier"
         assert g1_der not in ders_in(folder), name
         store = pki.ApplicationStore(folder, store_of(root, name).layout if name != "verifier" else "ua-net")
@@ -327,7 +332,7 @@ def test_finish_removes_the_old_ca_from_every_store_and_everything_still_connect
     finally:
         stop(process)
     status = cm.json("ca", "rollover", "status")
-    assert (status["phase"], status["applications"]["new_ca"]) == ("finished", 4)
+    assert (status["phase"], status["applications"]["new_ca"]) == ("finished", 5)
 
 
 @pytest.fixture(scope="module")
