@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -513,3 +514,53 @@ def test_killed_emergency_is_completed_by_running_it_again(killable):
         assert not store.holds_certificate(g2, pki.TRUSTED), (point, name)
     roles = [r[0] for r in ws["cm"].sql("SELECT role FROM authorities ORDER BY generation")]
     assert roles == ["retired", "retired", "signing"], (point, roles)
+
+
+def test_start_writes_the_new_ca_into_push_servers_trust_lists(initialised, tmp_path):
+    """A push-deployed node-opcua server (tests/apps/node_push, node-opcua 2.157) gets the new CA through Part 12
+    AddCertificate, beside the current CA. It ignores the TrustList Write that carries the new CA's CRL: start says
+    so, and the probe of its endpoint blocks advance until the CRL is placed in its PKI folder."""
+    from tests.helpers import NODE_PUSH_DIR, NODE_PUSH_URI, NodeServer, npm_installed
+
+    npm_installed(NODE_PUSH_DIR, "node-opcua-server-configuration")
+    cm = initialised
+    pki_dir = tmp_path / "node-pki"
+    pki_dir.mkdir()
+    verifier_crl = next((cm.home / "verifier" / "trusted" / "crl").iterdir())
+    cm("store", "import", str(pki_dir), str(cm.home / "ca" / "ca.der"), "--trusted", "--crl", str(verifier_crl), "--layout", "node-opcua")
+    cm("peer", "remove", str(pki_dir), "--yes")  # certmgr must reach this server over the network only
+    server = NodeServer(pki_dir, {"admin": "admin-pw", "operator": "operator-pw"})
+    try:
+        admin = tmp_path / "admin.pass"
+        admin.write_text("admin-pw\n")
+        admin.chmod(0o600)
+        cm("app", "add", "--app-uri", NODE_PUSH_URI, "--endpoint", server.url, "--deploy", "push", "--admin-user", "admin",
+           "--admin-password-file", str(admin), "--dns", "localhost", "--ip", "127.0.0.1", "--name", "node push test")
+        from certmgr.opcua.proofs import endpoint_certificate
+
+        served, _ = asyncio.run(endpoint_certificate(server.url))
+        cm("push", "--app-uri", NODE_PUSH_URI, "--accept-server", pki.thumbprint(served)[:16])
+        g1 = pki.parse_certificate((cm.home / "ca" / "ca.der").read_bytes())
+        started = cm.json("ca", "rollover", "start")
+        [report] = started["push_servers"]
+        steps = {s["step"]: s for s in report["steps"]}
+        assert not report["ok"] and steps["TrustList"]["status"] == "Warning", report
+        assert "without certmgr's current CRL" in steps["TrustList"]["detail"]  # the certificate did arrive
+        g2 = pki.parse_certificate((cm.home / "ca" / "generations" / "G2" / "ca.der").read_bytes())
+        store = pki.ApplicationStore(pki_dir, "node-opcua")  # where node-opcua keeps what its TrustList holds
+        assert store.holds_certificate(g1, pki.TRUSTED) and store.holds_certificate(g2, pki.TRUSTED)
+        status = cm.json("ca", "rollover", "status")
+        assert [(p["endpoint"], p["trusts_new_ca"]) for p in status["probes"]] == [(server.url, False)], status
+        assert len(status["blocking"]) == 1 and server.url in status["blocking"][0], status
+        # the fix the report names: the CRL into the server's PKI folder, where node-opcua picks it up
+        g2_crl = next(p for p in (cm.home / "verifier" / "trusted" / "crl").iterdir() if "G2" in p.name)
+        cm("store", "import", str(pki_dir), str(cm.home / "ca" / "generations" / "G2" / "ca.der"), "--trusted",
+           "--crl", str(g2_crl), "--layout", "node-opcua")
+        for _ in range(5):
+            status = cm.json("ca", "rollover", "status")
+            if not status["blocking"]:
+                break
+            time.sleep(1.5)
+        assert status["blocking"] == [] and status["probes"][0]["trusts_new_ca"] is True, status
+    finally:
+        server.stop()

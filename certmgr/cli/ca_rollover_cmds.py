@@ -76,7 +76,11 @@ def rollover_start(app) -> None:
 
     result = start(app)
     errors = [s for s in result["stores"] if s["status"] == "error"]
-    _show(app, result, [("stores", f"{len(result['stores']) - len(errors)} written, {len(errors)} failed")])
+    pushed = result["push_servers"]
+    _show(app, result, [("stores", f"{len(result['stores']) - len(errors)} written, {len(errors)} failed"),
+                        ("push TrustLists", f"{sum(r['ok'] for r in pushed)} of {len(pushed)} hold the new CA (read back)")]
+          + [(r["app_uri"], "; ".join(f"{s['step']}: {s['status']} {s['detail']}" for s in r["steps"][-2:]))
+             for r in pushed if not r["ok"]])
     if errors:
         from ..errors import OperationFailed
 

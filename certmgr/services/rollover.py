@@ -140,11 +140,16 @@ def start(ctx: AppContext, passphrase: bytes | None = None) -> dict:
         if crl_row is None:
             crl_row = sign_crl(ctx, new_issuer, now, authority_id=new_row.id)
         publications = stores.distribute(ctx, new_issuer.certificate, crl_row, current.certificate, now)
+        from .rollover_push import distribute_to_push_servers
+
+        pushed = distribute_to_push_servers(ctx, new_issuer.certificate, crl_row.der)
         stores.probe_identity(ctx, stores.generation_files(ctx.home, new_row.generation), new_issuer, now)
         audit(ctx, "ca.rollover.start", new_ca=new_row.thumbprint, generation=new_row.generation,
-               stores=len(publications), errors=[p.store for p in publications if p.status == "error"])
+               stores=len(publications), errors=[p.store for p in publications if p.status == "error"],
+               push_servers=[r["app_uri"] for r in pushed if r["ok"]])
     result = status(ctx, probe=False)
     result["stores"] = [p.as_dict() for p in publications]
+    result["push_servers"] = pushed
     return result
 
 
@@ -273,8 +278,8 @@ def _unreachable_places(ctx: AppContext) -> list[str]:
                                          .where(db.Peer.endpoint.is_not(None), db.Peer.store_path.is_(None))).all()
     lines = [f"exported bundle {folder} for {name}: add the new CA certificate (ca/generations/*/ca.der) and its CRL; "
              "the server's administrator copies them" for folder, name in bundles]
-    lines += [f"push server {endpoint} ({uri}): the new CA is not written to its TrustList before advance (not built); "
-              "advance pushes it with the new certificate; the probe shows whether it already trusts it" for uri, endpoint in pushed]
+    lines += [f"push server {endpoint} ({uri}): certmgr writes the new CA into its TrustList (start) and reads it back; "
+              "only the probe of its endpoint shows that the server uses it" for uri, endpoint in pushed]
     lines += [f"peer {name} ({endpoint}): certmgr holds no store of it: its administrator adds the new CA and CRL"
               for endpoint, name in endpoint_peers]
     return lines
