@@ -169,7 +169,9 @@ def _next_generation(ctx: AppContext, gens: Generations, current: ca.Issuer, pas
     shim = SimpleNamespace(home=files, settings=ctx.settings)  # setup's helpers read only these two
     key_size = current.certificate.public_key().key_size  # the same profile as the current CA
     ctx.settings.ca.key_size = key_size
-    cert = _ca_material(shim, ctx.settings, subject, passphrase, _fresh_ca_key(key_size), ctx.now(), InitOptions())
+    material = _ca_material(shim, ctx.settings, subject, passphrase, _fresh_ca_key(key_size), ctx.now(), InitOptions())
+    # setup's _ca_material returns the certificate here, (certificate, key) on main since the token custody landed
+    cert = material[0] if isinstance(material, tuple) else material
     issuer = issuer_of(ctx, SimpleNamespace(generation=number, certificate_der=cert.public_bytes(serialization.Encoding.DER)),
                         passphrase)
     now = ctx.now()
