@@ -50,7 +50,7 @@ async def _add_to_trust_list(ctx: AppContext, app, ca_der: bytes, crl_der: bytes
         return
     try:
         client = PushClient(attempt.client)
-        if await _trust_list(client, report, ca_der, crl_der):
+        if await _write_trust_list(client, report, ca_der, crl_der):
             await client.apply_changes()
             report.add("ApplyChanges", "Good")
         report.ok = not report.failed_step
@@ -58,6 +58,17 @@ async def _add_to_trust_list(ctx: AppContext, app, ca_der: bytes, crl_der: bytes
         report.fail(exc.step, exc.status, str(exc))
     finally:
         await close_attempt(attempt)
+
+
+async def _write_trust_list(client, report: PushReport, ca_der: bytes, crl_der: bytes) -> bool:
+    """push.py's TrustList step for the new CA and its CRL. Its signature differs between this branch,
+    (client, report, ca_der, crl_der), and main since the issuing-CA chain, (client, report, [(name, der, is_crl)]):
+    both are served here until the merge (then only the second)."""
+    import inspect
+
+    if len(inspect.signature(_trust_list).parameters) == 3:
+        return await _trust_list(client, report, [("new CA certificate", ca_der, False), ("current CRL", crl_der, True)])
+    return await _trust_list(client, report, ca_der, crl_der)
 
 
 def distribute_to_push_servers(ctx: AppContext, ca_cert: x509.Certificate, crl_der: bytes) -> list[dict]:
