@@ -19,6 +19,7 @@ from .profile import Issuer
 REASONS = {
     "unspecified": x509.ReasonFlags.unspecified,
     "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
     "affiliationChanged": x509.ReasonFlags.affiliation_changed,
     "superseded": x509.ReasonFlags.superseded,
     "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,

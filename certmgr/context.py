@@ -76,6 +76,9 @@ class AppContext:
     def require_initialised(self) -> None:
         if self.home.init_marker.exists():
             raise NotInitialised(f"the `certmgr init` of {self.home.root} did not finish", "run `certmgr init` again to finish it")
+        if (self.home.ca_cert_path.parent / "rollover.switching").exists():  # services/rollover_stores.switch_marker
+            raise NotInitialised("a CA rollover was cut while it switched the signing CA",
+                                 "run `certmgr ca rollover advance` again to finish it")
         if not self.home.is_initialised():
             raise NotInitialised(f"no certmgr CA in {self.home.root}", "run `certmgr init` first, or pass --home DIR")
 

@@ -75,6 +75,11 @@ class Authority(Base):
     crl_days: Mapped[int] = mapped_column(Integer, default=30)
     not_after: Mapped[utc]
     created_at: Mapped[utc]
+    # CA rollover (services/rollover.py): each row is one CA generation; exactly one is "signing", a "next" one is
+    # trusted beside it until advance, a "previous" one until finish, a "retired" one is gone from every store.
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    role: Mapped[str] = mapped_column(String(16), default="signing", server_default="signing", index=True)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     applications: Mapped[list[Application]] = relationship(back_populates="authority")
 

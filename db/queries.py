@@ -12,8 +12,12 @@ from sqlalchemy.orm import Session, defer, joinedload
 from .models import Application, AuditEvent, Authority, CertStatus, Certificate, Crl
 
 
+SIGNING = "signing"
+
+
 def authority(session: Session, *, for_update: bool = False) -> Authority | None:
-    statement = select(Authority).order_by(Authority.id).limit(1)
+    """The signing CA generation (after a CA rollover the database holds one row per generation)."""
+    statement = select(Authority).where(Authority.role == SIGNING).order_by(Authority.id).limit(1)
     if for_update:
         statement = statement.with_for_update()
     return session.scalars(statement).first()

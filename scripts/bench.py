@@ -11,6 +11,7 @@ Numbers are wall-clock on this machine; compare ratios, not absolute times, acro
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
@@ -29,6 +30,7 @@ def main() -> int:
     parser.add_argument("sections", nargs="*", help="sections to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the sections")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--n", type=int, default=None, help="the size, for sections that take one (rekey: applications)")
     args = parser.parse_args()
     if args.list:
         for name, (_, doc) in SECTIONS.items():
@@ -44,7 +46,8 @@ def main() -> int:
         for name in args.sections or list(SECTIONS):
             function, doc = SECTIONS[name]
             print(f"\n== {name}: {doc}")
-            function(Path(scratch) / name, quick=args.quick)
+            extra = {"n": args.n} if "n" in inspect.signature(function).parameters else {}
+            function(Path(scratch) / name, quick=args.quick, **extra)
     return 0
 
 

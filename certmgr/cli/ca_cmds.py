@@ -204,5 +204,8 @@ def ca_passphrase(app, new_passphrase_file) -> None:
 
 
 ca_group.add_command(root_group)
+from .ca_rollover_cmds import rollover_group  # noqa: E402  (click only: imports nothing heavy)
+
+ca_group.add_command(rollover_group)
 
 COMMANDS = [init, ca_group]

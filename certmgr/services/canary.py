@@ -128,12 +128,15 @@ def usable_canaries(ctx: AppContext, now: datetime) -> list[tuple[int, object]]:
     first. Canaries signed by another node (shared database) have their key in that node's home."""
     from ..opcua.channel import Identity
 
+    from db import queries
+
     found = []
     with ctx.database().read() as session:
+        signing = queries.authority(session)  # during a CA rollover the other generation's canaries have their own numbers
         rows = session.execute(
             select(db.Canary.crl_number, db.Canary.key_file, db.Certificate.der)
             .join(db.Certificate, db.Certificate.id == db.Canary.certificate_id)
-            .where(db.Certificate.not_after > now)
+            .where(db.Certificate.not_after > now, db.Canary.authority_id == signing.id)
             .order_by(db.Canary.crl_number.desc())
         ).all()
     for number, key_file, der in rows:

@@ -214,6 +214,9 @@ def refresh(ctx: AppContext, *, force: bool = False, now: datetime | None = None
     from .fleet import deliver_crl_to_peer_stores  # issue 15: peer stores holding certmgr's CA get it too
 
     report.publications += deliver_crl_to_peer_stores(ctx, crl_row, issuer_cert, now).publications
+    from .rollover import republish_generation_crls  # a CA rollover: the other trusted generation's CRL stays current
+
+    republish_generation_crls(ctx, now, force=force)
     with ctx.database().write() as session:
         queries.add_audit(
             session, at=now, actor=ctx.actor, action="crl.refresh", target=None, number=crl_row.number, resigned=resigned,

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
 
 import ca
 import db
@@ -14,23 +15,28 @@ from db import queries
 
 from ..context import AppContext
 from ..constants import MAX_CRL_DAYS
-from ..errors import InputError
+from ..errors import InputError, OperationFailed
 from .canary import discard as discard_canary
 from .canary import prepare_canary, record_canary, sweep_canary_keys
 
 
-def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
-    """Sign the next CRL. The number comes from a row lock on the authority, so it never repeats,
-    and the revoked list is read under that lock, so a later number never omits an earlier entry."""
+def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime, *, authority_id: int | None = None) -> db.Crl:
+    """Sign the next CRL of the signing CA (or of the CA generation ``authority_id``, during a rollover). The number
+    comes from a row lock on the authority, so it never repeats, and the revoked list is read under that lock, so a
+    later number never omits an earlier entry."""
     database = ctx.database()
     with database.read() as session:
-        authority = queries.authority(session)
+        authority = queries.authority(session) if authority_id is None else session.get(db.Authority, authority_id)
         if authority is None:
             raise RuntimeError("database has no authority row")
-        thumb, days = authority.thumbprint, crl_days(ctx, authority)
+        thumb, days, authority_id = authority.thumbprint, crl_days(ctx, authority), authority.id
+    if pki.thumbprint(issuer.certificate) != thumb:
+        # the CA files and the database name different signing CAs: a `ca rollover advance` was cut between them
+        raise OperationFailed(f"the CA certificate in the home is not the database's signing CA {thumb}",
+                              "run `certmgr ca rollover advance` again to finish the switch")
     canary = prepare_canary(ctx, issuer, thumb, now, days)  # files before the write transaction, never inside it
     try:
-        row = _sign(ctx, database, issuer, canary, now, days)
+        row = _sign(ctx, database, issuer, canary, now, days, authority_id)
     except BaseException:
         discard_canary(canary)
         raise
@@ -38,9 +44,9 @@ def sign_crl(ctx: AppContext, issuer: ca.Issuer, now: datetime) -> db.Crl:
     return row
 
 
-def _sign(ctx: AppContext, database, issuer: ca.Issuer, canary, now: datetime, days: int) -> db.Crl:
+def _sign(ctx: AppContext, database, issuer: ca.Issuer, canary, now: datetime, days: int, authority_id: int) -> db.Crl:
     with database.write() as session:
-        authority = queries.authority(session, for_update=True)
+        authority = session.scalars(select(db.Authority).where(db.Authority.id == authority_id).with_for_update()).one()
         number = authority.next_crl_number
         authority.next_crl_number = number + 1
         previous = queries.latest_crl(session, authority.id)

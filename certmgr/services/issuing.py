@@ -123,6 +123,7 @@ def _issue(ctx: AppContext, req: IssueRequest, planned: Plan, key) -> IssueOutco
         old_layout = existing.layout if existing is not None and existing.store_path == str(store.root) else None
         authority = queries.authority(session)
         crl_row = queries.latest_crl(session, authority.id)
+        rollover_in_progress = session.scalar(select(db.Authority.id).where(db.Authority.role.in_(("next", "previous"))).limit(1)) is not None
     if owner is not None:
         raise InputError(f"store {store.root} belongs to {owner}", "give each application its own store folder")
     if existing is not None and not req.force and not fresh_registration:
@@ -148,6 +149,10 @@ def _issue(ctx: AppContext, req: IssueRequest, planned: Plan, key) -> IssueOutco
         try:
             # trusting the CA and carrying its CRL is a complete state of its own, so it may come first
             crl_kinds = install_ca_and_crl(store, issuer.certificate, crl_row, load_chain(ctx.home))
+            if rollover_in_progress:  # the other CA generation of a rollover is trusted beside the signing one
+                from .rollover_stores import install_generations
+
+                install_generations(ctx, store, issuer.certificate)
             with store.locked():  # a renewal switching this store's pair (issue --force) waits, and vice versa
                 if old_store is not store:
                     old_store.retire_own()  # the old layout's pair goes to history

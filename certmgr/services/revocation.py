@@ -107,9 +107,17 @@ def revoke(ctx: AppContext, certificate_id: int, reason: str, *, now: datetime |
         if not outcome.already and cert.revoked_at is None:  # (an earlier revocation whose CRL is missing gets one below)
             outcome.was_active = lifecycle.revoke(session, cert, reason=reason, now=now, actor=ctx.actor)
     issuer = issuer or ctx.issuer()
-    crl_row = sign_crl(ctx, issuer, now)
-    outcome.crl_number = crl_row.number
-    outcome.stores = publish_everywhere(ctx, crl_row, issuer.certificate, now)
+    with ctx.database().read() as session:
+        authority_id = session.get(db.Certificate, certificate_id).authority_id
+        other_generation = authority_id != queries.authority(session).id
+    if other_generation:  # a certificate of the other CA generation of a rollover goes on that CA's CRL
+        from .rollover import republish_generation_crls
+
+        outcome.crl_number = (republish_generation_crls(ctx, now, only={authority_id}, force=True) or [None])[0]
+    else:
+        crl_row = sign_crl(ctx, issuer, now)
+        outcome.crl_number = crl_row.number
+        outcome.stores = publish_everywhere(ctx, crl_row, issuer.certificate, now)
     if (outcome.reason if outcome.already else reason) == "keyCompromise":
         outcome.destroyed_keys = _destroy_compromised_key(ctx, certificate_id)
     return outcome
