@@ -17,7 +17,7 @@ bash scripts/test_prefetch.sh > "${TMPDIR:-/tmp}/certmgr-test-prefetch.log" 2>&1
 WORKERS=${CERTMGR_TEST_WORKERS:-$(nproc 2>/dev/null || echo 2)}
 
 echo "== pass 1: SQLite"
-.venv/bin/python -m pytest -p no:cacheprovider -n "$WORKERS" --dist load --durations=15 "$@"
+.venv/bin/python -m pytest -p no:cacheprovider -n "$WORKERS" --dist loadgroup --durations=15 "$@"
 
 if [ "${CERTMGR_TEST_PG:-}" = "skip" ]; then
     echo "== pass 2 skipped (CERTMGR_TEST_PG=skip)"
@@ -28,4 +28,4 @@ if [ -z "${CERTMGR_TEST_PG:-}" ]; then
     trap 'bash scripts/pg_cluster.sh stop "$CERTMGR_PG_DIR"' EXIT
 fi
 echo "== pass 2: PostgreSQL ($CERTMGR_TEST_PG)"
-CERTMGR_TEST_PG="$CERTMGR_TEST_PG" .venv/bin/python -m pytest -p no:cacheprovider -n "$WORKERS" --dist load -m uses_db --durations=15 "$@"
+CERTMGR_TEST_PG="$CERTMGR_TEST_PG" .venv/bin/python -m pytest -p no:cacheprovider -n "$WORKERS" --dist loadgroup -m uses_db --durations=15 "$@"

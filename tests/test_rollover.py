@@ -26,7 +26,8 @@ from tests.conftest import Certmgr, make_identity
 from tests.helpers import utc
 from tests.test_field_trial_stores import NODE_SERVER_URI, node_server_installed, run_node_server, stop  # noqa: F401
 
-pytestmark = pytest.mark.uses_db
+# the phases run in order on one module-scoped plant: every test of this file on the same xdist worker
+pytestmark = [pytest.mark.uses_db, pytest.mark.xdist_group("rollover")]
 
 
 def fresh_ca_key(bits: int):
@@ -545,7 +546,7 @@ def test_start_writes_the_new_ca_into_push_servers_trust_lists(initialised, tmp_
         [report] = started["push_servers"]
         steps = {s["step"]: s for s in report["steps"]}
         assert not report["ok"] and steps["TrustList"]["status"] == "Warning", report
-        assert "without certmgr's current CRL" in steps["TrustList"]["detail"]  # the certificate did arrive
+        assert "without certmgr's new CA's CRL" in steps["TrustList"]["detail"]  # the certificate did arrive
         g2 = pki.parse_certificate((cm.home / "ca" / "generations" / "G2" / "ca.der").read_bytes())
         store = pki.ApplicationStore(pki_dir, "node-opcua")  # where node-opcua keeps what its TrustList holds
         assert store.holds_certificate(g1, pki.TRUSTED) and store.holds_certificate(g2, pki.TRUSTED)
