@@ -89,6 +89,15 @@ def test_operator_renews_now_audited_with_the_name(console):
     new = _active(cm, "urn:plant:connector")
     assert new != old and pki.thumbprint(store.own().certificate) == new
     assert cm.sql("SELECT actor FROM audit_events WHERE action = 'certificate.renew'") == [("otto (web)",)]
+    # the pipeline's commit wrote each proof channel's policy and status code: the page's "last proof" shows them
+    proof = client.get("/api/app", params={"uri": "urn:plant:connector"}).json()
+    assert proof["last_proof"]["action"] == "certificate.renew" and proof["last_proof"]["details"]["thumbprint"] == new
+    channels = proof["proof_channels"]
+    assert channels and all(c["status"] == "Good" for c in channels) and all(c["what"].startswith("loopback ") for c in channels)
+    assert {c["policy"] for c in proof["last_proof"]["details"]["channels"]} >= {"Basic256Sha256"}
+    page = client.get("/app", params={"uri": "urn:plant:connector"}).text
+    table = page.split('id="proof-channels"')[1].split("</table>")[0]
+    assert "<code>Good</code>" in table and "loopback Basic256Sha256" in table
 
 
 def test_renew_and_revoke_say_so_without_the_passphrase(console, monkeypatch):
