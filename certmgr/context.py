@@ -53,6 +53,9 @@ class AppContext:
         self.clock = clock
         self._database: db.Database | None = None
         self._issuer: ca.Issuer | None = None
+        # set by a long-running server (the console) once it loaded the CA key or decided not to: why none may be
+        # opened later (its per-request copies would each open one, a token session never closed)
+        self.issuer_frozen: str | None = None
 
     def now(self) -> datetime:
         return self.clock() if self.clock is not None else utc_now()
@@ -116,6 +119,8 @@ class AppContext:
         """The CA certificate and its signing key, read once per process (certmgr/ca_key.py: a key file
         decrypted with the passphrase, or a key on a PKCS#11 token logged in with the PIN). ``passphrase`` is
         the secret of the home's custody when the caller already has it (init, join)."""
+        if self._issuer is None and self.issuer_frozen:
+            raise InputError(self.issuer_frozen)
         if self._issuer is None:
             import ca
             import pki

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,69 @@ def test_issuing_ca_on_the_token_under_a_root_via_csr(softhsm, tmp_path):
                            "-attime", ATTIME, str(leaf)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (cm.home / "ca" / "private").exists()
+
+
+def test_console_signs_with_one_token_session_opened_at_start(token_home, tmp_path, monkeypatch):
+    """`certmgr web serve` on a token home: the PIN is read once at start and the key opened once; every request
+    (each a copy of the context, Console.acting) signs with that one session, and closing the console ends it.
+    Without the PIN the buttons say so and no request opens the token."""
+    import re
+
+    from starlette.testclient import TestClient
+
+    import ca.pkcs11
+    from certmgr.context import AppContext
+    from certmgr.web.app import make_app
+
+    opened = []
+    real_open = ca.pkcs11.open_token_key
+
+    def counting(*args, **kwargs):  # the real token key, counted
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(ca.pkcs11, "open_token_key", counting)
+    store = tmp_path / "console-app"
+    token_home("issue", "--app-uri", "urn:plant1:console-app", "--store", str(store), "--role", "client")
+    password = tmp_path / "pw"
+    password.write_text("a long console password\n")
+    password.chmod(0o600)
+    token_home("web", "user", "add", "tokop", "--role", "operator", "--password-file", str(password), "--replace")
+    before = next((store / "own" / "certs").glob("*.der")).name
+
+    def signed_in(client):
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+        client.post("/login", data={"csrf": token, "username": "tokop", "password": "a long console password"})
+        return re.search(r'name="csrf" value="([^"]+)"', client.get("/fleet").text).group(1)
+
+    opened.clear()  # (the CLI's issue above opened it for its own command)
+    monkeypatch.delenv("CERTMGR_CA_PASSPHRASE", raising=False)
+    monkeypatch.delenv("CERTMGR_PKCS11_PIN", raising=False)
+    ctx = AppContext(token_home.home, clock=lambda: T0 + timedelta(hours=1))
+    with TestClient(make_app(ctx), base_url="http://127.0.0.1") as client:  # no PIN: renew is off, the token untouched
+        csrf = signed_in(client)
+        page = client.get("/app", params={"uri": "urn:plant1:console-app"}).text
+        assert 'id="renew-unavailable"' in page and "CERTMGR_PKCS11_PIN" in page and 'id="renew"' not in page
+        refused = client.post("/app/renew", data={"csrf": csrf, "app_uri": "urn:plant1:console-app"})
+        assert refused.status_code == 400 and "PIN" in refused.text
+    ctx.close()
+    assert opened == []
+
+    monkeypatch.setenv("CERTMGR_PKCS11_PIN", PIN)
+    ctx = AppContext(token_home.home, clock=lambda: T0 + timedelta(hours=1))
+    with TestClient(make_app(ctx), base_url="http://127.0.0.1") as client:
+        assert len(opened) == 1  # at start, as the daemon does
+        csrf = signed_in(client)
+        for _ in range(2):
+            done = client.post("/app/renew", data={"csrf": csrf, "app_uri": "urn:plant1:console-app"})
+            assert done.status_code == 200 and "renewed" in done.text, done.text[-2000:]
+        assert len(opened) == 1  # two signing requests, no new session
+    verdict = openssl_verify(token_home, store)
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    assert next((store / "own" / "certs").glob("*.der")).name != before
+    ctx.close()
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    with pytest.raises(ca.TokenError):  # closed with the console: that session signs no more
+        opened[0].sign(b"x", padding.PKCS1v15(), hashes.SHA256())

@@ -164,6 +164,10 @@ def test_rollback_when_the_verification_peer_refuses(fleet: Certmgr, tmp_path, m
     monkeypatch.setattr(validator_module.StoreValidator, "check", refusing)
     outcome = fleet("renew", "--app-uri", "urn:plant:client", "--force", "--json", code=1).json()[0]
     assert outcome["failed_stage"] == "verify" and "BadCertificateUntrusted" in outcome["reason"]
+    import json  # the failure's audit event keeps each channel's status code (the console's "last proof")
+    (details,), = fleet.sql("SELECT details FROM audit_events WHERE action = 'renewal.fail'")
+    channels = (json.loads(details) if isinstance(details, str) else details)["channels"]
+    assert "BadCertificateUntrusted" in {c["status"] for c in channels} and all(c["policy"] for c in channels)
     monkeypatch.undo()
     assert client_store.own().thumbprint == old
     assert not client_store.staged_dir.exists() or list(client_store.staged_dir.iterdir()) == []

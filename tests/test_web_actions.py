@@ -9,15 +9,17 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 import pki
 from certmgr.context import AppContext
-from tests.helpers import free_port
-from tests import test_web
+from tests.helpers import NodeServer, free_port
+from tests import test_push, test_web
 from tests.test_web import csrf_of, login
 
 pytestmark = pytest.mark.uses_db
 console = test_web.console  # the shared fixture: two stores, users vera (viewer), otto (operator), ada (admin)
+node_push_installed, node_server = test_push.node_push_installed, test_push.node_server  # the real node-opcua push server
 
 
 def _revoked(cm) -> int:  # (the CRL's canary certificate is revoked from the start)
@@ -87,6 +89,15 @@ def test_operator_renews_now_audited_with_the_name(console):
     new = _active(cm, "urn:plant:connector")
     assert new != old and pki.thumbprint(store.own().certificate) == new
     assert cm.sql("SELECT actor FROM audit_events WHERE action = 'certificate.renew'") == [("otto (web)",)]
+    # the pipeline's commit wrote each proof channel's policy and status code: the page's "last proof" shows them
+    proof = client.get("/api/app", params={"uri": "urn:plant:connector"}).json()
+    assert proof["last_proof"]["action"] == "certificate.renew" and proof["last_proof"]["details"]["thumbprint"] == new
+    channels = proof["proof_channels"]
+    assert channels and all(c["status"] == "Good" for c in channels) and all(c["what"].startswith("loopback ") for c in channels)
+    assert {c["policy"] for c in proof["last_proof"]["details"]["channels"]} >= {"Basic256Sha256"}
+    page = client.get("/app", params={"uri": "urn:plant:connector"}).text
+    table = page.split('id="proof-channels"')[1].split("</table>")[0]
+    assert "<code>Good</code>" in table and "loopback Basic256Sha256" in table
 
 
 def test_renew_and_revoke_say_so_without_the_passphrase(console, monkeypatch):
@@ -256,3 +267,134 @@ def test_peer_page_shows_its_store_findings_and_probe_needs_an_operator(console,
     refused = client.post("/peer/probe", data={"csrf": csrf_of(client), "endpoint": endpoint})
     assert refused.status_code == 400 and "no peer" in refused.text  # only registered peers are probed
     assert cm.sql("SELECT count(*) FROM probe_results")[0][0] == 0
+
+
+def _self_signed(key, uri: str, name: str):
+    """A self-signed application certificate (as a stack makes when nobody gave it one)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "else")])
+    now = datetime.now(UTC)
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri), x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, True, True, True, False, False, False, False, False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(key, hashes.SHA256()))
+
+
+def _stranger(cm, root, cert, key):
+    """A client store with ``cert`` as its own that trusts certmgr's CA (so it trusts the pushed server)."""
+    import ca
+
+    store = pki.ApplicationStore(root)
+    store.install_own(cert, ca.private_key_pem(key))
+    for part in ("certs", "crl"):
+        for path in (cm.home / "verifier" / "trusted" / part).iterdir():
+            (store.root / "trusted" / part / path.name).write_bytes(path.read_bytes())
+    return store
+
+
+def _channel(store, uri: str, url: str):
+    """A secure channel and session from ``store``'s own certificate, without diagnose's own checks (it refuses to
+    present a certificate certmgr revoked)."""
+    import asyncio
+
+    from certmgr.opcua.identities import identity_from_store
+    from certmgr.opcua.proofs import endpoint_certificate
+    from certmgr.opcua.session import attempt_session
+
+    async def run():
+        server_cert, _ = await endpoint_certificate(url)
+        identity = identity_from_store(store, uri, peer_role="server", clock=lambda: datetime.now(UTC))
+        return await attempt_session(url, identity, "Basic256Sha256", server_cert)
+
+    return asyncio.run(run())
+
+
+def test_push_server_rejected_certificate_trusted_from_the_console(console, node_server, tmp_path, key_pool, foreign_ca):
+    """Approve on a push server's GetRejectedList = TrustList.AddCertificate on a real node-opcua server: the
+    approved client's next channel succeeds; a viewer, a missing CSRF token, a certificate whose issuer the server
+    does not hold and one certmgr's CA revoked are refused, and then nothing changes on the server."""
+    from tests.helpers import NODE_PUSH_URI as SERVER_URI
+
+    client, _, _, cm = console
+    server, pki_dir = node_server
+    admin = test_push.secret(tmp_path / "admin.pass", "admin-pw")
+    cm("app", "add", "--app-uri", SERVER_URI, "--endpoint", server.url, "--deploy", "push", "--admin-user", "admin",
+       "--admin-password-file", str(admin), "--dns", "localhost", "--ip", "127.0.0.1")
+    cm("push", "--app-uri", SERVER_URI, "--accept-server", test_push.served_thumbprint(server.url)[:16])
+    # A client certmgr issued, then revoked. node-opcua lists only certificates it could not chain (a revoked one
+    # is refused without landing in rejected/), so this one is in rejected/ as node-opcua writes it when it did not
+    # yet trust certmgr's CA (the usual history: the client tried before the server's administrator set trust up).
+    # The restart also makes node-opcua read the CRL certmgr published into its folder.
+    cm("issue", "--app-uri", "urn:plant:gone", "--store", str(tmp_path / "gone"), "--role", "client")
+    gone_thumb = _active(cm, "urn:plant:gone")
+    cm("revoke", gone_thumb, "--reason", "superseded", "--yes", "--no-probe")
+    server.stop()
+    gone_cert = pki.ApplicationStore(tmp_path / "gone").own().certificate
+    (pki_dir / "rejected" / f"gone[{gone_thumb.lower()}].pem").write_bytes(gone_cert.public_bytes(serialization.Encoding.PEM))
+    restarted = NodeServer(pki_dir, {"admin": "admin-pw", "operator": "operator-pw"}, port=server.port)
+    try:
+        _push_trust_checks(client, cm, restarted, tmp_path, key_pool, foreign_ca, gone_thumb)
+    finally:
+        restarted.stop()
+
+
+def _push_trust_checks(client, cm, server, tmp_path, key_pool, foreign_ca, gone_thumb):
+    import ca
+    from tests.helpers import NODE_PUSH_URI as SERVER_URI
+
+    gone = _channel(pki.ApplicationStore(tmp_path / "gone"), "urn:plant:gone", server.url)
+    assert not gone.ok and gone.side == "server", gone  # node-opcua closes the channel without saying why
+    key = key_pool.get()
+    own_cert = _self_signed(key, "urn:else:selfsigned", "selfsigned")
+    own = _stranger(cm, tmp_path / "selfsigned", own_cert, key)
+    key = key_pool.get()
+    foreign_cert = ca.build_application_certificate(ca.ApplicationIdentity("urn:else:foreign", ca.SubjectFields("foreign", "else")),
+                                                    key.public_key(), foreign_ca, now=datetime.now(UTC))
+    foreign = _stranger(cm, tmp_path / "foreign", foreign_cert, key)
+    for store in (own, foreign):
+        attempt = cm("diagnose", server.url, "--store", str(store.root), "--json", code=1).json()
+        assert attempt["connection"]["refused_by"] == "server"
+    own_thumb, foreign_thumb = pki.thumbprint(own_cert), pki.thumbprint(foreign_cert)
+
+    login(client, "vera")
+    listed = [r["thumbprint"] for r in client.get("/api/rejected/push", params={"app_uri": SERVER_URI}).json()]
+    assert {own_thumb, foreign_thumb, gone_thumb} <= set(listed)
+    assert client.get("/rejected/push/confirm", params={"app_uri": SERVER_URI, "thumbprint": own_thumb}).status_code == 403
+    form = {"app_uri": SERVER_URI, "thumbprint": own_thumb}
+    assert client.post("/rejected/push/approve", data={**form, "csrf": csrf_of(client)}).status_code == 403
+    client.cookies.clear()
+    login(client, "otto")
+    assert client.post("/rejected/push/approve", data=form).status_code == 403  # no CSRF token
+    assert client.post("/api/rejected/push/approve", json=form).status_code == 403
+    assert cm("diagnose", server.url, "--store", str(own.root), "--json", code=1).json()["connection"]["refused_by"] == "server"
+
+    refused = client.get("/rejected/push/confirm", params={"app_uri": SERVER_URI, "thumbprint": foreign_thumb})
+    assert refused.status_code == 400 and "does not hold" in refused.text and 'id="approve"' not in refused.text
+    response = client.post("/api/rejected/push/approve", json={"app_uri": SERVER_URI, "thumbprint": foreign_thumb},
+                           headers={"X-CSRF-Token": csrf_of(client)})
+    assert response.status_code == 400 and "Foreign CA" in response.json()["error"]
+    refused = client.get("/rejected/push/confirm", params={"app_uri": SERVER_URI, "thumbprint": gone_thumb})
+    assert refused.status_code == 400 and "would undo the revocation" in refused.text
+    response = client.post("/api/rejected/push/approve", json={"app_uri": SERVER_URI, "thumbprint": gone_thumb},
+                           headers={"X-CSRF-Token": csrf_of(client)})
+    assert response.status_code == 400 and "would undo the revocation" in response.json()["error"]
+    refused = cm("push-trust", "--app-uri", SERVER_URI, gone_thumb[:16], "--yes", code=2)  # the CLI: the same service
+    assert "would undo the revocation" in refused.stderr
+    assert "does not hold" in cm("push-trust", "--app-uri", SERVER_URI, foreign_thumb, "--yes", code=2).stderr
+    assert client.get("/rejected/push/confirm", params={"app_uri": "urn:not:push", "thumbprint": own_thumb}).status_code == 404
+
+    page = client.get("/rejected/push/confirm", params={"app_uri": SERVER_URI, "thumbprint": own_thumb[:16]})
+    assert page.status_code == 200 and f'<code id="thumbprint">{own_thumb}</code>' in page.text and "urn:else:selfsigned" in page.text
+    assert client.post("/rejected/push/approve", data={**form, "thumbprint": own_thumb[:16], "csrf": csrf_of(client)}).status_code == 400
+    done = client.post("/rejected/push/approve", data={**form, "csrf": csrf_of(client)}, follow_redirects=False)
+    assert done.status_code == 303 and f"done={own_thumb}" in done.headers["location"]
+    assert cm("diagnose", server.url, "--store", str(own.root), "--json").json()["connection"]["ok"] is True
+    audited = cm.sql("SELECT actor, target, details FROM audit_events WHERE action = 'push.trust'")
+    assert [(actor, target) for actor, target, _ in audited] == [("otto (web)", SERVER_URI)] and own_thumb in str(audited[0][2])
+    assert cm("diagnose", server.url, "--store", str(foreign.root), "--json", code=1).json()["connection"]["refused_by"] == "server"

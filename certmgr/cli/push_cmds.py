@@ -1,11 +1,11 @@
-"""``certmgr push``."""
+"""``certmgr push`` and ``certmgr push-trust``."""
 
 from __future__ import annotations
 
 import click
 
-from .options import json_option, ca_secret_options
-from .output import emit_json, table
+from .options import ca_secret_options, confirm, json_option, yes_option
+from .output import emit_json, key_values, table, warn
 
 
 @click.command()
@@ -46,4 +46,34 @@ def push(app, app_uri, regenerate_key, accept_server, security_mode, verify_time
         raise OperationFailed(f"push to {app_uri} failed at {report.failed_step}: {report.message}")
 
 
-COMMANDS = [push]
+@click.command("push-trust")
+@click.option("--app-uri", required=True, help="A server registered with `certmgr app add --deploy push`.")
+@click.argument("thumbprint")
+@yes_option
+@json_option
+@click.pass_obj
+def push_trust(app, app_uri, thumbprint, yes) -> None:
+    """Trust a certificate from a push server's GetRejectedList: add it to the server's TrustList over Part 12.
+
+    The checks of `store trust`: a certificate certmgr's CA revoked is refused, and one whose issuer the
+    server's TrustList does not hold (trusting the leaf alone would change nothing).
+
+    \b
+    Examples:
+      certmgr store rejected --app-uri urn:plant1:plc7
+      certmgr push-trust --app-uri urn:plant1:plc7 35FE16F0E016BFF2
+    """
+    from ..services.push_trust import review, trust
+
+    app.require_initialised()
+    details = review(app, app_uri, thumbprint)
+    for line in details.pop("warnings"):
+        warn(line)
+    if not app.json:
+        click.echo(key_values(list(details.items())), err=True)
+    confirm(f"Add {details['subject']} to the TrustList of {app_uri}?", yes)
+    result = trust(app, app_uri, details["thumbprint"])
+    emit_json(result) if app.json else click.echo(f"{result['thumbprint']} -> trusted by {app_uri}")
+
+
+COMMANDS = [push, push_trust]

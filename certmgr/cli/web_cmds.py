@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import json_option, new_password_file_option, passphrase_file_option, replace_user_option, show_users
+from .options import ca_secret_options, json_option, new_password_file_option, replace_user_option, show_users
 from .output import emit_json
 
 ROLE_NAMES = ("viewer", "operator", "admin")
@@ -23,18 +23,20 @@ def web_group() -> None:
               help="PEM server certificate (required off loopback).")
 @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PEM private key of --tls-cert, mode 0600.")
-@passphrase_file_option
+@ca_secret_options
 @click.pass_obj
 def web_serve(app, listen, tls_cert, tls_key) -> None:
     """Serve the console until interrupted.
 
-    With the CA passphrase (CERTMGR_CA_PASSPHRASE or --passphrase-file, read once at start, as the daemon does)
-    operators can renew and admins revoke from the console; without it those buttons say why they are off.
+    With the CA passphrase (CERTMGR_CA_PASSPHRASE or --passphrase-file), or the token PIN of a CA key on a PKCS#11
+    token (CERTMGR_PKCS11_PIN or --pin-file), read once at start as the daemon does, operators can renew and admins
+    revoke from the console; without it those buttons say why they are off.
 
     \b
     Examples:
       certmgr web serve
       certmgr web serve --passphrase-file /etc/certmgr/ca.pass
+      certmgr web serve --pin-file /etc/certmgr/token.pin        # CA key on a PKCS#11 token
       certmgr web serve --listen 0.0.0.0:8440 --tls-cert /etc/certmgr/web.pem --tls-key /etc/certmgr/web.key
     """
     from ..web.serving import plan, serve_foreground

@@ -76,6 +76,16 @@ def _last(events: list[dict], prefixes: tuple[str, ...]) -> dict | None:
     return next((e for e in events if e["action"].startswith(prefixes)), None)
 
 
+def proof_rows(event: dict | None) -> list[dict]:
+    """The last proof's channels (renewals: each loopback and live channel's policy and status code) or push steps
+    (each Part 12 step's status code), as the pipeline's commit step wrote them into the audit event."""
+    details = (event or {}).get("details") or {}
+    rows = [{"what": f"{'live' if c.get('live') else 'loopback'} {c.get('policy') or ''}".strip(), "status": c.get("status"),
+             "refused_by": c.get("side"), "message": c.get("message") or ""} for c in details.get("channels") or []]
+    return rows + [{"what": s.get("step"), "status": s.get("status"), "refused_by": None, "message": s.get("detail") or ""}
+                   for s in details.get("steps") or []]
+
+
 def _probe(ctx: AppContext, endpoint: str | None) -> dict | None:
     from .peers import probe_dict
 
@@ -119,6 +129,7 @@ def application_detail(ctx: AppContext, app_uri: str) -> dict:
     data["last_probe"] = _probe(ctx, data["endpoint"])
     data["events"] = _events(ctx, [app_uri, data["endpoint"]])
     data["last_proof"] = _last(data["events"], ("certificate.renew", "certificate.push", "certificate.issue", "renewal."))
+    data["proof_channels"] = proof_rows(data["last_proof"])
     data["fix"] = _fix(data["last_probe"], data["findings"])
     return data
 

@@ -229,8 +229,9 @@ class StoreDelivery:
 
     def _commit(self, item) -> None:
         with self.ctx.database().write() as session:
+            # each channel's policy and status code, in the audit event: the console's "last proof" shows them
             lifecycle.activate(session, session.get(db.Certificate, item.cert_id), now=self.ctx.now(), actor=self.ctx.actor,
-                               action="certificate.renew")
+                               action="certificate.renew", channels=item.result.channels)
 
     def _hook_variables(self, item, action: str) -> dict[str, str]:
         own = item.store.own()
@@ -269,7 +270,7 @@ class StoreDelivery:
                                       reason=f"restored after failed renewal ({item.result.stage})")
                 if row.status in (db.CertStatus.PENDING, db.CertStatus.ACTIVE):
                     lifecycle.fail(session, row, stage=item.result.stage or "internal", reason=item.result.reason,
-                                   now=ctx.now(), actor=ctx.actor)
+                                   now=ctx.now(), actor=ctx.actor, channels=item.result.channels)
             item.failure_recorded = True
         item.done = True
         if item.switched and item.candidate.deploy_hook:

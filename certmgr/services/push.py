@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -243,27 +244,40 @@ def _same_issuer(crl_a: bytes, crl_b: bytes) -> bool:
         return False
 
 
-def rejected_list(ctx: AppContext, app_uri: str) -> list[bytes]:
-    """GetRejectedList of a push-managed server."""
+@asynccontextmanager
+async def admin_session(ctx: AppContext, app: _App):
+    """A PushClient on a SignAndEncrypt session as the application's admin user, with certmgr's verification
+    identity, to a server whose certificate certmgr trusts (the calls after the first push); closed on exit."""
     from ..opcua.identities import identity_from_store
     from ..opcua.proofs import endpoint_certificate
     from ..opcua.push import PushClient, fix_for
     from ..opcua.session import attempt_session, close_attempt
 
-    app = _load(ctx, app_uri)
     identity = identity_from_store(verifier_store(ctx), verifier_identity_uri(ctx), peer_role="server", clock=ctx.now)
+    server_cert, policies = await endpoint_certificate(app.endpoint)
+    if not identity.validator.check(server_cert, app.uri).ok:
+        raise OperationFailed(f"certmgr does not trust the server certificate of {app.endpoint}", "push a certificate first")
+    policy = next((p for p in PREFERENCE if p in policies), "Basic256Sha256")
+    attempt = await attempt_session(app.endpoint, identity, policy, server_cert, user=app.user, keep=True)
+    if not attempt.ok:
+        raise OperationFailed(f"no session with {app.endpoint}: {attempt.status} ({attempt.message})", fix_for(attempt.status))
+    try:
+        yield PushClient(attempt.client)
+    finally:
+        await close_attempt(attempt)
+
+
+def load_push_app(ctx: AppContext, app_uri: str) -> _App:
+    """The registered push application (InputError when it is not one), with its admin user's password."""
+    return _load(ctx, app_uri)
+
+
+def rejected_list(ctx: AppContext, app_uri: str) -> list[bytes]:
+    """GetRejectedList of a push-managed server."""
+    app = _load(ctx, app_uri)
 
     async def run() -> list[bytes]:
-        server_cert, policies = await endpoint_certificate(app.endpoint)
-        if not identity.validator.check(server_cert, app.uri).ok:
-            raise OperationFailed(f"certmgr does not trust the server certificate of {app.endpoint}", "push a certificate first")
-        policy = next((p for p in PREFERENCE if p in policies), "Basic256Sha256")
-        attempt = await attempt_session(app.endpoint, identity, policy, server_cert, user=app.user, keep=True)
-        if not attempt.ok:
-            raise OperationFailed(f"no session with {app.endpoint}: {attempt.status} ({attempt.message})", fix_for(attempt.status))
-        try:
-            return await PushClient(attempt.client).rejected_list()
-        finally:
-            await close_attempt(attempt)
+        async with admin_session(ctx, app) as client:
+            return await client.rejected_list()
 
     return asyncio.run(run())

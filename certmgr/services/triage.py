@@ -100,8 +100,9 @@ def revoked_by_certmgr(ctx: AppContext, cert: x509.Certificate):
         return row
 
 
-def check_before_trust(ctx: AppContext, store: pki.ApplicationStore, cert: x509.Certificate, warn: Callable[[str], None]) -> None:
-    """Refuse a certificate certmgr's CA revoked; warn when the store cannot build or check its chain."""
+def refuse_revoked(ctx: AppContext, cert: x509.Certificate) -> None:
+    """InputError when certmgr's CA revoked ``cert``: trusting it would undo the revocation (`store trust`, the
+    console's approvals, and trusting on a push server's TrustList all refuse it)."""
     revoked = revoked_by_certmgr(ctx, cert)
     if revoked is not None:
         when = f"{revoked.revoked_at:%Y-%m-%d %H:%M} UTC" if revoked.revoked_at else "an unknown date"
@@ -110,6 +111,11 @@ def check_before_trust(ctx: AppContext, store: pki.ApplicationStore, cert: x509.
             f"(reason: {revoked.revocation_reason or 'unspecified'}); trusting it would undo the revocation",
             "keep it out of trusted/; give that application a new certificate (certmgr renew --app-uri URI --force)",
         )
+
+
+def check_before_trust(ctx: AppContext, store: pki.ApplicationStore, cert: x509.Certificate, warn: Callable[[str], None]) -> None:
+    """Refuse a certificate certmgr's CA revoked; warn when the store cannot build or check its chain."""
+    refuse_revoked(ctx, cert)
     if cert.issuer == cert.subject:
         return
     issuer = issuer_held(store, cert)

@@ -145,15 +145,23 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 def signing_state(ctx: AppContext) -> str | None:
-    """Load the CA key now when its passphrase is at hand, the way the daemon does (CERTMGR_CA_PASSPHRASE or
-    --passphrase-file, read once at start; a wrong one stops the start). None when renew and revoke can sign;
-    else the line the console shows instead of those buttons. Never a prompt: the console has no terminal."""
+    """Load the CA key now when its secret is at hand, the way the daemon does: the passphrase of a key file
+    (CERTMGR_CA_PASSPHRASE or --passphrase-file) or the PIN of a PKCS#11 token (CERTMGR_PKCS11_PIN or --pin-file),
+    read once at start; a wrong one stops the start. None when renew and revoke can sign; else the line the
+    console shows instead of those buttons. Never a prompt: the console has no terminal. The one issuer (for a
+    token: one logged-in session) is shared by every request (Console.acting) and closed with the context."""
+    from ..ca_key import ENV_PIN, custody
     from ..passphrase import ENV_PASSPHRASE
 
     loaded = ctx._issuer is not None  # the daemon loaded it already (perhaps from its prompt)
-    if not loaded and ctx.passphrase_file is None and os.environ.get(ENV_PASSPHRASE) is None:
-        return (f"the CA passphrase was not given when the console started: start it with {ENV_PASSPHRASE} set or "
-                "`certmgr web serve --passphrase-file FILE` to renew and revoke from here")
+    if not loaded:
+        if custody(ctx.home).on_token:
+            if ctx.pin_file is None and os.environ.get(ENV_PIN) is None:
+                return (f"the token PIN of the CA key was not given when the console started: start it with {ENV_PIN} set "
+                        "or `certmgr web serve --pin-file FILE` to renew and revoke from here")
+        elif ctx.passphrase_file is None and os.environ.get(ENV_PASSPHRASE) is None:
+            return (f"the CA passphrase was not given when the console started: start it with {ENV_PASSPHRASE} set or "
+                    "`certmgr web serve --passphrase-file FILE` to renew and revoke from here")
     ctx.issuer()
     return None
 
@@ -169,5 +177,6 @@ def make_app(ctx: AppContext, *, idle_seconds: float = 900, tls: bool = False, l
     ]
     app = Starlette(routes=routes, exception_handlers={Redirect: _redirect, HTTPException: _http_error})
     signing = signing_state(ctx) if load_ca else "the CA key is not loaded in this console"
+    ctx.issuer_frozen = signing  # requests never open the CA key themselves (a token session each, never closed)
     app.state.console = Console(ctx, idle_seconds, tls, signing)
     return app

@@ -1,5 +1,6 @@
 """The rejected inbox: list (services/console.inbox, parsed files cached), confirm, approve (= `store trust`) and
-its undo (= `store reject`); push servers' GetRejectedList (= `store rejected --app-uri`), read on request."""
+its undo (= `store reject`); push servers' GetRejectedList (= `store rejected --app-uri`), read on request, and
+trusting one of those on the server's TrustList (= `push-trust`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import CertmgrError
-from .common import Console, check_csrf, console_of, form_text, render, require, run_action, threaded
+from .common import Console, check_csrf, console_of, form_text, render, require, run_action, threaded, wants_json
 
 
 def _inbox(console: Console) -> list[dict]:
@@ -61,8 +62,7 @@ def _push_rejected(console: Console, app_uri: str) -> list[dict]:
     from ..services.push import rejected_list
     from ..services.store_inspect import describe
 
-    if app_uri not in _push_servers(console):
-        raise HTTPException(404, f"{app_uri!r} is not a registered push server")
+    _push_server(console, app_uri)
     return [describe(x509.load_der_x509_certificate(der)) for der in rejected_list(console.ctx, app_uri)]
 
 
@@ -77,7 +77,54 @@ async def push_rejected(request: Request) -> Response:
         return render(request, "error.html", session, message=exc.one_line(), status_code=400)
     if request.url.path.startswith("/api/"):
         return JSONResponse(rows)
-    return render(request, "push_rejected.html", session, rows=rows, app_uri=app_uri)
+    return render(request, "push_rejected.html", session, rows=rows, app_uri=app_uri, done=request.query_params.get("done"))
+
+
+def _push_server(console: Console, app_uri: str) -> str:
+    if app_uri not in _push_servers(console):
+        raise HTTPException(404, f"{app_uri!r} is not a registered push server")
+    return app_uri
+
+
+def _push_review(console: Console, app_uri: str, thumbprint: str) -> dict:
+    from ..services.push_trust import review
+
+    return review(console.ctx, _push_server(console, app_uri), thumbprint)
+
+
+async def push_confirm(request: Request) -> Response:
+    """The certificate from the server's GetRejectedList with the checks' outcome (refused: the error page)."""
+    session = require(request, "operator")
+    app_uri, thumbprint = request.query_params.get("app_uri", ""), request.query_params.get("thumbprint", "")
+    try:
+        details = await threaded(_push_review, console_of(request), app_uri, thumbprint)
+    except CertmgrError as exc:
+        if wants_json(request):
+            return JSONResponse({"error": exc.one_line()}, 400)
+        return render(request, "error.html", session, message=exc.one_line(), status_code=400)
+    if wants_json(request):
+        return JSONResponse(details)
+    return render(request, "push_confirm.html", session, d=details)
+
+
+def _push_approve(console: Console, user: str, app_uri: str, thumbprint: str) -> dict:
+    """`certmgr push-trust --app-uri URI THUMBPRINT --yes` for the signed-in user; only the full thumbprint the
+    confirmation showed (a prefix could match a certificate the server rejected since)."""
+    from ..services.push_trust import trust
+
+    _push_server(console, app_uri)
+    if len(thumbprint) != 40:
+        raise HTTPException(400, "give the full 40-digit thumbprint the confirmation page showed")
+    return trust(console.acting(user), app_uri, thumbprint)
+
+
+async def push_approve(request: Request) -> Response:
+    session = require(request, "operator")
+    form = await check_csrf(request, session)
+    app_uri = form_text(form, "app_uri")
+    return await run_action(request, session, _push_approve, console_of(request), session.user, app_uri,
+                            form_text(form, "thumbprint"),
+                            redirect_to=lambda r: f"/rejected/push?app_uri={quote(app_uri)}&done={quote(r['thumbprint'])}")
 
 
 def _details(console: Console, store_path: str, thumbprint: str) -> dict:
@@ -149,4 +196,6 @@ ROUTES = [
     Route("/rejected/approve", approve, methods=["POST"]), Route("/api/rejected/approve", approve, methods=["POST"]),
     Route("/trusted/reject", reject, methods=["POST"]), Route("/api/trusted/reject", reject, methods=["POST"]),
     Route("/rejected/push", push_rejected), Route("/api/rejected/push", push_rejected),
+    Route("/rejected/push/confirm", push_confirm), Route("/api/rejected/push/confirm", push_confirm),
+    Route("/rejected/push/approve", push_approve, methods=["POST"]), Route("/api/rejected/push/approve", push_approve, methods=["POST"]),
 ]
