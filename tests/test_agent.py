@@ -5,6 +5,7 @@ refused: a GDS not pinned, a wrong token."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 import pki
 from tests.conftest import Certmgr
 from tests.helpers import configure, free_port
+from tests.test_field_trial_stores import node_server_installed  # noqa: F401 - fixture: npm ci of node-opcua
 from tests.test_gds import gds_home, gds_server  # noqa: F401 - the GDS fixtures, reused
 
 APP_URI = "urn:plant1:agent-gateway"
@@ -126,3 +128,60 @@ def test_agent_refuses_a_wrong_token_and_a_ca_home(gds_home, tmp_path):  # noqa:
     assert "is a certmgr CA home" in cm("agent", "status", code=2).stderr
     assert "is not opc.tcp://HOST:PORT" in agent("agent", "enrol", "--gds", "ca-host:4845", "--app-uri", APP_URI, "--store",
                                                str(store), "--token-file", str(wrong), code=2).stderr
+
+
+def test_node_opcua_on_the_agents_store_refuses_a_client_revoked_on_the_gds(gds_home, tmp_path, node_server_installed):  # noqa: F811
+    """The agent keeps a node-opcua store (the server's own certificate and chain, the CA and CRL); after a
+    `certmgr revoke` on the CA host and the agent's next `run --once`, node-opcua refuses the revoked client."""
+    from datetime import datetime, timezone
+
+    from certmgr.opcua.identities import identity_from_store
+    from certmgr.opcua.proofs import endpoint_certificate
+    from certmgr.opcua.session import attempt_session
+    from tests.test_field_trial_stores import NODE_SERVER_URI, run_node_server, stop
+
+    cm = gds_home
+    configure(cm, "[gds]\nauto_approve_new = true")
+    cm("app", "add", "--app-uri", NODE_SERVER_URI, "--deploy", "pull", "--role", "both", "--dns", "localhost", "--ip", "127.0.0.1")
+    token = tmp_path / "node.token"
+    cm("gds", "enrol-token", "--app-uri", NODE_SERVER_URI, "--valid", "1h", "--token-file", str(token))
+    identities = {}
+    for name in ("good", "bad"):  # clients of the node-opcua server, issued on the CA host
+        cm("issue", "--app-uri", f"urn:plant:{name}", "--store", str(tmp_path / name), "--role", "client")
+        identities[name] = identity_from_store(pki.ApplicationStore(tmp_path / name), f"urn:plant:{name}", peer_role="server",
+                                               clock=lambda: datetime.now(timezone.utc))
+    agent = _agent(tmp_path)
+    store = tmp_path / "node-server"
+    with gds_server(cm, free_port()) as url:
+        thumb = _agent_cli(agent, "agent", "enrol", "--gds", url, "--app-uri", NODE_SERVER_URI, "--store", str(store),
+                           "--layout", "node-opcua", "--token-file", str(token), code=1).stderr.split("--accept-gds ")[1].split()[0]
+        enrolled = _agent_cli(agent, "agent", "enrol", "--gds", url, "--app-uri", NODE_SERVER_URI, "--store", str(store),
+                              "--layout", "node-opcua", "--token-file", str(token), "--accept-gds", thumb, "--json")
+        assert '"enrolled"' in enrolled.stdout and "loopback proof: 1 channels ok" in enrolled.stdout, enrolled.stdout
+        node_store = pki.ApplicationStore(store, "node-opcua")
+        bad_serial = identities["bad"].certificate.serial_number
+        assert node_store.crls(pki.TRUSTED)[0].value.get_revoked_certificate_by_serial_number(bad_serial) is None
+        cm("revoke", "--app-uri", "urn:plant:bad", "--reason", "keyCompromise", "--yes", "--no-probe")
+        _agent_cli(agent, "agent", "run", "--once")
+    crl, = node_store.crls(pki.TRUSTED)
+    assert crl.value.get_revoked_certificate_by_serial_number(bad_serial) is not None
+    process, port = run_node_server(store, tmp_path / "node.log")
+    try:
+        node_url = f"opc.tcp://127.0.0.1:{port}"
+
+        async def connect(identity):
+            for _ in range(5):  # node-opcua reads its folders in the background after start
+                served, _ = await endpoint_certificate(node_url)
+                attempt = await attempt_session(node_url, identity, "Basic256Sha256", served)
+                if attempt.ok or identity is identities["bad"]:
+                    return served, attempt
+                await asyncio.sleep(2)
+            return served, attempt
+
+        served, good = asyncio.run(connect(identities["good"]))
+        _, bad = asyncio.run(connect(identities["bad"]))
+    finally:
+        stop(process)
+    assert pki.thumbprint(served) == node_store.own().thumbprint  # node-opcua serves the certificate the agent installed
+    assert good.ok, good.as_dict()
+    assert not bad.ok and bad.side == "server", bad.as_dict()
