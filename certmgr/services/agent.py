@@ -104,7 +104,7 @@ def _pending_key_path(store: pki.ApplicationStore, app_uri: str):
 # --- enrol -----------------------------------------------------------------------------------------------------
 
 def enrol(ctx: AppContext, *, gds: str, app_uri: str, store: str, layout: str, deploy_hook: str | None, token_file: str,
-          accept_gds: str | None, wait: float | None, key_size: int = 2048) -> Outcome:
+          accept_gds: str | None, wait: float | None, key_size: int = 2048, prove: bool = True) -> Outcome:
     """First certificate of ``app_uri`` from the GDS (or the same request again, while it waits for approval)."""
     from urllib.parse import urlsplit
 
@@ -132,14 +132,15 @@ def enrol(ctx: AppContext, *, gds: str, app_uri: str, store: str, layout: str, d
     else:
         app.store, app.layout, app.deploy_hook, app.token_file = str(target.root.absolute()), layout, deploy_hook, str(token_file)
     state.gds = gds
-    outcome = asyncio.run(_enrol(ctx, state, app, accept_gds, wait))
+    outcome = asyncio.run(_enrol(ctx, state, app, accept_gds, wait, prove=prove))
     save_state(ctx.home, state)
     if not outcome.ok:
         raise OperationFailed(f"{app_uri}: {outcome.message}")
     return outcome
 
 
-async def _enrol(ctx: AppContext, state: AgentState, app: AgentApp, accept: str | None, wait: float | None) -> Outcome:
+async def _enrol(ctx: AppContext, state: AgentState, app: AgentApp, accept: str | None, wait: float | None, *,
+                 prove: bool = True) -> Outcome:
     from ..opcua.channel import Identity
     from ..opcua.gds_client import GdsCallError, GdsClient, node_id_from_text
 
@@ -179,9 +180,9 @@ async def _enrol(ctx: AppContext, state: AgentState, app: AgentApp, accept: str 
             trust = await gds.read_trust_list(app_id)
     except GdsCallError as exc:
         return _failed(outcome, _explain(exc))
-    await _install(ctx, app, store, key, done, trust, outcome, action="enrolled")
+    await _install(ctx, app, store, key, done, trust, outcome, action="enrolled", prove=prove)
     if app.thumbprint:  # installed in own/private (a failed hook is retried, not the request); the staging copy goes
-        key_path.unlink(missing_ok=True)
+        pki.destroy_secret(key_path)
         app.request_id = app.pending_key = None
         app.token_file = None  # spent
     return outcome
@@ -245,7 +246,7 @@ def install_trust_list(store: pki.ApplicationStore, trust) -> int | None:
 
 
 async def _install(ctx: AppContext, app: AgentApp, store: pki.ApplicationStore, key, done, trust, outcome: Outcome, *,
-                   action: str) -> None:
+                   action: str, prove: bool = True) -> None:
     certificate_der, issuer_ders = done
     cert = x509.load_der_x509_certificate(certificate_der)
     if not ca.key_matches_certificate(key, cert.public_key()):
@@ -256,7 +257,8 @@ async def _install(ctx: AppContext, app: AgentApp, store: pki.ApplicationStore, 
     chain = tuple(pki.parse_certificate(d) for d in issuer_ders)
     thumb = pki.thumbprint(cert)
     store.stage_own(cert, ca.private_key_pem(key), chain=chain)
-    proof = await self_proof(ctx, store, app.app_uri, cert, key)
+    # prove=False only for scripts/bench.py's GDS throughput figure (the proof costs the agent's host, not the GDS)
+    proof = await self_proof(ctx, store, app.app_uri, cert, key) if prove else None
     if proof is not None and not proof.ok:
         store.unstage(thumb)
         _failed(outcome, f"loopback proof failed: {proof.summary()}")
@@ -330,7 +332,7 @@ def run(ctx: AppContext, *, force: bool = False) -> list[Outcome]:
     return outcomes
 
 
-async def _renew(ctx: AppContext, state: AgentState, app: AgentApp, force: bool) -> Outcome:
+async def _renew(ctx: AppContext, state: AgentState, app: AgentApp, force: bool, *, prove: bool = True) -> Outcome:
     from ..opcua.gds_client import GdsCallError, GdsClient, node_id_from_text
     from ..opcua.identities import identity_from_store
 
@@ -366,9 +368,9 @@ async def _renew(ctx: AppContext, state: AgentState, app: AgentApp, force: bool)
                 return outcome
     except GdsCallError as exc:
         return _failed(outcome, _explain(exc))
-    await _install(ctx, app, store, key, done, trust, outcome, action="renewed")
+    await _install(ctx, app, store, key, done, trust, outcome, action="renewed", prove=prove)
     if app.thumbprint != pki.thumbprint(identity.certificate):  # installed (a failed hook is retried, not the request)
-        key_path.unlink(missing_ok=True)
+        pki.destroy_secret(key_path)
         app.request_id = app.pending_key = None
     return outcome
 
