@@ -74,7 +74,7 @@ async def _gds_endpoint(ctx: AppContext, state: AgentState, app: AgentApp, accep
         return endpoint
     why = verdict.message if verdict is not None else "this host does not trust certmgr's CA yet"
     raise OperationFailed(f"cannot verify the GDS certificate {thumb} at {state.gds} ({why})",
-                          f"compare it with `certmgr gds status` or the GDS's own store on the CA host, then run again "
+                          f"compare it with the certificate `certmgr gds serve` prints at start on the CA host, then run again "
                           f"with --accept-gds {thumb[:16]}")
 
 
