@@ -185,3 +185,35 @@ def test_node_opcua_on_the_agents_store_refuses_a_client_revoked_on_the_gds(gds_
     assert pki.thumbprint(served) == node_store.own().thumbprint  # node-opcua serves the certificate the agent installed
     assert good.ok, good.as_dict()
     assert not bad.ok and bad.side == "server", bad.as_dict()
+
+
+def test_a_failed_hook_runs_again_and_a_revoked_application_enrols_again_with_a_new_token(gds_home, tmp_path):  # noqa: F811
+    """The deploy hook fails: the certificate stays installed (the GDS has it as current) and the next run runs the
+    hook again. Revoked on the CA host, the application's next run is refused (BadCertificateRevoked, exit 1) and
+    `agent enrol --force` with a new token gets it a new certificate (auto_approve_new: no operator)."""
+    cm = gds_home
+    configure(cm, "[gds]\nauto_approve_new = true")
+    cm("app", "add", "--app-uri", APP_URI, "--deploy", "pull", "--role", "both")
+    agent = _agent(tmp_path)
+    store, flag, hook_log = tmp_path / "pki", tmp_path / "hook-may-run", tmp_path / "hook.log"
+    hook = f'test -f {flag} && echo "$CERTMGR_ACTION $CERTMGR_THUMBPRINT" >> {hook_log}'
+    with gds_server(cm, free_port()) as url:
+        args = ["agent", "enrol", "--gds", url, "--app-uri", APP_URI, "--store", str(store), "--deploy-hook", hook]
+        thumb = _agent_cli(agent, *args, "--token-file", str(_token(cm, tmp_path)), code=1).stderr.split("--accept-gds ")[1].split()[0]
+        failed = _agent_cli(agent, *args, "--token-file", str(tmp_path / "gw.token"), "--accept-gds", thumb, code=1)
+        assert "deploy hook exited 1" in failed.stderr, failed.stderr
+        first = pki.ApplicationStore(store).own()
+        assert first is not None and agent.json("agent", "status")["apps"][0]["thumbprint"] == first.thumbprint
+        flag.write_text("")
+        _agent_cli(agent, "agent", "run", "--once")
+        assert hook_log.read_text().split() == ["renewed", first.thumbprint]
+        assert "--force" in _agent_cli(agent, *args, "--token-file", str(tmp_path / "gw.token"), code=2).stderr
+
+        cm("revoke", first.thumbprint, "--reason", "keyCompromise", "--yes", "--no-probe")
+        refused = _agent_cli(agent, "agent", "run", "--once", code=1)
+        assert "BadCertificateRevoked" in refused.stderr and "enrol again" in refused.stderr, refused.stderr
+        _agent_cli(agent, *args, "--force", "--token-file", str(_token(cm, tmp_path, "again.token")))
+    second = pki.ApplicationStore(store).own()
+    assert second.thumbprint != first.thumbprint
+    assert pki.ApplicationStore(store).crls(pki.TRUSTED)[0].value.get_revoked_certificate_by_serial_number(
+        first.certificate.serial_number) is not None

@@ -43,14 +43,15 @@ def _print(app, outcomes) -> None:
 @click.option("--key-size", type=int, default=2048, show_default=True, help="RSA key size of the key made here.")
 @click.option("--wait", type=float, default=None, metavar="SECONDS",
               help="Wait this long for the operator's approval instead of returning at once.")
+@click.option("--force", is_flag=True, help="Enrol an enrolled application again (its certificate was revoked), with a new token.")
 @json_option
 @click.pass_obj
-def enrol(app, gds, app_uri, store, layout, deploy_hook, token_file, accept_gds, key_size, wait) -> None:
+def enrol(app, gds, app_uri, store, layout, deploy_hook, token_file, accept_gds, key_size, wait, force) -> None:
     """Enrol an application: key here, CSR to the GDS with the token, certificate and trust list into the store."""
     from ..services.agent import enrol as enrol_service
 
     outcome = enrol_service(app, gds=gds, app_uri=app_uri, store=store, layout=layout, deploy_hook=deploy_hook,
-                            token_file=token_file, accept_gds=accept_gds, wait=wait, key_size=key_size)
+                            token_file=token_file, accept_gds=accept_gds, wait=wait, key_size=key_size, force=force)
     _print(app, [outcome])
 
 

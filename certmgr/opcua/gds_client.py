@@ -62,8 +62,10 @@ class GdsClient:
         client.uaclient.set_security(client.security_policy)
         try:
             await client.connect()
-        except ua.UaStatusCodeError as exc:
-            raise GdsCallError("session", ua.StatusCode(exc.code).name) from None
+        except Exception as exc:  # refused (a status code) or dropped: the agent reports the status, not a traceback
+            from .faults import describe_failure
+
+            raise GdsCallError("session", describe_failure(exc)[0]) from None
         self.client = client
         self.idx = await client.get_namespace_index(gds_model.GDS_NAMESPACE)
         return self

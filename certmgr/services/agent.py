@@ -22,7 +22,7 @@ import ca
 import pki
 
 from ..context import AppContext
-from ..errors import InputError, OperationFailed
+from ..errors import CertmgrError, InputError, OperationFailed
 from ..secrets import read_secret_file
 from .agent_state import AgentApp, AgentState, load_state, refuse_ca_home, save_state
 from .hooks import run_deploy_hook
@@ -104,7 +104,8 @@ def _pending_key_path(store: pki.ApplicationStore, app_uri: str):
 # --- enrol -----------------------------------------------------------------------------------------------------
 
 def enrol(ctx: AppContext, *, gds: str, app_uri: str, store: str, layout: str, deploy_hook: str | None, token_file: str,
-          accept_gds: str | None, wait: float | None, key_size: int = 2048, prove: bool = True) -> Outcome:
+          accept_gds: str | None, wait: float | None, key_size: int = 2048, force: bool = False,
+          prove: bool = True) -> Outcome:
     """First certificate of ``app_uri`` from the GDS (or the same request again, while it waits for approval)."""
     from urllib.parse import urlsplit
 
@@ -124,8 +125,11 @@ def enrol(ctx: AppContext, *, gds: str, app_uri: str, store: str, layout: str, d
     if state.gds and state.gds != gds:
         raise InputError(f"this agent home enrols with {state.gds}, not {gds}", "use another --home for another GDS")
     app = state.app(app_uri)
-    if app is not None and app.thumbprint:
-        raise InputError(f"{app_uri} is enrolled already (certificate {app.thumbprint})", "`certmgr agent run` renews it")
+    if app is not None and app.thumbprint and not force:
+        raise InputError(f"{app_uri} is enrolled already (certificate {app.thumbprint})",
+                         "`certmgr agent run` renews it; `agent enrol --force` with a new token enrols it again (a revoked certificate)")
+    if app is not None and force:  # a new key and a new request, authenticated by the new token
+        app.thumbprint = app.request_id = None
     if app is None:
         app = AgentApp(app_uri, str(target.root.absolute()), layout, deploy_hook, str(token_file), key_size)
         state.apps.append(app)
@@ -269,20 +273,28 @@ async def _install(ctx: AppContext, app: AgentApp, store: pki.ApplicationStore, 
         store.install_own(cert, ca.private_key_pem(key), store.staged_chain(thumb), keep_history=1)
         store.unstage(thumb)
     outcome.steps.append(f"installed {thumb} into {store.root}")
-    if app.deploy_hook:
-        pair = store.own()
-        hook = run_deploy_hook(app.deploy_hook, {
-            "CERTMGR_ACTION": action, "CERTMGR_APP_URI": app.app_uri, "CERTMGR_STORE": str(store.root),
-            "CERTMGR_LAYOUT": store.layout.name, "CERTMGR_THUMBPRINT": thumb,
-            "CERTMGR_OLD_THUMBPRINT": before.thumbprint if before else "", "CERTMGR_CERT_PATH": str(pair.cert_path),
-            "CERTMGR_KEY_PATH": str(pair.key_path)})
-        outcome.steps.append(hook.message)
-        if not hook.ok:  # the new certificate stays (the GDS has it as current); the hook is retried next run
-            outcome.ok, outcome.message = False, hook.message
+    _hook(app, store, action, before.thumbprint if before else "", outcome)
     app.thumbprint, app.not_after = thumb, _iso(cert.not_valid_after_utc)
     app.last_renewal = _iso(ctx.now())
     outcome.thumbprint = thumb
     outcome.action = action
+
+
+def _hook(app: AgentApp, store: pki.ApplicationStore, action: str, old_thumbprint: str, outcome: Outcome) -> None:
+    """The deploy hook with store delivery's CERTMGR_* variables. A failure leaves the new certificate in place (the
+    GDS has it as current already) and the hook runs again at the next `agent run`."""
+    if not app.deploy_hook:
+        return
+    pair = store.own()
+    hook = run_deploy_hook(app.deploy_hook, {
+        "CERTMGR_ACTION": action, "CERTMGR_APP_URI": app.app_uri, "CERTMGR_STORE": str(store.root),
+        "CERTMGR_LAYOUT": store.layout.name, "CERTMGR_THUMBPRINT": pair.thumbprint if pair else "",
+        "CERTMGR_OLD_THUMBPRINT": old_thumbprint, "CERTMGR_CERT_PATH": str(pair.cert_path) if pair else "",
+        "CERTMGR_KEY_PATH": str(pair.key_path) if pair else ""})
+    outcome.steps.append(hook.message)
+    app.hook_failed = not hook.ok
+    if not hook.ok:
+        outcome.ok, outcome.message = False, hook.message
 
 
 async def self_proof(ctx: AppContext, store: pki.ApplicationStore, app_uri: str, cert, key):
@@ -324,7 +336,7 @@ def run(ctx: AppContext, *, force: bool = False) -> list[Outcome]:
                 outcome = asyncio.run(_enrol(ctx, state, app, None, None))
             else:
                 outcome = asyncio.run(_renew(ctx, state, app, force))
-        except OperationFailed as exc:
+        except CertmgrError as exc:  # this application's problem (GDS unreachable, token file gone): the others go on
             outcome = _failed(Outcome(app.app_uri, "failed"), exc.one_line())
         app.last_run, app.last_result = _iso(ctx.now()), outcome.action if outcome.ok else f"failed: {outcome.message}"[:300]
         outcomes.append(outcome)
@@ -350,6 +362,10 @@ async def _renew(ctx: AppContext, state: AgentState, app: AgentApp, force: bool,
             if number != app.crl_number:
                 outcome.steps.append(f"CRL {app.crl_number} -> {number}")
             app.crl_number, app.last_trust_list = number, _iso(ctx.now())
+            if app.hook_failed:  # the last install's hook failed: the application may still serve the old pair
+                _hook(app, store, "renewed", "", outcome)
+                if not outcome.ok:
+                    return outcome
             if app.request_id is None and not force and not await gds.update_required(app_id):
                 outcome.message = "certificate current; trust list pulled"
                 return outcome

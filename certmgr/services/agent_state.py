@@ -37,6 +37,7 @@ class AgentApp:
     last_trust_list: str | None = None
     crl_number: int | None = None
     last_result: str | None = None
+    hook_failed: bool = False  # the deploy hook of the installed certificate failed: run again at the next run
 
 
 @dataclass
