@@ -81,12 +81,15 @@ class GdsClient:
     async def call(self, step: str, obj: int, method: int, args: list) -> list:
         from asyncua import ua
 
-        from .faults import status_name
+        from .faults import describe_failure, status_name
 
         request = ua.CallMethodRequest()
         request.ObjectId, request.MethodId = ua.NodeId(obj, self.idx), ua.NodeId(method, self.idx)
         request.InputArguments = args
-        result = (await self.client.uaclient.call([request]))[0]
+        try:
+            result = (await self.client.uaclient.call([request]))[0]
+        except Exception as exc:  # a timeout or a dropped channel (an overloaded GDS): a status, as for a refusal
+            raise GdsCallError(step, describe_failure(exc)[0]) from None
         if not result.StatusCode.is_good():
             raise GdsCallError(step, status_name(result.StatusCode.value))
         return [v.Value for v in result.OutputArguments or []]
@@ -137,15 +140,13 @@ class GdsClient:
         tl, methods = gds_model.TRUST_LIST, gds_model.TRUST_LIST_METHODS
         handle = (await self.call("TrustList.Open", tl, methods["Open"], [ua.Variant(1, ua.VariantType.Byte)]))[0]
         data = b""
-        try:
-            while True:
-                chunk = (await self.call("TrustList.Read", tl, methods["Read"],
-                                         [ua.Variant(handle, ua.VariantType.UInt32), ua.Variant(65536, ua.VariantType.Int32)]))[0]
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            await self.call("TrustList.Close", tl, methods["Close"], [ua.Variant(handle, ua.VariantType.UInt32)])
+        while True:  # a failed Read leaves the handle to the GDS (no Close on a channel that is likely gone)
+            chunk = (await self.call("TrustList.Read", tl, methods["Read"],
+                                     [ua.Variant(handle, ua.VariantType.UInt32), ua.Variant(65536, ua.VariantType.Int32)]))[0]
+            if not chunk:
+                break
+            data += chunk
+        await self.call("TrustList.Close", tl, methods["Close"], [ua.Variant(handle, ua.VariantType.UInt32)])
         return struct_from_binary(ua.TrustListDataType, Buffer(data))
 
 
