@@ -92,6 +92,9 @@ def status(app) -> None:
     if app.json:
         emit_json(data)
         return
+    if not data["apps"]:
+        click.echo("no application enrolled here; enrol one with `certmgr agent enrol`")
+        return
     click.echo(f"GDS {data['gds']} (pinned {data['gds_pin'] or 'no'})")
     click.echo(table(data["apps"], [("app_uri", "APPLICATION"), ("thumbprint", "THUMBPRINT"), ("not_after", "NOT AFTER"),
                                     ("last_trust_list", "TRUST LIST PULLED"), ("crl_number", "CRL"),
