@@ -217,3 +217,33 @@ def test_a_failed_hook_runs_again_and_a_revoked_application_enrols_again_with_a_
     assert second.thumbprint != first.thumbprint
     assert pki.ApplicationStore(store).crls(pki.TRUSTED)[0].value.get_revoked_certificate_by_serial_number(
         first.certificate.serial_number) is not None
+
+
+def test_enrol_with_wait_finishes_once_the_operator_approves(gds_home, tmp_path):  # noqa: F811
+    """`agent enrol --wait` polls FinishRequest (BadNothingToDo) until `certmgr gds approve` on the CA host."""
+    import time
+
+    cm = gds_home
+    cm("app", "add", "--app-uri", APP_URI, "--deploy", "pull", "--role", "both")
+    token = _token(cm, tmp_path)
+    agent = _agent(tmp_path)
+    store = tmp_path / "pki"
+    with gds_server(cm, free_port()) as url:
+        args = ["agent", "enrol", "--gds", url, "--app-uri", APP_URI, "--store", str(store), "--token-file", str(token)]
+        thumb = _agent_cli(agent, *args, code=1).stderr.split("--accept-gds ")[1].split()[0]
+        env = {k: v for k, v in agent.subprocess_env().items() if k != "CERTMGR_CA_PASSPHRASE"}
+        waiting = subprocess.Popen([sys.executable, "-m", "certmgr", *args, "--accept-gds", thumb, "--wait", "90", "--json"],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not (pending := cm.json("gds", "pending")) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert pending and waiting.poll() is None  # the request exists and the agent still waits
+            cm("gds", "approve", str(pending[0]["id"]))
+            out, err = waiting.communicate(timeout=90)
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.communicate()
+    assert waiting.returncode == 0 and '"enrolled"' in out, out + err
+    assert pki.ApplicationStore(store).own() is not None
