@@ -156,11 +156,11 @@ def cli(ctx: click.Context, home: Path | None, db_url: str | None, json_output: 
 
 
 def _register() -> None:
-    from . import (app_cmds, ca_cmds, crl_cmds, daemon_cmds, db_cmds, gds_cmds, inventory_cmds, issue_cmds, peer_cmds, push_cmds,
+    from . import (agent_cmds, app_cmds, ca_cmds, crl_cmds, daemon_cmds, db_cmds, gds_cmds, inventory_cmds, issue_cmds, peer_cmds, push_cmds,
                    renew_cmds, store_cmds, verify_cmds, web_cmds)
 
     modules = (ca_cmds, inventory_cmds, issue_cmds, renew_cmds, app_cmds, push_cmds, crl_cmds, store_cmds, verify_cmds,
-               daemon_cmds, db_cmds, peer_cmds, web_cmds, gds_cmds)
+               daemon_cmds, db_cmds, peer_cmds, web_cmds, gds_cmds, agent_cmds)
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

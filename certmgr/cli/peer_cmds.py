@@ -202,7 +202,10 @@ def fleet_status_cmd(app) -> None:
     else:
         columns = [("kind", "KIND"), ("app_uri", "APPLICATION"), ("endpoint", "ENDPOINT"), ("not_after", "NOT AFTER"),
                    ("level", "LEVEL"), ("trusts_ca", "TRUSTS CA"), ("crl_effective", "CRL"), ("last_probe", "PROBED"), ("fix", "FIX")]
-        shown = [{**r, "not_after": (r["not_after"] or "")[:10], "last_probe": (r["last_probe"] or "")[:16]} for r in data["rows"]]
+        shown = [{**r, "not_after": (r["not_after"] or "")[:10], "last_probe": (r["last_probe"] or "")[:16],
+                  "pulled": (r.get("last_trust_list_pull") or r.get("last_pull") or "")[:16]} for r in data["rows"]]
+        if any(r["kind"] == "pull" for r in data["rows"]):  # when an agent last fetched its trust list (or certificate)
+            columns.insert(-1, ("pulled", "PULLED"))
         click.echo(table(shown, columns) if shown else "nothing registered")
         click.echo(f"current CRL: {data['crl_current']}")
     if data["code"]:

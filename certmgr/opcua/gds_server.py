@@ -341,6 +341,7 @@ class GdsServer:
         if not isinstance(request_id, ua.NodeId) or not isinstance(request_id.Identifier, int) or request_id.NamespaceIndex != self.idx:
             raise GdsRefused("BadInvalidArgument", f"{request_id} is not a RequestId of this GDS")
         done = gds_requests.finish_request(self.ctx, caller, app_id, request_id.Identifier)
+        gds.note_pull(self.ctx, caller, app_id, "gds.finish")  # fleet status: when the agent last pulled
         return [ua.Variant(done.certificate_der, ua.VariantType.ByteString),
                 ua.Variant(done.private_key, ua.VariantType.ByteString),
                 ua.Variant(done.issuer_ders, ua.VariantType.ByteString, is_array=True)]
@@ -366,6 +367,7 @@ class GdsServer:
     def _trust_list(self, caller, application_id, group_id):
         self._check_group(group_id)
         gds.get_application(self.ctx, caller, self._app_id(application_id))
+        gds.note_pull(self.ctx, caller, self._app_id(application_id), "gds.trust_list")
         return [self._node(gds_model.TRUST_LIST)]
 
     def _status(self, caller, application_id, group_id, type_id):

@@ -167,9 +167,16 @@ def fleet_status(ctx: AppContext) -> dict:
             .join(db.Certificate, (db.Certificate.application_id == db.Application.id) & (db.Certificate.status == db.CertStatus.ACTIVE))
             .where(db.Application.internal.is_(False)).order_by(db.Application.app_uri)
         ).all()
+        from .gds import last_pulls
+
+        pulls = last_pulls(session) if any(a[0] == "pull" for a in apps) else {}
         for deploy, app_uri, endpoint, store_path, thumbprint, not_after in apps:
             rows.append(_row(deploy if deploy in ("push", "pull") else "store", app_uri, endpoint, thumbprint, not_after,
                              [], store_path, probes.get(endpoint), level_of))
+            if deploy == "pull":  # what the GDS saw of its agent: the last certificate and trust-list pulls
+                seen = pulls.get(app_uri, {})
+                rows[-1]["last_pull"] = _when(seen.get("gds.finish"))
+                rows[-1]["last_trust_list_pull"] = _when(seen.get("gds.trust_list"))
         by_endpoint = {row["endpoint"]: row for row in rows if row["endpoint"]}
         for peer in session.scalars(select(db.Peer).order_by(db.Peer.name)):
             findings = list(peer.findings or []) + list(peer.flags or [])
@@ -197,6 +204,14 @@ def fleet_status(ctx: AppContext) -> dict:
         if row["trusts_ca"] is False or (row["crl_effective"] is not None and current is not None and row["crl_effective"] < current):
             code = max(code, 2)  # a revocation not in effect is as urgent as an expiring certificate
     return {"code": code, "crl_current": current, "rows": rows}
+
+
+def _when(at) -> str | None:
+    if at is None:
+        return None
+    from datetime import timezone
+
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).isoformat()
 
 
 def _row(kind, app_uri, endpoint, thumbprint, not_after, findings, store, probe, level_of) -> dict:

@@ -108,6 +108,31 @@ def audit_refusal(ctx: AppContext, caller: Caller, method: str, refused: GdsRefu
                           method=method, status=refused.status, reason=refused.message[:500])
 
 
+PULL_ACTIONS = ("gds.finish", "gds.trust_list")
+
+
+def note_pull(ctx: AppContext, caller: Caller, app_id: int, action: str) -> None:
+    """An application (its agent) fetched its certificate or asked for the trust list: audited, and the last one
+    of each shows in `fleet status` (the GDS cannot see the install itself)."""
+    with ctx.database().write() as session:
+        app = session.get(db.Application, app_id)
+        queries.add_audit(session, at=ctx.now(), actor=caller.label[:200], action=action,
+                          target=app.app_uri if app else str(app_id))
+
+
+def last_pulls(session) -> dict[str, dict[str, object]]:
+    """{app_uri: {"gds.finish": at, "gds.trust_list": at}} from the audit log."""
+    from sqlalchemy import func, select
+
+    rows = session.execute(select(db.AuditEvent.target, db.AuditEvent.action, func.max(db.AuditEvent.at))
+                           .where(db.AuditEvent.action.in_(PULL_ACTIONS))
+                           .group_by(db.AuditEvent.target, db.AuditEvent.action)).all()
+    found: dict[str, dict[str, object]] = {}
+    for target, action, at in rows:
+        found.setdefault(target, {})[action] = at
+    return found
+
+
 @dataclass
 class Record:
     """Part 12 ApplicationRecordDataType, as plain values."""

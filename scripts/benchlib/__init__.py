@@ -16,4 +16,4 @@ def section(name: str, doc: str):
     return register
 
 
-from . import crl, fleet, issue, issue_cli, kill, probe, rekey, renew, web  # noqa: E402,F401  (each registers its sections)
+from . import crl, fleet, issue, issue_cli, kill, probe, pull, rekey, renew, web  # noqa: E402,F401  (each registers its sections)
