@@ -799,3 +799,60 @@ def test_a_key_pair_the_gds_makes_is_handed_over_once_encrypted_and_never_stored
         if cm.db_url is None or cm.db_url.startswith("sqlite"):
             assert plain not in (cm.home / "certmgr.db").read_bytes() and blob not in (cm.home / "certmgr.db").read_bytes()
     assert [row[0] for row in cm.sql("SELECT new_key_format FROM gds_requests ORDER BY id")] == ["PEM", "PFX"]
+
+
+def test_query_applications_filters_and_pages_the_directory(gds_home, tmp_path):
+    """QueryApplications (administrators): URI and name patterns (Part 4 LIKE), the type filter (a ClientAndServer
+    application is both), paging by NextRecordId; refused for an anonymous session."""
+    from asyncua import ua
+
+    cm = gds_home
+    admin_cert, admin_key = _client_identity(cm, tmp_path, "urn:test:gds-admin", "admin-store")
+
+    def query(start=0, limit=0, name="", uri="", app_type=0):
+        return (ua.Variant(start, ua.VariantType.UInt32), ua.Variant(limit, ua.VariantType.UInt32),
+                ua.Variant(name, ua.VariantType.String), ua.Variant(uri, ua.VariantType.String),
+                ua.Variant(app_type, ua.VariantType.UInt32), ua.Variant("", ua.VariantType.String),
+                ua.Variant([], ua.VariantType.String, is_array=True))
+
+    with gds_server(cm, free_port()) as url:
+        async def run():
+            registrar = await _connect(url, admin_cert, admin_key, user=("registrar", PASSWORD))
+            try:
+                gds = Gds(registrar)
+                for uri, kind, name in (("urn:plant1:gateway", ua.ApplicationType.ClientAndServer, "gateway"),
+                                        ("urn:plant1:hmi", ua.ApplicationType.Client, "hmi"),
+                                        ("urn:plant2:historian", ua.ApplicationType.Server, "historian")):
+                    await gds.call("RegisterApplication", ua.ApplicationRecordDataType(
+                        ApplicationUri=uri, ApplicationType=kind, ApplicationNames=[ua.LocalizedText(name)],
+                        DiscoveryUrls=[f"opc.tcp://{name}.plant.local:4840"]))
+                everything = await gds.call("QueryApplications", *query())
+                plant1 = await gds.call("QueryApplications", *query(uri="urn:plant1:%"))
+                clients = await gds.call("QueryApplications", *query(app_type=2))
+                servers = await gds.call("QueryApplications", *query(app_type=1))
+                named = await gds.call("QueryApplications", *query(name="h_storian"))
+                first_page = await gds.call("QueryApplications", *query(limit=2))
+                second_page = await gds.call("QueryApplications", *query(start=first_page[1], limit=2))
+                bad_type = await gds.status_of("QueryApplications", *query(app_type=7))
+            finally:
+                await registrar.disconnect()
+            anonymous = await _connect(url, admin_cert, admin_key)
+            try:
+                refused = await Gds(anonymous).status_of("QueryApplications", *query())
+            finally:
+                await anonymous.disconnect()
+            return everything, plant1, clients, servers, named, first_page, second_page, bad_type, refused
+
+        everything, plant1, clients, servers, named, first_page, second_page, bad_type, refused = asyncio.run(run())
+
+    def uris(result):
+        return [d.ApplicationUri for d in result[2]]
+
+    assert uris(everything) == ["urn:plant1:gateway", "urn:plant1:hmi", "urn:plant2:historian"] and everything[1] == 0
+    assert everything[2][0].DiscoveryUrls == ["opc.tcp://gateway.plant.local:4840"]
+    assert uris(plant1) == ["urn:plant1:gateway", "urn:plant1:hmi"]
+    assert uris(clients) == ["urn:plant1:gateway", "urn:plant1:hmi"] and uris(servers) == ["urn:plant1:gateway", "urn:plant2:historian"]
+    assert uris(named) == ["urn:plant2:historian"]
+    assert uris(first_page) == ["urn:plant1:gateway", "urn:plant1:hmi"] and first_page[1] != 0
+    assert uris(second_page) == ["urn:plant2:historian"] and second_page[1] == 0
+    assert (bad_type, refused) == ("BadInvalidArgument", "BadUserAccessDenied")

@@ -212,7 +212,7 @@ class GdsServer:
             "FinishRequest": self._finish, "GetCertificateGroups": self._groups, "GetTrustList": self._trust_list,
             "GetCertificateStatus": self._status, "CheckRevocationStatus": self._revocation,
             "UpdateApplication": self._update, "GetCertificates": self._certificates, "RevokeCertificate": self._revoke,
-            "StartNewKeyPairRequest": self._start_new_key_pair,
+            "StartNewKeyPairRequest": self._start_new_key_pair, "QueryApplications": self._query,
         }
         for name, number in gds_model.METHODS.items():
             handler = handlers.get(name, self._not_implemented)
@@ -302,6 +302,19 @@ class GdsServer:
 
         records = gds.find_applications(self.ctx, caller, application_uri or "")
         return [ua.Variant([self._record(r) for r in records], ua.VariantType.ExtensionObject, is_array=True)]
+
+    def _query(self, caller, start, limit, name, uri, app_type, product_uri, capabilities):
+        from asyncua import ua
+
+        reset, next_id, records = gds.query_applications(
+            self.ctx, caller, start=int(start or 0), limit=int(limit or 0), name=name or "", uri=uri or "",
+            app_type=int(app_type or 0), product_uri=product_uri or "", capabilities=list(capabilities or []))
+        found = [ua.ApplicationDescription(ApplicationUri=r.app_uri, ProductUri=r.product_uri,
+                                           ApplicationName=ua.LocalizedText(r.names[0] if r.names else ""),
+                                           ApplicationType=ua.ApplicationType(r.application_type), DiscoveryUrls=r.discovery_urls)
+                 for r in records]
+        return [ua.Variant(reset, ua.VariantType.DateTime), ua.Variant(next_id, ua.VariantType.UInt32),
+                ua.Variant(found, ua.VariantType.ExtensionObject, is_array=True)]
 
     def _unregister(self, caller, application_id):
         gds.unregister_application(self.ctx, caller, self._app_id(application_id))

@@ -246,6 +246,56 @@ def find_applications(ctx: AppContext, caller: Caller, app_uri: str) -> list[Rec
         return [record_of(app)]
 
 
+def like(pattern: str):
+    """A Part 4 LIKE pattern (``%`` any run, ``_`` one character, ``\\`` escapes) as a compiled regex; empty: anything."""
+    import re
+
+    if not pattern:
+        return re.compile(r".*", re.S)
+    out, escaped = [], False
+    for char in pattern:
+        if escaped:
+            out.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "%":
+            out.append(".*")
+        elif char == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(char))
+    return re.compile("".join(out) + r"\Z", re.S | re.I)
+
+
+# QueryApplications' ApplicationType filter: 0 every application, 1 servers, 2 clients (Part 12 §6.5.12);
+# a ClientAndServer application is both
+_QUERY_TYPES = {0: (0, 1, 2, 3), 1: (0, 2, 3), 2: (1, 2)}
+
+
+def query_applications(ctx: AppContext, caller: Caller, *, start: int, limit: int, name: str, uri: str, app_type: int,
+                       product_uri: str, capabilities: list[str]) -> tuple[object, int, list[Record]]:
+    """QueryApplications (administrators): the registered pull applications matching every filter, from record
+    ``start`` (the application id), at most ``limit`` (0: no limit). Returns (LastCounterResetTime, NextRecordId
+    (0: no more), records). Record ids are database ids, never reused, so the counter was last reset when the
+    CA was made. certmgr keeps no ProductUri or ServerCapabilities: a filter on them matches only empty values."""
+    require(caller, (DISCOVERY_ADMIN, CA_ADMIN, RA_ADMIN))
+    if app_type not in _QUERY_TYPES:
+        raise GdsRefused("BadInvalidArgument", f"ApplicationType {app_type} is not 0 (all), 1 (servers) or 2 (clients)")
+    names, uris, products = like(name), like(uri), like(product_uri)
+    with ctx.database().read() as session:
+        reset = queries.authority(session).created_at
+        apps = session.scalars(select(db.Application).where(
+            db.Application.deploy == "pull", db.Application.unregistered_at.is_(None), db.Application.id >= max(start, 0))
+            .order_by(db.Application.id))
+        found = [r for r in map(record_of, apps)
+                 if r.application_type in _QUERY_TYPES[app_type] and uris.match(r.app_uri) and products.match(r.product_uri)
+                 and any(names.match(n) for n in r.names or [""]) and set(capabilities or []) <= set(r.server_capabilities)]
+    if limit and len(found) > limit:
+        return reset, found[limit].application_id, found[:limit]
+    return reset, 0, found
+
+
 def unregister_application(ctx: AppContext, caller: Caller, app_id: int) -> dict:
     """The registration ends and its live certificate is revoked (a new CRL is signed and published)."""
     from .revocation import revoke
