@@ -9,7 +9,7 @@ KEY_SIZES = (2048, 3072, 4096)
 LAYOUT_NAMES = ("ua-net", "node-opcua", "open62541")  # pki.LAYOUTS holds the layouts themselves; a test checks they agree
 DEFAULT_LAYOUT = "ua-net"
 DEPLOY_MODES = ("file", "push", "pull")
-REVOCATION_REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation")
+REVOCATION_REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded", "cessationOfOperation")
 
 DEFAULT_KEY_SIZE = 2048
 DEFAULT_APP_DAYS = 365

@@ -32,8 +32,12 @@ def _issue_web_certificate(cm: Certmgr, folder: Path) -> tuple[Path, Path]:
 
 
 def _ca_context(cm: Certmgr) -> ssl.SSLContext:
-    """A TLS client that trusts certmgr's CA only (its certificate file is DER: cadata takes it as bytes)."""
-    return ssl.create_default_context(cadata=AppContext(cm.home).home.ca_cert_path.read_bytes())
+    """A TLS client that trusts certmgr's CA only. Its certificate goes in as PEM text, not DER bytes: CPython reads
+    DER cadata until OpenSSL's error queue says "end of data", so an error another test left on this thread's queue
+    is likely what once failed this load in CI (PROV BAD_DECRYPT; not reproduced alone). PEM reading ends on its
+    own "no start line" error, the newest on the queue."""
+    der = AppContext(cm.home).home.ca_cert_path.read_bytes()
+    return ssl.create_default_context(cadata=ssl.DER_cert_to_PEM_cert(der))
 
 
 def _presented(cm: Certmgr, port: int) -> str:
