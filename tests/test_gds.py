@@ -452,9 +452,9 @@ def test_refusals_carry_their_part12_status_codes(gds_home, tmp_path, pooled_key
             registrar = await _connect(url, admin_cert, admin_key, user=("registrar", PASSWORD))
             try:
                 gds = Gds(registrar)
-                not_implemented = await gds.status_of("QueryApplications", ua.Variant(0, ua.VariantType.UInt32),
-                                                      ua.Variant(10, ua.VariantType.UInt32), "", "", ua.Variant(0, ua.VariantType.UInt32),
-                                                      "", ua.Variant([], ua.VariantType.String))
+                not_implemented = await gds.status_of("QueryServers", ua.Variant(0, ua.VariantType.UInt32),
+                                                      ua.Variant(10, ua.VariantType.UInt32), "", "", "",
+                                                      ua.Variant([], ua.VariantType.String))
                 await gds.call("UnregisterApplication", app_id)
                 gone = await gds.status_of("GetApplication", app_id)
             finally:
