@@ -289,7 +289,10 @@ def test_pull_enrolment_waits_for_the_operator_and_the_certificate_is_the_regist
     assert revoke_refused == "BadUserAccessDenied" and after_revoke is True  # revoked: it needs a new one
     (dns, ips, status), = cm.sql("SELECT a.dns_names, a.ip_addresses, c.status FROM applications a JOIN certificates c "
                                  "ON c.application_id = a.id WHERE a.app_uri = :uri", uri=APP_URI)
-    assert (json.loads(dns), json.loads(ips), status) == ([], ["10.0.0.7"], "revoked")
+    def listed(value):  # a JSON column: text on SQLite, already a list through psycopg on PostgreSQL
+        return json.loads(value) if isinstance(value, str) else value
+
+    assert (listed(dns), listed(ips), status) == ([], ["10.0.0.7"], "revoked")
     actions = [row[0] for row in cm.sql("SELECT action FROM audit_events WHERE action LIKE 'gds.%' OR action = 'certificate.pull' ORDER BY id")]
     for expected in ("gds.register", "gds.refused", "gds.request", "gds.approve", "certificate.pull"):
         assert expected in actions, actions
