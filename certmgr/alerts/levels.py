@@ -130,12 +130,17 @@ def scan(ctx: AppContext, now: datetime, settings: AlertSettings) -> Iterator[Su
                 yield Subject(f"crl:{authority.thumbprint}", "crl", authority.subject, authority.thumbprint, latest.next_update,
                               _days(latest.next_update - now), level, f"certmgr's {reason}; run `certmgr crl refresh`")
         externals = list(session.scalars(select(db.ExternalCrl).order_by(db.ExternalCrl.next_update)))
-    root = _root_crl_subject(ctx, now, settings)
+    import pki
+
+    from ..services.ca_chain import load_chain
+
+    chain = load_chain(ctx.home)
+    root = _root_crl_subject(chain, now, settings) if chain is not None else None
     if root is not None:
         yield root
     # `crl import` of the root's CRL records it per store as well; the home's copy is the one the alert is about
     # (the same file reached every store), so it is said once, not once more per store
-    root_thumbprint = root.thumbprint if root is not None else _root_thumbprint(ctx)
+    root_thumbprint = pki.thumbprint(chain.root) if chain is not None else None
     yield from _external_subjects([e for e in externals if e.issuer_thumbprint != root_thumbprint], now, settings)
     # the fleet: peer certificates (expiry, a certificate that changed) and endpoints where a probe failed
     from ..services.peers import peer_subjects
@@ -145,25 +150,11 @@ def scan(ctx: AppContext, now: datetime, settings: AlertSettings) -> Iterator[Su
     yield from probe_subjects(ctx, now)
 
 
-def _root_thumbprint(ctx: AppContext) -> str | None:
-    import pki
-
-    from ..services.ca_chain import load_chain
-
-    chain = load_chain(ctx.home)
-    return pki.thumbprint(chain.root) if chain is not None else None
-
-
-def _root_crl_subject(ctx: AppContext, now: datetime, settings: AlertSettings) -> Subject | None:
+def _root_crl_subject(chain, now: datetime, settings: AlertSettings) -> Subject | None:
     """An issuing CA's home: the root's CRL, kept in the home (services/ca_chain.py). Stacks refuse every chain
     once it is past its nextUpdate, and only the root's machine can renew it."""
     import pki
 
-    from ..services.ca_chain import load_chain
-
-    chain = load_chain(ctx.home)
-    if chain is None:
-        return None
     next_update = chain.root_crl.next_update_utc
     level, reason = crl_level(next_update, now, settings)
     if level == "ok":

@@ -57,7 +57,7 @@ def rollover_group(ctx: click.Context, emergency: bool, yes: bool) -> None:
     from ..services.rollover_emergency import emergency as run_emergency
 
     result = run_emergency(app)
-    failed = [r for r in result["renewals"] if r["outcome"] != "renewed"]
+    failed = _failed(result)
     _show(app, result, [("re-keyed", f"{len(result['renewals']) - len(failed)} of {len(result['renewals'])}"),
                         ("revoked", f"{result['revoked']} certificates of the old CA (cACompromise)")])
     if failed:
@@ -110,7 +110,7 @@ def rollover_advance(app) -> None:
     from ..services.rollover import advance
 
     result = advance(app)
-    failed = [r for r in result["renewals"] if r["outcome"] != "renewed"]
+    failed = _failed(result)
     _show(app, result, [("re-issued", f"{len(result['renewals']) - len(failed)} of {len(result['renewals'])}")]
           + [(r["app_uri"], f"failed at {r['failed_stage']}: {r['reason']}") for r in failed])
     if failed:
@@ -135,3 +135,9 @@ def rollover_finish(app) -> None:
         from ..errors import OperationFailed
 
         raise OperationFailed(f"{len(errors)} store(s) still hold the old CA", "fix them, then run finish again")
+
+
+def _failed(result: dict) -> list[dict]:
+    """The re-issues of advance or --emergency that did not renew (each keeps its old-CA certificate)."""
+    return [r for r in result["renewals"] if r["outcome"] != "renewed"]
+
