@@ -15,7 +15,7 @@ TARGET_APPS, TARGET_SECONDS = 10_000, 15 * 60
 @section("rekey", "emergency re-key of N applications on local stores with loopback proofs; rate vs keygen-only rate")
 def bench_rekey(work: Path, quick: bool = False, n: int | None = None) -> None:
     import ca
-    from certmgr.services import rollover
+    from certmgr.services.rollover_emergency import emergency
     from certmgr.services.issuing import IssueRequest, issue_application
     from certmgr.services.keygen import default_workers, generate_keys
 
@@ -29,7 +29,7 @@ def bench_rekey(work: Path, quick: bool = False, n: int | None = None) -> None:
     keygen = timed(lambda: generate_keys([2048] * (count + 1), workers=workers))
     keygen_rate = (count + 1) / keygen
     started = time.perf_counter()
-    report = rollover.emergency(ctx)
+    report = emergency(ctx)
     wall = time.perf_counter() - started
     renewed = sum(1 for r in report["renewals"] if r["outcome"] == "renewed")
     rate = renewed / wall
